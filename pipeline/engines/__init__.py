@@ -1,0 +1,77 @@
+"""The two engines and what they share: combining criterion results into the evaluation.
+
+Each engine returns, per criterion, `patient_id, status` and evidence columns. What
+follows is the same for both and lives here once: criteria that read an absent table
+become `unknown`, the columns get their output names and types, and each patient's
+overall status is derived.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from pipeline.ingest import Registry
+from pipeline.trial import Trial
+
+ENGINES = ("polars", "duckdb")
+PID = "patient_id"
+
+
+def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
+    """One dtype per family, so that both engines' frames compare (and write) identically."""
+    casts = []
+    for name, dtype in frame.schema.items():
+        if dtype.is_integer():
+            casts.append(pl.col(name).cast(pl.Int64))
+        elif dtype.is_float() or dtype.is_decimal():
+            casts.append(pl.col(name).cast(pl.Float64))
+        elif dtype == pl.Date:
+            casts.append(pl.col(name))
+        elif dtype == pl.Null:
+            casts.append(pl.col(name).cast(pl.Utf8))
+        else:
+            casts.append(pl.col(name).cast(pl.Utf8))
+    return frame.select(casts)
+
+
+def overall_status(criteria_ids: list[str]) -> pl.Expr:
+    """ineligible if any criterion fails; eligible if all but `screening` pass; else possible."""
+    cols = [pl.col(c) for c in criteria_ids]
+    any_fail = pl.any_horizontal(*[c == "fail" for c in cols])
+    all_pass = pl.all_horizontal(*[c.is_in(["pass", "screening"]) for c in cols])
+    return (pl.when(any_fail).then(pl.lit("ineligible")).when(all_pass).then(pl.lit("eligible"))
+            .otherwise(pl.lit("possible")))
+
+
+def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "polars") -> pl.DataFrame:
+    """The evaluation matrix: patient_id, site_id, status, a column per criterion, then evidence.
+
+    Sorted by patient_id in code-point order. Evidence columns are named
+    `<criterion id>__<evidence>`.
+    """
+    if engine == "polars":
+        from pipeline.engines import polars_engine as eng
+    elif engine == "duckdb":
+        from pipeline.engines import duckdb_engine as eng
+    else:
+        raise ValueError(f"unknown engine {engine!r}")
+    results = eng.evaluate(registry.tables, trial.criteria, as_of)
+    absent = set(registry.absent)
+    base = registry.tables["patients"].select(PID, "site_id")
+    evidence: list[pl.Expr] = []
+    for c in trial.criteria:
+        res = _normalise(results[c.id])
+        missing = sorted(set(c.tables) & absent)
+        ev_cols = [n for n in res.columns if n not in (PID, "status")]
+        if missing:  # an absent table is not an empty one: nothing can be judged
+            res = res.with_columns(pl.lit("unknown").alias("status"),
+                                   *[pl.lit(None, res.schema[n]).alias(n) for n in ev_cols])
+        res = res.rename({"status": c.id, **{n: f"{c.id}__{n}" for n in ev_cols}})
+        base = base.join(res, on=PID, how="left", maintain_order="left")
+        evidence += [pl.col(f"{c.id}__{n}") for n in ev_cols]
+    ids = trial.ids
+    return (base.with_columns(overall_status(ids).alias("status"))
+            .select(PID, "site_id", "status", *ids, *evidence)
+            .sort(PID))

@@ -1,0 +1,386 @@
+"""The Polars engine: each rule of the trial as lazy, vectorised Polars.
+
+Every rule gets the accepted tables as LazyFrames (an absent optional table comes as
+an empty frame of the right schema; the caller marks its criteria `unknown`), its
+parameters and the reference date D, and returns one row per patient:
+`patient_id, status` and the rule's evidence columns. Statuses are computed with
+explicit `when/then` on every branch, never by what a null happens to do.
+
+The SQL twin of each function is `sql/rules/<rule>.sql`; keep them in step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+import polars as pl
+
+PASS, FAIL, UNKNOWN, SCREENING = "pass", "fail", "unknown", "screening"
+PID = "patient_id"
+Tables = dict[str, pl.LazyFrame]
+Rule = Callable[[Tables, dict, dt.date], pl.LazyFrame]
+RULES: dict[str, Rule] = {}
+
+
+def rule(fn: Rule) -> Rule:
+    RULES[fn.__name__] = fn
+    return fn
+
+
+def lit(value: str) -> pl.Expr:
+    return pl.lit(value, pl.Utf8)
+
+
+def days_before(D: dt.date, n: int) -> dt.date:
+    return D - dt.timedelta(days=n)
+
+
+def latest(frame: pl.LazyFrame, date_col: str, value: str, D: dt.date, days: int, worst: str,
+           name: str) -> pl.LazyFrame:
+    """Per patient, the latest non-empty `value` dated in [D - days, D]; a same-day tie gives the worst.
+
+    Returns `patient_id, <name>, <name>_date`.
+    """
+    f = frame.filter(pl.col(value).is_not_null() & pl.col(date_col).is_between(days_before(D, days), D))
+    f = f.filter(pl.col(date_col) == pl.col(date_col).max().over(PID))
+    agg = pl.col(value).max() if worst == "max" else pl.col(value).min()
+    return f.group_by(PID).agg(agg.alias(name), pl.col(date_col).first().alias(f"{name}_date"))
+
+
+def age_years(birth: pl.Expr, D: dt.date) -> pl.Expr:
+    """Completed years at D: D.year - birth.year - ((D.month, D.day) < (birth.month, birth.day))."""
+    before_birthday = (pl.lit(D.month) < birth.dt.month()) | (
+        (pl.lit(D.month) == birth.dt.month()) & (pl.lit(D.day) < birth.dt.day()))
+    return (pl.lit(D.year, pl.Int64) - birth.dt.year().cast(pl.Int64) - before_birthday.cast(pl.Int64))
+
+
+def active_at(D: dt.date) -> pl.Expr:
+    """A condition is active at D: (onset empty or <= D) and (end empty or >= D)."""
+    return ((pl.col("onset_date").is_null() | (pl.col("onset_date") <= D))
+            & (pl.col("end_date").is_null() | (pl.col("end_date") >= D)))
+
+
+def patients(t: Tables) -> pl.LazyFrame:
+    return t["patients"].select(PID)
+
+
+def flag(t: Tables, cond: pl.Expr, name: str = "hit") -> pl.LazyFrame:
+    """Patients with at least one condition row matching `cond` (one row each)."""
+    return t["conditions"].filter(cond).select(PID).unique().with_columns(pl.lit(True).alias(name))
+
+
+def fail_if_flagged(t: Tables, cond: pl.Expr) -> pl.LazyFrame:
+    return patients(t).join(flag(t, cond), on=PID, how="left").select(
+        PID, pl.when(pl.col("hit").fill_null(False)).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"))
+
+
+@rule
+def alive(t, p, D):
+    dead = pl.col("death_date").is_not_null() & (pl.col("death_date") <= D)
+    return t["patients"].select(PID, pl.when(dead).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"))
+
+
+@rule
+def age(t, p, D):
+    a = age_years(pl.col("birth_date"), D)
+    within = a >= p["min_age"]
+    if p["max_age"] is not None:
+        within = within & (a <= p["max_age"])
+    return t["patients"].select(
+        PID, pl.when(pl.col("birth_date").is_null()).then(lit(UNKNOWN))
+        .when(within).then(lit(PASS)).otherwise(lit(FAIL)).alias("status"), a.alias("age"))
+
+
+@rule
+def ms_course(t, p, D):
+    c = pl.col("ms_course")
+    return t["patients"].select(
+        PID, pl.when(c.is_in(p["courses"])).then(lit(PASS))
+        .when(c.is_in(p["unknown_courses"])).then(lit(UNKNOWN)).otherwise(lit(FAIL)).alias("status"))
+
+
+@rule
+def research_consent(t, p, D):
+    c = pl.col("research_consent")
+    return t["patients"].select(
+        PID, pl.when(c == "Y").then(lit(PASS)).when(c == "N").then(lit(FAIL)).otherwise(lit(UNKNOWN)).alias("status"))
+
+
+@rule
+def edss_range(t, p, D):
+    e = latest(t["visits"], "visit_date", "edss", D, p["lookback_days"], "max", "edss")
+    return patients(t).join(e, on=PID, how="left").select(
+        PID, pl.when(pl.col("edss").is_null()).then(lit(UNKNOWN))
+        .when(pl.col("edss").is_between(p["min_edss"], p["max_edss"])).then(lit(PASS))
+        .otherwise(lit(FAIL)).alias("status"), "edss", "edss_date")
+
+
+@rule
+def disease_duration(t, p, D):
+    # Dates after D are not known at D: such an onset or diagnosis counts as empty.
+    def years(col):
+        known = pl.col(col).is_not_null() & (pl.col(col) <= D)
+        return pl.when(known).then((pl.lit(D) - pl.col(col)).dt.total_days().cast(pl.Float64) / 365.25)
+    onset, diag = years("onset_date"), years("diagnosis_date")
+    return t["patients"].select(
+        PID, pl.when(onset.is_not_null()).then(pl.when(onset < p["max_years"]).then(lit(PASS)).otherwise(lit(FAIL)))
+        # Onset can only precede diagnosis: a diagnosis that old already fails.
+        .when(diag.is_not_null() & (diag >= p["max_years"])).then(lit(FAIL))
+        .otherwise(lit(UNKNOWN)).alias("status"),
+        pl.coalesce(onset, diag).alias("years"))
+
+
+@rule
+def no_malignancy(t, p, D):
+    code = pl.col("code").fill_null("")
+    excluded = pl.lit(False)
+    for prefix in p["excluded_code_prefixes"]:
+        excluded = excluded | code.str.starts_with(prefix.upper())
+    cond = ((pl.col("category") == "malignancy")
+            & (pl.col("onset_date").is_null() | (pl.col("onset_date") <= D)) & ~excluded)
+    return fail_if_flagged(t, cond)
+
+
+@rule
+def no_severe_condition(t, p, D):
+    return fail_if_flagged(t, pl.col("severity").is_in(p["severities"]) & active_at(D))
+
+
+@rule
+def consent_capacity(t, p, D):
+    return fail_if_flagged(t, (pl.col("impairs_consent") == "Y") & active_at(D))
+
+
+@rule
+def uncontrolled_infection(t, p, D):
+    inf = t["conditions"].filter((pl.col("category") == "infection")
+                                 & pl.col("infection_type").is_in(p["infection_types"]) & active_at(D))
+    per = inf.group_by(PID).agg((pl.col("controlled") == "N").any().alias("any_n"),
+                                pl.col("controlled").is_null().any().alias("any_empty"))
+    return patients(t).join(per, on=PID, how="left").select(
+        PID, pl.when(pl.col("any_n").fill_null(False)).then(lit(FAIL))
+        .when(pl.col("any_empty").fill_null(False)).then(lit(UNKNOWN)).otherwise(lit(PASS)).alias("status"))
+
+
+def _function_test(t, D, test, days, name):
+    return latest(t["function_tests"].filter(pl.col("test") == test), "test_date", "value", D, days, "min", name)
+
+
+@rule
+def lvef(t, p, D):
+    e = _function_test(t, D, "LVEF", p["lookback_days"], "lvef")
+    return patients(t).join(e, on=PID, how="left").select(
+        PID, pl.when(pl.col("lvef").is_null()).then(lit(UNKNOWN))
+        .when(pl.col("lvef") < p["min_lvef"]).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"),
+        "lvef", "lvef_date")
+
+
+@rule
+def pulmonary_function(t, p, D):
+    fev = _function_test(t, D, "FEV1", p["lookback_days"], "fev1")
+    dlco = _function_test(t, D, "DLCO", p["lookback_days"], "dlco")
+    f, d = pl.col("fev1"), pl.col("dlco")
+    low = (f.is_not_null() & (f < p["min_fev1"])) | (d.is_not_null() & (d < p["min_dlco"]))
+    return patients(t).join(fev, on=PID, how="left").join(dlco, on=PID, how="left").select(
+        PID, pl.when(low).then(lit(FAIL)).when(f.is_not_null() & d.is_not_null()).then(lit(PASS))
+        .otherwise(lit(UNKNOWN)).alias("status"), "fev1", "fev1_date", "dlco", "dlco_date")
+
+
+@rule
+def screening(t, p, D):
+    return patients(t).with_columns(lit(SCREENING).alias("status"))
+
+
+def lab_ratios(t: Tables, D: dt.date, days: int, uln: dict[str, tuple[float, float | None]]) -> pl.LazyFrame:
+    """Latest result of each test in `uln` within `days`, as value/ULN; a same-day tie gives the highest ratio.
+
+    `uln` maps a test to (default ULN in U/L or umol/L, umol/L per mg/dL or None).
+    ULN: the row's ref_high (same unit as the value), else the default converted to
+    the row's unit. Returns one row per (patient, test): ratio, value in mg/dL, date.
+    """
+    test, unit = pl.col("test"), pl.col("unit")
+    default_uln = pl.lit(None, pl.Float64)
+    to_mg_dl = pl.lit(None, pl.Float64)
+    for name, (default, factor) in uln.items():
+        converted = pl.lit(default) if factor is None else (
+            pl.when(unit == "mg/dL").then(pl.lit(default) / factor).otherwise(pl.lit(default)))
+        default_uln = pl.when(test == name).then(converted).otherwise(default_uln)
+        if factor is not None:
+            to_mg_dl = pl.when(test == name).then(
+                pl.when(unit == "mg/dL").then(pl.col("value")).otherwise(pl.col("value") / factor)).otherwise(to_mg_dl)
+    f = (t["labs"].filter(test.is_in(list(uln)) & pl.col("sample_date").is_between(days_before(D, days), D))
+         .with_columns((pl.col("value") / pl.coalesce(pl.col("ref_high"), default_uln)).alias("ratio"),
+                       to_mg_dl.alias("mg_dl")))
+    f = f.filter(pl.col("sample_date") == pl.col("sample_date").max().over(PID, "test"))
+    # The worst of a same-day tie: highest ratio, then highest value in mg/dL (a total
+    # order on what is used, so both engines pick the same row).
+    return (f.sort(PID, "test", "ratio", "mg_dl", descending=[False, False, True, True], nulls_last=True)
+            .group_by(PID, "test").agg(pl.col("ratio").first(), pl.col("mg_dl").first(),
+                                       pl.col("sample_date").first()))
+
+
+@rule
+def organ_function(t, p, D):
+    uln = {"AST": (p["ast_default_uln"], None), "ALT": (p["alt_default_uln"], None),
+           "TBIL": (p["tbil_default_uln_umol"], p["tbil_umol_per_mg_dl"]),
+           "CREAT": (p["creat_default_uln_umol"], p["creat_umol_per_mg_dl"])}
+    labs = lab_ratios(t, D, p["lookback_days"], uln)
+    wide = labs.group_by(PID).agg(
+        *[pl.col("ratio").filter(pl.col("test") == x).first().alias(x.lower()) for x in uln])
+    limits = {"ast": p["ast_max_uln"], "alt": p["alt_max_uln"], "tbil": p["tbil_max_uln"], "creat": p["creat_max_uln"]}
+    above = pl.lit(False)
+    for col, limit in limits.items():
+        above = above | (pl.col(col).is_not_null() & (pl.col(col) > limit))
+    all_present = pl.all_horizontal(*[pl.col(c).is_not_null() for c in limits])
+    return patients(t).join(wide, on=PID, how="left").select(
+        PID, pl.when(above).then(lit(FAIL)).when(all_present).then(lit(PASS)).otherwise(lit(UNKNOWN)).alias("status"),
+        *[pl.col(c).alias(f"{c}_uln_ratio") for c in limits])
+
+
+@rule
+def creatinine_clearance(t, p, D):
+    uln = {"CREAT": (p["creat_default_uln_umol"], p["creat_umol_per_mg_dl"])}
+    creat = lab_ratios(t, D, p["lab_lookback_days"], uln).select(PID, pl.col("mg_dl").alias("creat_mg_dl"))
+    weight = latest(t["visits"], "visit_date", "weight_kg", D, p["weight_lookback_days"], "min", "weight")
+    a = age_years(pl.col("birth_date"), D)
+    # Cockcroft-Gault, in the order the formula is written (both engines alike).
+    male = (pl.lit(140, pl.Int64) - a).cast(pl.Float64) * pl.col("weight") / (pl.lit(72.0) * pl.col("creat_mg_dl"))
+    female = male * p["female_factor"]
+    sex, lo = pl.col("sex"), p["min_crcl"]
+    crcl = pl.when(sex == "F").then(female).when(sex == "M").then(male)
+    # Unknown sex: decided only when both possible values agree.
+    status = (pl.when(male.is_null()).then(lit(UNKNOWN))
+              .when(sex.is_in(["F", "M"])).then(pl.when(crcl < lo).then(lit(FAIL)).otherwise(lit(PASS)))
+              .when(male < lo).then(lit(FAIL)).when(female >= lo).then(lit(PASS)).otherwise(lit(UNKNOWN)))
+    return (t["patients"].select(PID, "sex", "birth_date")
+            .join(creat, on=PID, how="left").join(weight, on=PID, how="left")
+            .select(PID, status.alias("status"), crcl.alias("crcl"), "creat_mg_dl", "weight", "weight_date"))
+
+
+@rule
+def karnofsky(t, p, D):
+    k = latest(t["visits"], "visit_date", "karnofsky", D, p["lookback_days"], "min", "karnofsky")
+    return patients(t).join(k, on=PID, how="left").select(
+        PID, pl.when(pl.col("karnofsky").is_null()).then(lit(UNKNOWN))
+        .when(pl.col("karnofsky") < p["min_karnofsky"]).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"),
+        "karnofsky", "karnofsky_date")
+
+
+def _day(col: str) -> pl.Expr:
+    """A date as whole days since 1970-01-01 (the engines compare days, not timestamps)."""
+    return pl.col(col).cast(pl.Int64)
+
+
+def valid_edss_visits(t: Tables, p: dict, D: dt.date) -> pl.LazyFrame:
+    """The EDSS series for progression: one value per date (the highest), dated <= D,
+    without visits within `relapse_exclusion_days` after a relapse onset (a relapse
+    inflates EDSS for weeks and is not progression). Columns: patient_id, day, edss.
+    """
+    series = (t["visits"].filter(pl.col("edss").is_not_null() & (pl.col("visit_date") <= D))
+              .group_by(PID, "visit_date").agg(pl.col("edss").max())
+              .select(PID, _day("visit_date").alias("day"), "edss").sort("day"))
+    onsets = (t["relapses"].filter(pl.col("onset_date") <= D)
+              .select(PID, _day("onset_date").alias("onset")).unique().sort("onset"))
+    # The latest onset on or before the visit is the only one that can still cover it.
+    return (series.join_asof(onsets, left_on="day", right_on="onset", by=PID, strategy="backward", check_sortedness=False)
+            .filter(pl.col("onset").is_null() | (pl.col("day") > pl.col("onset") + p["relapse_exclusion_days"]))
+            .select(PID, "day", "edss"))
+
+
+def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
+    """Per valid visit v, the highest threshold at which v is a confirmed or a pending worsening.
+
+    C(v) is the earliest valid visit >= v.day + confirmation_days. v is confirmed at a
+    threshold thr when C exists and every valid visit from v to C is >= thr, i.e. when
+    `conf_level` = min(edss over [v.day, v.day + confirmation_days), edss of C) >= thr.
+    Without C, v is pending when every valid visit from v on is >= thr: `pend_level`.
+    """
+    conf = p["confirmation_days"]
+    right = valid.select(PID, pl.col("day").alias("c_day"), pl.col("edss").alias("c_edss")).sort("c_day")
+    v = (valid.with_columns((pl.col("day") + conf).alias("c_from")).sort("c_from")
+         .join_asof(right, left_on="c_from", right_on="c_day", by=PID, strategy="forward", check_sortedness=False))
+    # A key that orders patients apart and days backwards, so that a backward-looking
+    # integer rolling window of `conf` covers [day, day + conf) of the same patient.
+    v = (v.with_columns((pl.col(PID).rank("dense").cast(pl.Int64) * 1_000_000 - (pl.col("day") + 200_000)).alias("key"))
+         .sort("key"))
+    return v.with_columns(
+        pl.col("edss").rolling_min_by("key", window_size=f"{conf}i", closed="right").alias("win_min"),
+        pl.col("edss").cum_min().over(PID).alias("after_min"),
+    ).select(
+        PID, "day", "edss", "c_day",
+        pl.when(pl.col("c_day").is_not_null()).then(pl.min_horizontal("win_min", "c_edss")).alias("conf_level"),
+        pl.when(pl.col("c_day").is_null()).then(pl.col("after_min")).alias("pend_level"),
+    )
+
+
+def episodes(t: Tables, p: dict, D: dt.date) -> pl.LazyFrame:
+    """Line 1/2 episodes started by D with a non-empty window [start + lag, end or D]."""
+    d = (pl.lit(D).cast(pl.Int64))
+    end = pl.when(pl.col("end_date").is_not_null() & (pl.col("end_date") <= D)).then(_day("end_date")).otherwise(d)
+    return (t["treatments"].filter(pl.col("line").is_in(p["lines"]) & (pl.col("start_date") <= D))
+            .select(PID, "drug", "start_date", "end_date", _day("start_date").alias("start"),
+                    (_day("start_date") + p["lag_days"]).alias("win_lo"), end.alias("win_hi"))
+            .filter(pl.col("win_hi") >= pl.col("win_lo"))
+            .with_row_index("ep"))
+
+
+@rule
+def progression_on_therapy(t, p, D):
+    valid = valid_edss_visits(t, p, D).collect().lazy()
+    levels = visit_levels(valid, p)
+    ep = episodes(t, p, D).sort("start")
+    base = valid.select(PID, pl.col("day").alias("b_day"), pl.col("edss").alias("b_edss")).sort("b_day")
+    # Baseline: the latest valid visit in [start - lookback, start], else the earliest in (start, start + late].
+    ep = (ep.join_asof(base.rename({"b_day": "b1_day", "b_edss": "b1_edss"}), left_on="start", right_on="b1_day",
+                       by=PID, strategy="backward", check_sortedness=False)
+          .with_columns((pl.col("start") + 1).alias("after_start")).sort("after_start")
+          .join_asof(base.rename({"b_day": "b2_day", "b_edss": "b2_edss"}), left_on="after_start",
+                     right_on="b2_day", by=PID, strategy="forward", check_sortedness=False))
+    early = pl.col("b1_day").is_not_null() & (pl.col("b1_day") >= pl.col("start") - p["baseline_lookback_days"])
+    late = pl.col("b2_day").is_not_null() & (pl.col("b2_day") <= pl.col("start") + p["late_baseline_days"])
+    b = pl.when(early).then(pl.col("b1_edss")).when(late).then(pl.col("b2_edss"))
+    b_day = pl.when(early).then(pl.col("b1_day")).when(late).then(pl.col("b2_day"))
+    ep = ep.with_columns(b.alias("b"), b_day.alias("b_day")).with_columns(
+        (pl.col("b") + pl.when(pl.col("b") < p["increase_step_edss"]).then(pl.lit(p["increase_below"]))
+         .otherwise(pl.lit(p["increase_from"]))).alias("thr"))
+    # Visits in each episode's window (episodes are judged each on its own).
+    inwin = (ep.select("ep", PID, "win_lo", "win_hi", "thr").join(levels, on=PID, how="inner")
+             .filter(pl.col("day").is_between(pl.col("win_lo"), pl.col("win_hi"))))
+    confirmed = (pl.col("conf_level") >= pl.col("thr")).fill_null(False)
+    judged = inwin.group_by("ep").agg(
+        pl.len().alias("n_window"),
+        confirmed.any().alias("confirmed"),
+        (pl.col("pend_level") >= pl.col("thr")).fill_null(False).any().alias("pending"),
+        pl.col("day").filter(confirmed).min().alias("w_day"),
+    )
+    first_w = (inwin.filter(confirmed).select("ep", pl.col("day").alias("w_day"), pl.col("edss").alias("w_edss"),
+                                              pl.col("c_day").alias("w_c_day")))
+    ep = (ep.join(judged, on="ep", how="left").join(first_w, on=["ep", "w_day"], how="left")
+          .with_columns(
+              pl.when(pl.col("confirmed").fill_null(False)).then(lit(PASS))
+              .when(pl.col("b").is_null() | pl.col("n_window").is_null()).then(lit(UNKNOWN))  # not evaluable
+              .when(pl.col("pending").fill_null(False)).then(lit(UNKNOWN))
+              .otherwise(lit(FAIL)).alias("ep_status")))
+    rank = pl.col("ep_status").replace_strict({PASS: 0, UNKNOWN: 1, FAIL: 2}, return_dtype=pl.Int64)
+    # The episode shown as evidence: the decisive one, earliest worsening first.
+    shown = (ep.with_columns(rank.alias("rank"))
+             .sort("rank", "w_day", "start", "drug", "end_date", nulls_last=True)
+             .group_by(PID, maintain_order=True).first())
+
+    def as_date(col):
+        return pl.col(col).cast(pl.Int32).cast(pl.Date)
+
+    return patients(t).join(shown, on=PID, how="left").select(
+        PID, pl.col("ep_status").fill_null(lit(FAIL)).alias("status"),
+        pl.col("drug"), pl.col("start_date").alias("episode_start"), pl.col("end_date").alias("episode_end"),
+        as_date("b_day").alias("baseline_date"), pl.col("b").alias("baseline_edss"),
+        as_date("w_day").alias("worsening_date"), pl.col("w_edss").alias("worsening_edss"),
+        as_date("w_c_day").alias("confirmed_date"))
+
+
+def evaluate(tables: dict[str, pl.DataFrame], criteria, as_of: dt.date) -> dict[str, pl.DataFrame]:
+    """Run every criterion's rule; all lazy plans are collected together."""
+    lazy = {name: frame.lazy() for name, frame in tables.items()}
+    plans = [RULES[c.rule](lazy, c.parameters, as_of) for c in criteria]
+    return dict(zip([c.id for c in criteria], pl.collect_all(plans)))

@@ -1,0 +1,185 @@
+"""Ingest and validate an export folder: accepted typed tables, quarantine, accounting.
+
+Every row read ends in exactly one place: accepted, quarantined (with its line and a
+plain-language reason) or dropped as an exact duplicate of an earlier row; the
+counts are kept per table so that `rows_read = accepted + quarantined + duplicates`
+can be checked by anyone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandera.polars as pa
+import polars as pl
+
+import schemas
+from pipeline.dialect import Dialect
+from pipeline.errors import FatalInputError
+from pipeline.readcsv import LINE, NFIELDS, decode, read_csv_text
+from pipeline.vocabulary import DrugVocabulary
+from schemas import rules
+
+REASON = "_reason"
+
+
+@dataclass
+class TableInput:
+    """Row accounting of one table, as written to `summary.json` `inputs`."""
+
+    present: bool
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    duplicates_dropped: int = 0
+    file: str | None = None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        if d["file"] is None:
+            d.pop("file")
+        return d
+
+
+@dataclass
+class Registry:
+    """The accepted export: typed tables (empty when absent: see `absent`) and accounting."""
+
+    tables: dict[str, pl.DataFrame]
+    inputs: dict[str, TableInput]
+    quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
+    dialect: Dialect = field(default_factory=Dialect)
+
+    @property
+    def absent(self) -> list[str]:
+        return [t for t, inp in self.inputs.items() if not inp.present]
+
+
+def find_files(folder: Path) -> dict[str, Path]:
+    """Table name -> file, matching `<table>.csv` case-insensitively."""
+    by_name = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    return {t: by_name[f"{t}.csv"] for t in schemas.TABLES if f"{t}.csv" in by_name}
+
+
+def _reasons(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series:
+    """One reason text per row (null when the row breaks no rule), from pandera's failure cases."""
+    try:
+        schema.validate(frame, lazy=True)
+        return pl.Series(REASON, [None] * frame.height, dtype=pl.Utf8)
+    except pa.errors.SchemaErrors as err:
+        fc = err.failure_cases
+    template = (pl.when(pl.col("check") == "not_nullable").then(pl.lit("{column} is empty but required"))
+                .otherwise(pl.col("check")))
+    reason = (template.str.replace_all("{column}", pl.col("column").fill_null(""), literal=True)
+              .str.replace_all("{value}", pl.col("failure_case").cast(pl.Utf8).fill_null(""), literal=True))
+    per_row = (fc.filter(pl.col("index").is_not_null())
+               .select(pl.col("index").cast(pl.Int64), reason.alias(REASON))
+               .unique(maintain_order=True)
+               .group_by("index", maintain_order=True).agg(pl.col(REASON).str.join("; ")))
+    return (pl.DataFrame({"index": pl.int_range(frame.height, eager=True, dtype=pl.Int64)})
+            .join(per_row, on="index", how="left", maintain_order="left")[REASON])
+
+
+def _add_reason(frame: pl.DataFrame, extra: pl.Expr) -> pl.DataFrame:
+    """Append a reason (when `extra` is not null) to the row's existing reasons."""
+    return frame.with_columns(
+        pl.concat_str([pl.col(REASON), extra], separator="; ", ignore_nulls=True).replace("", None).alias(REASON))
+
+
+def _validate(frame: pl.DataFrame, table: str, ctx: rules.Context, n_header: int) -> pl.DataFrame:
+    schema = schemas.MODULES[table].schema(ctx).add_columns({NFIELDS: rules.field_count(n_header)})
+    return frame.with_columns(_reasons(frame, schema))
+
+
+def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: dt.date,
+           max_reject: float = 0.05) -> Registry:
+    """Read, validate and link every table of an export folder.
+
+    Raises FatalInputError for what the contract calls fatal: no patients.csv, a
+    missing required column, an undecodable file, too many quarantined rows.
+    """
+    if not folder.is_dir():
+        raise FatalInputError(str(folder), "is not an export folder (no such directory)")
+    files = find_files(folder)
+    if schemas.REQUIRED_TABLE not in files:
+        raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
+    ctx = rules.Context(dialect, today, vocabulary)
+    inputs: dict[str, TableInput] = {}
+    checked: dict[str, pl.DataFrame] = {}
+    for table in schemas.TABLES:
+        path = files.get(table)
+        if path is None:
+            inputs[table] = TableInput(present=False)
+            continue
+        frame, n_header = _read_raw(path, table, ctx)
+        keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
+        first = frame.select(pl.struct(keys).is_first_distinct()).to_series()
+        inputs[table] = TableInput(present=True, rows_read=frame.height,
+                                   duplicates_dropped=int((~first).sum()), file=path.name)
+        checked[table] = _validate(frame.filter(first), table, ctx, n_header)
+
+    checked = _link_patients(checked)
+    tables: dict[str, pl.DataFrame] = {}
+    quarantine: dict[str, pl.DataFrame] = {}
+    for table in schemas.TABLES:  # an absent table is an empty frame of the right schema
+        if not inputs[table].present:
+            empty = pl.DataFrame(schema={c.name: pl.Utf8 for c in schemas.TABLES[table]})
+            tables[table] = empty.select(schemas.MODULES[table].typed(ctx))
+    for table, frame in checked.items():
+        bad = frame.filter(pl.col(REASON).is_not_null())
+        good = frame.filter(pl.col(REASON).is_null())
+        inp = inputs[table]
+        inp.rows_quarantined, inp.rows_accepted = bad.height, good.height
+        if inp.rows_read and bad.height / inp.rows_read > max_reject:
+            top = bad.group_by(REASON).len().sort(["len", REASON], descending=[True, False])[REASON][0]
+            line = bad.filter(pl.col(REASON) == top)[LINE][0]
+            raise FatalInputError(inp.file, (
+                f"{bad.height} of {inp.rows_read} rows ({bad.height / inp.rows_read:.1%}) would be quarantined, "
+                f"above the limit of {max_reject:.1%} (--max-reject); the most common reason, e.g. "
+                f"line {line}: {top}"))
+        quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
+        tables[table] = good.select(schemas.MODULES[table].typed(ctx))
+    return Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect)
+
+
+def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame, int]:
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
+    raw = read_csv_text(decode(raw_bytes, ctx.dialect.encoding, path.name), ctx.dialect.delimiter, path.name)
+    cols = schemas.TABLES[table]
+    missing = [c.name for c in cols if not c.optional and c.name not in raw.header]
+    if missing:
+        raise FatalInputError(path.name, f"required column '{missing[0]}' is missing from the header "
+                              f"(found: {', '.join(raw.header) or 'nothing'})", line=1, column=missing[0])
+    frame = raw.frame.select(
+        pl.col(LINE), pl.col(NFIELDS),
+        *[pl.col(c.name) if c.name in raw.header else pl.lit(None, pl.Utf8).alias(c.name) for c in cols],
+    )
+    return frame, raw.n_fields
+
+
+def _link_patients(checked: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Quarantine conflicting duplicate patients, and every row whose patient is not accepted."""
+    patients = checked["patients"]
+    pid = pl.col("patient_id")
+    n_rows = pl.len().over(pid)
+    conflict = (pl.when(pid.is_not_null() & (n_rows > 1)).then(pl.format(
+        "patient_id '{}' is on {} rows with different content (lines {})",
+        pid, n_rows, pl.col(LINE).cast(pl.Utf8).implode().over(pid).list.join(", "))))
+    patients = _add_reason(patients, conflict)
+    checked["patients"] = patients
+    accepted = patients.filter(pl.col(REASON).is_null())["patient_id"]
+    listed = patients["patient_id"].drop_nulls()
+    for table, frame in checked.items():
+        if table == "patients":
+            continue
+        unknown = (pl.when(pid.is_not_null() & ~pid.is_in(accepted.implode()))
+                   .then(pl.when(pid.is_in(listed.implode()))
+                         .then(pl.format("patient_id '{}' was quarantined in patients.csv", pid))
+                         .otherwise(pl.format("patient_id '{}' is not in patients.csv", pid))))
+        checked[table] = _add_reason(frame, unknown)
+    return checked

@@ -1,0 +1,268 @@
+"""A synthetic MS registry, realistic enough for tests, demos and benchmarks.
+
+    python -m pipeline.synth --patients 2000 --seed 1 --out DIR [--dialect regional] [--with-bad-rows]
+
+Everything is drawn per patient with numpy and exploded into rows with polars (no
+Python loop over patients): EDSS trajectories in 0.5 steps that drift upwards with
+relapses, visits every 3-12 months, DMT sequences escalating from first to second
+line with brand and generic names mixed, labs with mixed units and laboratory ULNs,
+cardiac/pulmonary tests for a subset, comorbidities, missing values, several sites.
+`--with-bad-rows` adds a handful of the messy rows a real export has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+REF = dt.date(2026, 11, 1)
+EPOCH = dt.date(1970, 1, 1)
+REF_DAY = (REF - EPOCH).days
+SITES = [f"SITE{i:02d}" for i in range(1, 9)]
+FIRST_LINE = ["Avonex", "Rebif", "interferon beta-1a", "Copaxone", "glatiramer_acetate", "Aubagio",
+              "Tecfidera", "dimethyl fumarate", "Plegridy", "Betaferon"]
+SECOND_LINE = ["Tysabri", "natalizumab", "Gilenya", "Ocrevus", "ocrelizumab", "Kesimpta", "Mavenclad",
+               "Lemtrada", "rituximab", "Mayzent"]
+DIALECTS = {"default": dict(separator=",", decimal=".", date_format="%Y-%m-%d", encoding="utf-8"),
+            "regional": dict(separator=";", decimal=",", date_format="%d.%m.%Y", encoding="cp1251")}
+
+
+def _pick(rng, values, n, p=None) -> pl.Series:
+    """n draws from `values` (None allowed) as a typed polars Series."""
+    return pl.Series(values, dtype=pl.Utf8).gather(rng.choice(len(values), size=n, p=p))
+
+
+def _where(mask, a, b) -> pl.Series:
+    return pl.select(pl.when(pl.Series(mask)).then(pl.lit(a) if not isinstance(a, pl.Series) else a)
+                     .otherwise(pl.lit(b, pl.Utf8) if not isinstance(b, pl.Series) else b)).to_series()
+
+
+def _date(days) -> pl.Expr:
+    return pl.lit(pl.Series(days).cast(pl.Int32)).cast(pl.Date) if not isinstance(days, pl.Expr) else days.cast(pl.Int32).cast(pl.Date)
+
+
+def _per_patient(rng, pids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return np.repeat(pids, counts)
+
+
+def generate(n: int, seed: int) -> dict[str, pl.DataFrame]:
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    pid = np.char.add("P", np.char.zfill(idx.astype(str), 7))
+    age_days = (rng.uniform(16, 78, n) * 365.25).astype(np.int64)
+    birth = REF_DAY - age_days
+    onset = birth + (rng.uniform(16, 50, n) * 365.25).astype(np.int64)
+    onset = np.minimum(onset, REF_DAY - 30)
+    diagnosis = np.minimum(onset + (rng.exponential(1.2, n) * 365.25).astype(np.int64), REF_DAY - 10)
+    dead = rng.random(n) < 0.02
+    patients = pl.DataFrame({
+        "patient_id": pid,
+        "site_id": _pick(rng, SITES, n, [.22, .18, .15, .12, .1, .1, .08, .05]),
+        "sex": _pick(rng, ["F", "M", None], n, [.69, .3, .01]),
+        "birth_date": birth, "onset_date": onset, "diagnosis_date": diagnosis,
+        "ms_course": _pick(rng, ["RRMS", "SPMS", "PPMS", "CIS", "RIS", "UNK", None], n, [.6, .17, .1, .05, .02, .03, .03]),
+        "research_consent": _pick(rng, ["Y", "N", None], n, [.7, .1, .2]),
+        "death_date": np.where(dead, REF_DAY - rng.integers(1, 2000, n), -10**6),
+    }).with_columns(
+        pl.when(pl.Series(rng.random(n) < .08)).then(None).otherwise(pl.col("onset_date")).alias("onset_date"),
+        pl.when(pl.Series(rng.random(n) < .04)).then(None).otherwise(pl.col("diagnosis_date")).alias("diagnosis_date"),
+        pl.when(pl.col("death_date") > -10**6).then(pl.col("death_date")).alias("death_date"),
+    ).with_columns(*[_date(pl.col(c)).alias(c) for c in ("birth_date", "onset_date", "diagnosis_date", "death_date")])
+
+    # Visits: every 3-12 months from diagnosis (or onset) to the reference date.
+    start = np.where(rng.random(n) < .5, diagnosis, onset)
+    span = np.maximum(REF_DAY - start, 1)
+    n_vis = np.clip((span / rng.uniform(90, 365, n)).astype(np.int64), 1, 60)
+    vp = np.repeat(idx, n_vis)
+    gaps = rng.uniform(90, 365, vp.size).astype(np.int64)
+    steps = rng.choice([-0.5, 0.0, 0.5, 1.0], size=vp.size, p=[.14, .6, .21, .05])
+    visits = pl.DataFrame({"i": vp, "gap": gaps, "step": steps, "w0": np.repeat(rng.uniform(48, 105, n), n_vis)}).with_columns(
+        (pl.lit(0) + pl.col("gap").cum_sum().over("i") - pl.col("gap")).alias("off"),
+        (pl.col("step").cum_sum().over("i") + pl.Series(np.repeat(rng.choice([0., .5, 1., 1.5, 2., 2.5, 3.], n), n_vis))).clip(0, 9.5).alias("edss"),
+    ).with_columns((pl.Series(np.repeat(start, n_vis)) + pl.col("off")).alias("day")).filter(pl.col("day") <= REF_DAY)
+    m = visits.height
+    visits = visits.select(
+        pl.col("i"),
+        _date(pl.col("day")).alias("visit_date"),
+        pl.when(pl.Series(rng.random(m) < .1)).then(None).otherwise(pl.col("edss")).alias("edss"),
+        pl.when(pl.Series(rng.random(m) < .45)).then(None).otherwise(
+            ((100 - pl.col("edss") * 9) / 10).round(0).clip(1, 10).cast(pl.Int64) * 10).alias("karnofsky"),
+        pl.when(pl.Series(rng.random(m) < .3)).then(None).otherwise(
+            (pl.col("w0") + pl.Series(rng.normal(0, 2, m))).round(1)).alias("weight_kg"),
+    )
+
+    # Relapses: a few per patient, more in relapsing courses.
+    n_rel = rng.poisson(np.where((patients["ms_course"] == "RRMS").fill_null(False).to_numpy(), 2.0, 0.6))
+    rp = np.repeat(idx, n_rel)
+    relapses = pl.DataFrame({"i": rp, "day": np.repeat(onset, n_rel) + (rng.random(rp.size) * np.repeat(REF_DAY - onset, n_rel)).astype(np.int64)})
+    relapses = relapses.select("i", _date(pl.col("day")).alias("onset_date"))
+
+    # Treatments: 0-4 sequential episodes, escalating to second line.
+    n_tr = rng.choice([0, 1, 2, 3, 4], n, p=[.15, .35, .28, .15, .07])
+    tp = np.repeat(idx, n_tr)
+    k = pl.DataFrame({"i": tp}).select(pl.int_range(pl.len()).over("i").alias("k"))["k"].to_numpy()
+    dur = (rng.uniform(0.2, 5.0, tp.size) * 365.25).astype(np.int64)
+    gap = (rng.uniform(0, 0.5, tp.size) * 365.25).astype(np.int64)
+    line2 = (k >= 1) & (rng.random(tp.size) < .7)
+    drug = _where(line2, _pick(rng, SECOND_LINE, tp.size), _pick(rng, FIRST_LINE, tp.size))
+    drug = _where(rng.random(tp.size) < .03, _pick(rng, ["Novantrone", "other", "Imuran"], tp.size), drug)
+    treatments = pl.DataFrame({"i": tp, "k": k, "drug": drug, "dur": dur, "gap": gap}).with_columns(
+        (pl.Series(np.repeat(diagnosis, n_tr)) + (pl.col("dur") + pl.col("gap")).cum_sum().over("i") - pl.col("dur")).alias("s"),
+    ).with_columns((pl.col("s") + pl.col("dur")).alias("e")).filter(pl.col("s") <= REF_DAY)
+    last = pl.col("k") == pl.col("k").max().over("i")
+    treatments = treatments.select(
+        "i", "drug", _date(pl.col("s")).alias("start_date"),
+        pl.when((last & pl.Series(rng.random(treatments.height) < .7)) | (pl.col("e") > REF_DAY)).then(None)
+        .otherwise(_date(pl.col("e"))).alias("end_date"))
+
+    # Labs: 65 % of patients, 1-3 panels in the last two years, mixed units and ULNs.
+    n_lab = np.where(rng.random(n) < .65, rng.integers(1, 4, n), 0)
+    lp = np.repeat(idx, n_lab)
+    lday = REF_DAY - rng.integers(0, 730, lp.size)
+    panels = []
+    spec = [("AST", ["U/L", "IU/L"], [.7, .3], 25, 40, None), ("ALT", ["U/L", "IU/L"], [.7, .3], 25, 40, None),
+            ("TBIL", ["umol/L", "µmol/L", "mg/dL"], [.7, .15, .15], 10, 21, 17.1),
+            ("CREAT", ["umol/L", "µmol/L", "mg/dL"], [.7, .1, .2], 75, 110, 88.4), ("HGB", ["g/L"], [1.], 135, 160, None)]
+    for test, units, up, mean, uln, factor in spec:
+        unit = _pick(rng, units, lp.size, up)
+        value = rng.lognormal(np.log(mean), 0.35, lp.size) * np.where(rng.random(lp.size) < .01, 8, 1)
+        ref = np.full(lp.size, float(uln))
+        if factor:
+            mg = unit == "mg/dL"
+            value = np.where(mg, value / factor, value)
+            ref = np.where(mg, ref / factor, ref)
+        ref = np.where(rng.random(lp.size) < .35, np.nan, ref * rng.choice([0.9, 1.0, 1.1], lp.size))
+        panels.append(pl.DataFrame({"i": lp, "sample_date": lday, "test": test, "value": np.round(value, 2),
+                                    "unit": unit, "ref_high": np.round(ref, 2)}))
+    labs = pl.concat(panels).with_columns(_date(pl.col("sample_date")).alias("sample_date"),
+                                          pl.col("ref_high").fill_nan(None))
+
+    # Cardiac and pulmonary function tests for about a quarter of the patients.
+    fp = np.repeat(idx, np.where(rng.random(n) < .25, 1, 0))
+    fday = REF_DAY - rng.integers(0, 700, fp.size)
+    function_tests = pl.concat([
+        pl.DataFrame({"i": fp, "test_date": fday, "test": t, "value": np.round(rng.normal(mu, sd, fp.size).clip(5, 99 if t == "LVEF" else 140), 1)})
+        for t, mu, sd in (("LVEF", 60, 7), ("FEV1", 88, 14), ("DLCO", 84, 15))
+    ]).with_columns(_date(pl.col("test_date")).alias("test_date"))
+
+    # Comorbidities, malignancies and infections.
+    n_c = rng.choice([0, 1, 2], n, p=[.7, .22, .08])
+    cp = np.repeat(idx, n_c)
+    c = cp.size
+    cat = _pick(rng, ["malignancy", "infection", "psychiatric", "cardiac", "pulmonary", "hepatic", "renal", "other"], c,
+                [.1, .25, .2, .1, .08, .07, .05, .15])
+    cday = REF_DAY - rng.integers(0, 3650, c)
+    ended = rng.random(c) < .5
+    malignant = (cat == "malignancy").to_numpy()
+    infection = (cat == "infection").to_numpy()
+    conditions = pl.DataFrame({
+        "i": cp, "code": _where(malignant, _pick(rng, ["C50.9", "C44.9", "C43.9", "C61"], c),
+                               _pick(rng, ["J18.9", "F32.1", "I50.9", None], c)),
+        "category": cat, "onset_date": cday, "end_date": np.where(ended, cday + rng.integers(10, 400, c), -10**6),
+        "severity": _pick(rng, ["mild", "moderate", "severe", None], c, [.45, .3, .1, .15]),
+        "infection_type": _where(infection, _pick(rng, ["bacterial", "fungal", "viral", None], c, [.5, .1, .3, .1]), None),
+        "controlled": _where(infection, _pick(rng, ["Y", "N", None], c, [.7, .15, .15]), None),
+        "impairs_consent": _pick(rng, ["Y", "N", None], c, [.03, .5, .47]),
+    }).with_columns(_date(pl.col("onset_date")).alias("onset_date"),
+                    pl.when(pl.col("end_date") > -10**6).then(_date(pl.col("end_date"))).alias("end_date"))
+
+    ids = pl.Series("patient_id", pid)
+    out = {"patients": patients}
+    for name, frame in (("visits", visits), ("relapses", relapses), ("treatments", treatments), ("labs", labs),
+                        ("function_tests", function_tests), ("conditions", conditions)):
+        out[name] = frame.with_columns(ids.gather(frame["i"]).alias("patient_id")).select(
+            "patient_id", *[col for col in frame.columns if col != "i"])
+    return out
+
+
+def bad_rows(dialect: str) -> dict[str, list[dict]]:
+    """A handful of the messy rows a real export has (each quarantined, with a reason)."""
+    d = (lambda iso: dt.date.fromisoformat(iso).strftime(DIALECTS[dialect]["date_format"]))
+    num = (lambda x: x.replace(".", ",")) if dialect == "regional" else (lambda x: x)
+    return {
+        "patients": [
+            {"patient_id": "P9000001", "site_id": "SITE01", "sex": "F", "birth_date": "1985-02-30", "ms_course": "RRMS"},
+            {"patient_id": "P9000002", "site_id": "", "sex": "Q", "birth_date": d("1979-05-01"), "ms_course": "RRMS"},
+            {"patient_id": "P9000003", "site_id": "SITE02", "sex": "M", "birth_date": d("1980-01-01"), "ms_course": "RRMS"},
+            {"patient_id": "P9000003", "site_id": "SITE03", "sex": "M", "birth_date": d("1980-01-01"), "ms_course": "RRMS"},
+        ],
+        "visits": [
+            {"patient_id": "P0000001", "visit_date": d("2025-06-01"), "edss": num("3.25")},
+            {"patient_id": "P0000002", "visit_date": d("2025-06-01"), "edss": num("4.0"), "weight_kg": num("12.5")},
+            {"patient_id": "X404", "visit_date": d("2025-06-01"), "edss": num("2.0")},
+            {"patient_id": "P9000003", "visit_date": d("2025-06-01"), "edss": num("2.0")},
+        ],
+        "treatments": [
+            {"patient_id": "P0000003", "drug": "Zinbryta", "start_date": d("2018-01-01")},
+            {"patient_id": "P0000004", "drug": "Tysabri", "start_date": d("2020-01-01"), "end_date": d("2019-01-01")},
+        ],
+        "labs": [
+            {"patient_id": "P0000005", "sample_date": d("2026-09-01"), "test": "CREAT", "value": num("80"), "unit": "mmol/L"},
+        ],
+    }
+
+
+def to_strings(frame: pl.DataFrame, dialect: str) -> pl.DataFrame:
+    """Every column as the text the registry's spreadsheet would write."""
+    dd = DIALECTS[dialect]
+    cols = []
+    for name, dtype in frame.schema.items():
+        c = pl.col(name)
+        if dtype == pl.Date:
+            c = c.dt.strftime(dd["date_format"])
+        elif dtype.is_float():
+            c = c.cast(pl.Utf8)
+            if dd["decimal"] == ",":
+                c = c.str.replace(".", ",", literal=True)
+        else:
+            c = c.cast(pl.Utf8)
+        cols.append(c.alias(name))
+    return frame.select(cols)
+
+
+def write_export(tables: dict[str, pl.DataFrame], out: Path, dialect: str = "default",
+                 with_bad_rows: bool = False) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    dd = DIALECTS[dialect]
+    extra = bad_rows(dialect) if with_bad_rows else {}
+    for name, frame in tables.items():
+        text = to_strings(frame, dialect)
+        if extra.get(name):
+            bad = pl.DataFrame(extra[name], schema={c: pl.Utf8 for c in text.columns} | {}, strict=False)
+            text = pl.concat([text, bad.select(text.columns)], how="vertical")
+            if name == "visits":  # an exact duplicate row, dropped and counted
+                text = pl.concat([text, text.slice(10, 1)])
+        csv = text.write_csv(separator=dd["separator"], null_value="")
+        (out / f"{name}.csv").write_bytes(csv.encode(dd["encoding"]))
+    if dialect != "default":
+        sep = "\\t" if dd["separator"] == "\t" else dd["separator"]
+        (out / "export.toml").write_text(
+            f'delimiter = "{sep}"\ndecimal = "{dd["decimal"]}"\ndate_format = "{dd["date_format"]}"\n'
+            f'encoding = "{dd["encoding"]}"\n', "utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.synth", description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dialect", choices=sorted(DIALECTS), default="default")
+    ap.add_argument("--with-bad-rows", action="store_true", help="add a handful of messy rows")
+    args = ap.parse_args(argv)
+    import time
+    t0 = time.perf_counter()
+    tables = generate(args.patients, args.seed)
+    write_export(tables, args.out, args.dialect, args.with_bad_rows)
+    rows = sum(f.height for f in tables.values())
+    print(f"wrote {args.out}: {args.patients:,} patients, {rows:,} rows in {time.perf_counter() - t0:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Building blocks of the table schemas: parsing the raw strings and pandera checks.
+
+Every schema validates the *raw* trimmed strings of a table, so that a failure case
+is the value exactly as the registry wrote it and the quarantine reason can quote
+it. The same parse functions turn accepted rows into typed columns afterwards, so
+"what counts as a date or a number" is defined once.
+
+Check `error` texts are reason templates: `{column}` and `{value}` are filled in from
+pandera's failure cases to give the plain-language `_reason` of a quarantined row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+import pandera.polars as pa
+import polars as pl
+
+from pipeline.dialect import Dialect
+from pipeline.vocabulary import DrugVocabulary
+
+MIN_DATE = dt.date(1900, 1, 1)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules depend on besides the data: dialect, today's date, vocabulary."""
+
+    dialect: Dialect
+    today: dt.date
+    vocabulary: DrugVocabulary
+
+    @property
+    def date_example(self) -> str:
+        return dt.date(2024, 3, 31).strftime(self.dialect.date_format)
+
+
+# ---- parsing: raw string -> typed value (null when it does not parse) -------------
+
+def parse_date(expr: pl.Expr, dialect: Dialect) -> pl.Expr:
+    return expr.str.to_date(dialect.date_format, strict=False)
+
+
+def parse_float(expr: pl.Expr, dialect: Dialect) -> pl.Expr:
+    if dialect.decimal == ",":
+        expr = expr.str.replace(",", ".", literal=True)
+    value = expr.cast(pl.Float64, strict=False)
+    # "nan" and "inf" parse as floats but are not numbers a registry can mean.
+    return pl.when(value.is_finite()).then(value)
+
+
+def parse_int(expr: pl.Expr, dialect: Dialect) -> pl.Expr:
+    """A whole number; `70.0` from a spreadsheet is accepted as 70."""
+    value = parse_float(expr, dialect)
+    return pl.when(value == value.floor()).then(value).cast(pl.Int64, strict=False)
+
+
+def upper(expr: pl.Expr) -> pl.Expr:
+    return expr.str.to_uppercase()
+
+
+def lower(expr: pl.Expr) -> pl.Expr:
+    return expr.str.to_lowercase()
+
+
+# ---- checks ---------------------------------------------------------------------
+
+def row_check(predicate: Callable[[str], pl.Expr], error: str) -> pa.Check:
+    """A check whose predicate is a polars expression on the row; empty values pass.
+
+    `predicate(key)` gets the column name and may read other columns of the row.
+    Emptiness is a separate rule (the column's `nullable`), so each row breaks a rule
+    once, and the reason says which.
+    """
+
+    def run(data):
+        key = data.key
+        return data.lazyframe.select((pl.col(key).is_null() | predicate(key).fill_null(False)).alias(key))
+
+    return pa.Check(run, error=error, name=error)
+
+
+def is_date(ctx: Context) -> pa.Check:
+    return row_check(lambda c: parse_date(pl.col(c), ctx.dialect).is_not_null(),
+                     f"{{column}} '{{value}}' is not a date like {ctx.date_example} ({ctx.dialect.date_format})")
+
+
+def date_between(ctx: Context, low: dt.date, high: dt.date, high_label: str) -> pa.Check:
+    def pred(c):
+        d = parse_date(pl.col(c), ctx.dialect)
+        return d.is_null() | d.is_between(pl.lit(low), pl.lit(high))
+    return row_check(pred, f"{{column}} '{{value}}' is outside {low.isoformat()} .. {high_label}")
+
+
+def not_before(ctx: Context, other: str) -> pa.Check:
+    """End dates: not before the start column of the same row (unparseable dates pass here)."""
+    def pred(c):
+        end, start = parse_date(pl.col(c), ctx.dialect), parse_date(pl.col(other), ctx.dialect)
+        return end.is_null() | start.is_null() | (end >= start)
+    return row_check(pred, f"{{column}} '{{value}}' is before {other}")
+
+
+def is_number(ctx: Context) -> pa.Check:
+    return row_check(lambda c: parse_float(pl.col(c), ctx.dialect).is_not_null(),
+                     f"{{column}} '{{value}}' is not a number (decimal mark '{ctx.dialect.decimal}')")
+
+
+def is_whole(ctx: Context) -> pa.Check:
+    return row_check(lambda c: parse_int(pl.col(c), ctx.dialect).is_not_null(),
+                     "{column} '{value}' is not a whole number")
+
+
+def number_rule(ctx: Context, ok: Callable[[pl.Expr], pl.Expr], text: str) -> pa.Check:
+    """A rule on the parsed number; a value that does not parse is left to `is_number`."""
+    def pred(c):
+        v = parse_float(pl.col(c), ctx.dialect)
+        return v.is_null() | ok(v)
+    return row_check(pred, f"{{column}} '{{value}}' {text}")
+
+
+def one_of(values: list[str], fold: Callable[[pl.Expr], pl.Expr] = upper) -> pa.Check:
+    """A code list, matched case-insensitively (`fold` gives the canonical case)."""
+    folded = pl.select(fold(pl.Series(values))).to_series().to_list()
+    return row_check(lambda c: fold(pl.col(c)).is_in(folded),
+                     "{column} '{value}' is not one of " + ", ".join(values))
+
+
+def matches(pattern: str, text: str) -> pa.Check:
+    return row_check(lambda c: pl.col(c).str.contains(pattern), "{column} '{value}' " + text)
+
+
+def column(checks: list[pa.Check] | None = None, *, nullable: bool = True) -> pa.Column:
+    return pa.Column(pl.Utf8, checks=checks or [], nullable=nullable, required=True)
+
+
+def field_count(n: int) -> pa.Column:
+    """A row with more or fewer fields than the header is malformed."""
+    return pa.Column(pl.Int64, checks=[pa.Check(
+        lambda data: data.lazyframe.select(pl.col(data.key) == n),
+        error=f"row has {{value}} fields where the header has {n}", name="field count")])
