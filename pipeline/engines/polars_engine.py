@@ -32,6 +32,16 @@ def lit(value: str) -> pl.Expr:
     return pl.lit(value, pl.Utf8)
 
 
+def divide(num: pl.Expr, denom: float) -> pl.Expr:
+    """num / denom as a true IEEE division.
+
+    Polars turns a division by a scalar into a multiplication by its reciprocal,
+    which can differ from the division in the last bit (and from DuckDB, which
+    divides). Dividing by a broadcast column keeps the true division.
+    """
+    return num / pl.repeat(pl.lit(float(denom), pl.Float64), pl.len())
+
+
 def days_before(D: dt.date, n: int) -> dt.date:
     return D - dt.timedelta(days=n)
 
@@ -121,7 +131,7 @@ def disease_duration(t, p, D):
     # Dates after D are not known at D: such an onset or diagnosis counts as empty.
     def years(col):
         known = pl.col(col).is_not_null() & (pl.col(col) <= D)
-        return pl.when(known).then((pl.lit(D) - pl.col(col)).dt.total_days().cast(pl.Float64) / 365.25)
+        return pl.when(known).then(divide((pl.lit(D) - pl.col(col)).dt.total_days().cast(pl.Float64), 365.25))
     onset, diag = years("onset_date"), years("diagnosis_date")
     return t["patients"].select(
         PID, pl.when(onset.is_not_null()).then(pl.when(onset < p["max_years"]).then(lit(PASS)).otherwise(lit(FAIL)))
@@ -204,11 +214,11 @@ def lab_ratios(t: Tables, D: dt.date, days: int, uln: dict[str, tuple[float, flo
     to_mg_dl = pl.lit(None, pl.Float64)
     for name, (default, factor) in uln.items():
         converted = pl.lit(default) if factor is None else (
-            pl.when(unit == "mg/dL").then(pl.lit(default) / factor).otherwise(pl.lit(default)))
+            pl.when(unit == "mg/dL").then(pl.lit(default / factor)).otherwise(pl.lit(default)))
         default_uln = pl.when(test == name).then(converted).otherwise(default_uln)
         if factor is not None:
             to_mg_dl = pl.when(test == name).then(
-                pl.when(unit == "mg/dL").then(pl.col("value")).otherwise(pl.col("value") / factor)).otherwise(to_mg_dl)
+                pl.when(unit == "mg/dL").then(pl.col("value")).otherwise(divide(pl.col("value"), factor))).otherwise(to_mg_dl)
     f = (t["labs"].filter(test.is_in(list(uln)) & pl.col("sample_date").is_between(days_before(D, days), D))
          .with_columns((pl.col("value") / pl.coalesce(pl.col("ref_high"), default_uln)).alias("ratio"),
                        to_mg_dl.alias("mg_dl")))
