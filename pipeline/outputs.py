@@ -20,9 +20,9 @@ STATUSES = ("eligible", "possible", "ineligible")
 def attrition(evaluation: pl.DataFrame, trial: Trial) -> pl.DataFrame:
     ids = trial.ids
     fails = evaluation.select([(pl.col(c) == "fail").cast(pl.Int64).alias(c) for c in ids])
-    n_fails = fails.sum_horizontal() if ids else pl.Series([0] * evaluation.height)
+    n_fails = fails.sum_horizontal() if ids else pl.zeros(evaluation.height, pl.Int64, eager=True)
     rows, remaining_prev = [], evaluation.height
-    cum_fail = pl.Series([False] * evaluation.height)
+    cum_fail = pl.repeat(False, evaluation.height, dtype=pl.Boolean, eager=True)
     for step, c in enumerate(ids, start=1):
         col = evaluation[c]
         cum_fail = cum_fail | (col == "fail")

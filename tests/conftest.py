@@ -1,0 +1,45 @@
+"""Shared helpers: write a small export from rows, evaluate it on both engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import schemas
+from pipeline.dialect import Dialect
+from pipeline.engines import evaluate
+from pipeline.ingest import ingest
+from pipeline.trial import load_trial
+from pipeline.vocabulary import load_vocabulary
+
+ROOT = Path(__file__).resolve().parent.parent
+TODAY = dt.date(2026, 11, 24)
+ENGINES = ["polars", "duckdb"]
+
+
+def write_export(folder: Path, tables: dict[str, list[dict]], sep: str = ",") -> Path:
+    """Write tables (list of row dicts; missing keys are empty) as CSVs with the contract's columns."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, rows in tables.items():
+        cols = [c.name for c in schemas.TABLES[table]]
+        frame = pl.DataFrame([{c: (None if r.get(c) is None else str(r[c])) for c in cols} for r in rows],
+                             schema={c: pl.Utf8 for c in cols})
+        frame.write_csv(folder / f"{table}.csv", separator=sep, null_value="")
+    return folder
+
+
+def evaluate_export(folder: Path, engine: str, as_of: dt.date, overrides=None) -> pl.DataFrame:
+    reg = ingest(folder, Dialect(), load_vocabulary(), today=TODAY, max_reject=1.0)
+    return evaluate(reg, load_trial("nct04203017", overrides or []), as_of, engine)
+
+
+def status_of(evaluation: pl.DataFrame, criterion: str) -> dict[str, str]:
+    return dict(evaluation.select("patient_id", criterion).iter_rows())
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param

@@ -1,0 +1,176 @@
+"""Row rules at their edges, quarantine reasons, accounting, dialect parity, fatal errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from pipeline.cli import main
+from pipeline.dialect import Dialect
+from pipeline.ingest import ingest
+from pipeline.vocabulary import load_vocabulary
+from tests.conftest import ROOT, TODAY, write_export
+
+SAMPLES = ROOT / "data_samples"
+
+
+def run_ingest(folder, **kw):
+    return ingest(folder, kw.pop("dialect", Dialect()), load_vocabulary(), today=TODAY, max_reject=1.0, **kw)
+
+
+def P(pid="A1", **kw):
+    return {"patient_id": pid, "site_id": "S1", "sex": "F", "birth_date": "1980-01-01"} | kw
+
+
+@pytest.mark.parametrize("table,row,ok,reason", [
+    ("patients", P(birth_date="1900-01-01"), True, None),
+    ("patients", P(birth_date="1899-12-31"), False, "birth_date '1899-12-31' is outside 1900-01-01 .. today"),
+    ("patients", P(birth_date=TODAY.isoformat()), True, None),
+    ("patients", P(birth_date=(TODAY + dt.timedelta(days=1)).isoformat()), False, "is outside 1900-01-01 .. today"),
+    ("patients", P(pid="a" * 64), True, None),
+    ("patients", P(pid="a" * 65), False, "is not 1-64 characters"),
+    ("patients", P(pid="bad id"), False, "patient_id 'bad id' is not 1-64 characters"),
+    ("patients", P(site_id=None), False, "site_id is empty but required"),
+    ("patients", P(sex="x"), False, "sex 'x' is not one of F, M, U"),
+    ("patients", P(ms_course="ppms"), True, None),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "edss": "10.0"}, True, None),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "edss": "10.5"}, False, "edss '10.5' is not an EDSS score"),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "edss": "3.25"}, False, "edss '3.25'"),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "edss": "nan"}, False, "edss 'nan' is not a number"),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "karnofsky": "70.0"}, True, None),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "karnofsky": "75"}, False, "karnofsky '75'"),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "weight_kg": "20"}, True, None),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-01-01", "weight_kg": "19.9"}, False, "weight_kg '19.9' is outside 20 .. 350 kg"),
+    ("visits", {"patient_id": "A1", "visit_date": None}, False, "visit_date is empty but required"),
+    ("visits", {"patient_id": "A1", "visit_date": "2024-02-30"}, False, "visit_date '2024-02-30' is not a date"),
+    ("visits", {"patient_id": "ZZ", "visit_date": "2024-01-01"}, False, "patient_id 'ZZ' is not in patients.csv"),
+    ("treatments", {"patient_id": "A1", "drug": "Interferon beta-1a", "start_date": "2020-01-01"}, True, None),
+    ("treatments", {"patient_id": "A1", "drug": "TYSABRI", "start_date": "2020-01-01", "end_date": "2020-01-01"}, True, None),
+    ("treatments", {"patient_id": "A1", "drug": "Tysabri", "start_date": "2020-01-02", "end_date": "2020-01-01"}, False, "end_date '2020-01-01' is before start_date"),
+    ("treatments", {"patient_id": "A1", "drug": "Zinbryta", "start_date": "2020-01-01"}, False, "drug 'Zinbryta' is not in the drug vocabulary"),
+    ("labs", {"patient_id": "A1", "sample_date": "2024-01-01", "test": "CREAT", "value": "0", "unit": "umol/L"}, False, "must be above 0 for CREAT"),
+    ("labs", {"patient_id": "A1", "sample_date": "2024-01-01", "test": "AST", "value": "0", "unit": "IU/L"}, True, None),
+    ("labs", {"patient_id": "A1", "sample_date": "2024-01-01", "test": "TBIL", "value": "5", "unit": "µmol/L"}, True, None),
+    ("labs", {"patient_id": "A1", "sample_date": "2024-01-01", "test": "AST", "value": "5", "unit": "mg/dL"}, False, "unit 'mg/dL' is not a unit of this test"),
+    ("labs", {"patient_id": "A1", "sample_date": "2024-01-01", "test": "HGB", "value": "140", "unit": "g/L"}, True, None),
+    ("labs", {"patient_id": "A1", "sample_date": "2024-01-01", "test": "AST", "value": "5", "unit": "U/L", "ref_high": "0"}, False, "ref_high '0' is not above 0"),
+    ("function_tests", {"patient_id": "A1", "test_date": "2024-01-01", "test": "LVEF", "value": "100"}, True, None),
+    ("function_tests", {"patient_id": "A1", "test_date": "2024-01-01", "test": "LVEF", "value": "100.1"}, False, "is outside the test's range"),
+    ("function_tests", {"patient_id": "A1", "test_date": "2024-01-01", "test": "FEV1", "value": "250"}, True, None),
+    ("conditions", {"patient_id": "A1", "category": "Infection", "infection_type": "VIRAL", "controlled": "y"}, True, None),
+    ("conditions", {"patient_id": "A1", "category": "tumour"}, False, "category 'tumour' is not one of"),
+    ("conditions", {"patient_id": "A1", "category": "other", "onset_date": "2020-01-02", "end_date": "2020-01-01"}, False, "end_date '2020-01-01' is before onset_date"),
+])
+def test_row_rule(tmp_path, table, row, ok, reason):
+    tables = {"patients": [P()] if table != "patients" else [row]}
+    if table != "patients":
+        tables[table] = [row]
+    reg = run_ingest(write_export(tmp_path / "e", tables))
+    q = reg.quarantine[table]
+    assert (q.height == 0) is ok, q.to_dicts()
+    if not ok:
+        assert reason in q["_reason"][0]
+        assert q["_line"][0] == 2
+
+
+def test_several_rules_all_said(tmp_path):
+    folder = write_export(tmp_path / "e", {"patients": [P()], "visits": [
+        {"patient_id": "A1", "visit_date": "2024-01-01", "edss": "11", "karnofsky": "75"}]})
+    reason = run_ingest(folder).quarantine["visits"]["_reason"][0]
+    assert "edss '11'" in reason and "karnofsky '75'" in reason
+
+
+def test_duplicates_conflicts_and_lines(tmp_path):
+    folder = tmp_path / "e"
+    folder.mkdir()
+    (folder / "PATIENTS.CSV").write_text(
+        "\ufeff Patient_ID , site_id,sex\n\nA1,S1,F\nA1 , S1 ,F\nB2,S1,F\nB2,S2,F\n\"C3\",\"S\n1\",M\nD4,S1,F,extra\n")
+    (folder / "visits.csv").write_text("patient_id,visit_date\nB2,2024-01-01\nC3,2024-01-01\n")
+    reg = run_ingest(folder)
+    inp = reg.inputs["patients"]
+    assert (inp.rows_read, inp.duplicates_dropped, inp.rows_quarantined, inp.rows_accepted) == (6, 1, 3, 2)
+    q = reg.quarantine["patients"]
+    assert q["_line"].to_list() == [5, 6, 9]
+    assert "is on 2 rows with different content (lines 5, 6)" in q["_reason"][0]
+    assert "row has 4 fields where the header has 3" in q["_reason"][2]
+    assert reg.tables["patients"]["site_id"].to_list() == ["S1", "S\n1"]
+    assert "was quarantined in patients.csv" in reg.quarantine["visits"]["_reason"][0]
+
+
+def test_samples_account_for_every_row():
+    from pipeline.dialect import load_dialect
+    for name in ("default", "regional"):
+        folder = SAMPLES / name
+        reg = run_ingest(folder, dialect=load_dialect(folder, {}))
+        for table, i in reg.inputs.items():
+            assert i.present
+            assert i.rows_read == i.rows_accepted + i.rows_quarantined + i.duplicates_dropped, table
+        assert sum(i.rows_quarantined for i in reg.inputs.values()) >= 10
+
+
+def test_dialect_parity():
+    from pipeline.dialect import load_dialect
+    a = run_ingest(SAMPLES / "default", dialect=load_dialect(SAMPLES / "default", {}))
+    b = run_ingest(SAMPLES / "regional", dialect=load_dialect(SAMPLES / "regional", {}))
+    for table in a.tables:
+        assert a.tables[table].equals(b.tables[table]), table
+        assert a.quarantine[table]["_line"].equals(b.quarantine[table]["_line"])
+
+
+# ---- the command line: fatal input (exit 1, nothing written) and usage (exit 2) --------------
+
+def cli(*args):
+    return main([str(a) for a in args])
+
+
+def fatal_case(tmp_path, kind):
+    folder = write_export(tmp_path / "in", {"patients": [P()], "visits": [{"patient_id": "A1", "visit_date": "2024-01-01"}]})
+    if kind == "no_patients":
+        (folder / "patients.csv").unlink()
+    elif kind == "missing_column":
+        (folder / "visits.csv").write_text("patient_id,edss\nA1,3\n")
+    elif kind == "undecodable":
+        (folder / "visits.csv").write_bytes(b"patient_id,visit_date\nA1,2024-01-01\n\xff\xfe,2024-01-01\n")
+    elif kind == "too_many_rejects":
+        (folder / "visits.csv").write_text("patient_id,visit_date\nA1,2024-01-01\nA1,bad\n")
+    elif kind == "no_header":
+        (folder / "patients.csv").write_text("\n\n")
+    return folder
+
+
+@pytest.mark.parametrize("kind,file", [("no_patients", "patients.csv"), ("missing_column", "visits.csv"),
+                                       ("undecodable", "visits.csv"), ("too_many_rejects", "visits.csv"),
+                                       ("no_header", "patients.csv")])
+def test_fatal_exit_1_names_file_writes_nothing(tmp_path, capsys, kind, file):
+    folder = fatal_case(tmp_path, kind)
+    out = tmp_path / "out"
+    assert cli("run", "--input", folder, "--out", out) == 1
+    err = capsys.readouterr().err
+    assert file in err and "Traceback" not in err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+@pytest.mark.parametrize("args", [["--as-of", "2024-13-01"], ["--bogus"], ["--set", "edss_range.nope=1"],
+                                  ["--set", "nope.max=1"], ["--engine", "spark"], ["--set", "edss_range.max_edss=abc"]])
+def test_usage_exit_2(tmp_path, args):
+    folder = fatal_case(tmp_path, "ok")
+    with pytest.raises(SystemExit) as exc:
+        rc = cli("run", "--input", folder, "--out", tmp_path / "out", *args)
+        raise SystemExit(rc)
+    assert exc.value.code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_writes_the_folder(tmp_path):
+    out = tmp_path / "run"
+    assert cli("run", "--input", SAMPLES / "default", "--out", out, "--as-of", "2026-11-01") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["population"] == summary["eligible"] + summary["possible"] + summary["ineligible"]
+    assert {p.name for p in out.iterdir()} >= {"evaluation.parquet", "candidates.csv", "attrition.csv",
+                                                "summary.json", "quarantine"}
+    assert cli("run", "--input", SAMPLES / "default", "--out", out) == 2  # refuses a non-empty folder
