@@ -110,3 +110,18 @@ def test_set_changes_exactly_what_it_names(tmp_path):
     rec = trial.parameters_record()["edss_range"]
     assert rec["max_edss"] == {"value": 7.0, "overridden": True}
     assert rec["min_edss"]["overridden"] is False
+
+
+def test_divide_is_true_division_in_every_plan():
+    """Polars may rewrite x / c as x * (1 / c); 30 / 88.4 shows the last-bit difference (found by hypothesis)."""
+    from pipeline.engines.polars_engine import divide
+    df = pl.DataFrame({"v": [30.0, 1.0, 30.0] * 50, "t": ["C", "C", "X"] * 50})
+    q = divide(pl.col("v"), 88.4)
+    got = [
+        df.select(q)["v"][0],
+        df.select(pl.when(pl.col("t") == "C").then(q))["v"][0],
+        df.lazy().filter(pl.col("t") == "C").select(q).collect()["v"][0],
+        df.lazy().with_columns(b=pl.when(pl.col("t") == "C").then(q)).filter(pl.col("t") == "C").collect()["b"][0],
+    ]
+    assert 30 / 88.4 != 30 * (1 / 88.4)
+    assert got == [30 / 88.4] * 4

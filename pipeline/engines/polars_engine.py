@@ -33,13 +33,17 @@ def lit(value: str) -> pl.Expr:
 
 
 def divide(num: pl.Expr, denom: float) -> pl.Expr:
-    """num / denom as a true IEEE division.
+    """num / denom as a true IEEE division, as DuckDB computes it.
 
-    Polars turns a division by a scalar into a multiplication by its reciprocal,
-    which can differ from the division in the last bit (and from DuckDB, which
-    divides). Dividing by a broadcast column keeps the true division.
+    Polars turns a division by a scalar (a literal, and in some plans even a
+    broadcast `repeat` of one) into a multiplication by its reciprocal, which can
+    differ from the division in the last bit: 30 / 88.4 is 0.33936651583710403, but
+    30 * (1 / 88.4) is 0.3393665158371041. Dividing by a real column with the value
+    on every row keeps the true division in every plan (eager, lazy, after a
+    filter, inside when/then); `num * 0.0 + denom` is that column (num is finite
+    here: validated numbers and day counts).
     """
-    return num / pl.repeat(pl.lit(float(denom), pl.Float64), pl.len())
+    return num / (num * 0.0 + pl.lit(float(denom), pl.Float64))
 
 
 def days_before(D: dt.date, n: int) -> dt.date:
