@@ -8,7 +8,7 @@ SAMPLES := data_samples/default
 RUN_DIR ?= runs/sample
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test samples clean
+.PHONY: help setup browser run test samples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,7 +25,13 @@ setup: $(STAMP) ## create .venv and install msfeas with pinned dependencies (ide
 run: $(STAMP) ## run the pipeline on the sample export and print the summary
 	$(BIN)/msfeas run --input $(SAMPLES) --out $(RUN_DIR) --force
 
-test: $(STAMP) ## run the test suite
+browser: ## install Debian's chromium for the report's browser test (once; needs root or sudo)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing chromium (Debian package) for the report test"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
 	$(BIN)/python -m pytest -q
 
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator

@@ -48,6 +48,16 @@ def _share(text: str) -> float:
     return value
 
 
+def _min_cell(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 (1: no suppression)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="msfeas", description="Recruitment feasibility of an MS trial on a registry export.",
                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--drug-lines", help="replacement drug vocabulary / line-of-therapy file (TOML)")
     run.add_argument("--max-reject", type=_share, default=0.05, metavar="PERCENT",
                      help="largest share of a table's rows that may be quarantined (default 5%%)")
+    run.add_argument("--min-cell", type=_min_cell, default=5, metavar="N",
+                     help="shareable counts (site_counts.csv, summary_public.json): show counts 1 .. N-1 "
+                          "as <N (default 5)")
     run.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     return parser
 
@@ -85,10 +98,13 @@ def print_summary(result) -> None:
     print("criteria that exclude the most (patients failing each):")
     for row in top.iter_rows(named=True):
         print(f"  {row['criterion']:<24} {row['n_fail']:>9,}   gain if dropped {row['gain']:,}")
-    q = {t: i for t, i in s["inputs"].items() if i["present"]}
-    quarantined = sum(i["rows_quarantined"] for i in q.values())
-    print(f"inputs: {len(q)} tables, {sum(i['rows_read'] for i in q.values()):,} rows read, "
+    present = {t: i for t, i in s["inputs"].items() if i["present"]}
+    quarantined = sum(i["rows_quarantined"] for i in present.values())
+    print(f"inputs: {len(present)} tables, {sum(i['rows_read'] for i in present.values()):,} rows read, "
           f"{quarantined:,} quarantined (see quarantine/)")
+    if s.get("quality"):
+        q = s["quality"]
+        print(f"data quality: {q['n_findings']} of {len(q['findings'])} checks raise a finding (see report.html)")
     if s["absent_tables"]:
         print(f"absent tables (their criteria are unknown): {', '.join(s['absent_tables'])}")
 
@@ -105,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             input=args.input, out=args.out, as_of=args.as_of or today, trial=trial, engine=args.engine,
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},
-            drug_lines=args.drug_lines, max_reject=args.max_reject, force=args.force, today=today)
+            drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell, force=args.force,
+            today=today)
         result = run(opts)
     except UsageError as exc:
         print(f"msfeas: error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, outputs
+from pipeline import __version__, disclosure, outputs, quality, report
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
 from pipeline.errors import UsageError
@@ -36,6 +36,7 @@ class RunOptions:
     dialect_overrides: dict = field(default_factory=dict)
     drug_lines: str | None = None
     max_reject: float = 0.05
+    min_cell: int = 5
     force: bool = False
     today: dt.date = field(default_factory=dt.date.today)
 
@@ -66,8 +67,8 @@ def run(opts: RunOptions) -> RunResult:
     evaluation = evaluate(registry, opts.trial, opts.as_of, opts.engine)
     timings["evaluate"] = time.perf_counter() - t1
 
-    t2 = time.perf_counter()
     attr = outputs.attrition(evaluation, opts.trial)
+    cands = outputs.candidates(evaluation, opts.trial)
     summary = {
         "trial": opts.trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
         **outputs.counts(evaluation), "by_site": outputs.by_site(evaluation),
@@ -76,19 +77,32 @@ def run(opts: RunOptions) -> RunResult:
         "absent_tables": registry.absent,
         "dialect": vars(registry.dialect) if registry.dialect else None,
         "drug_lines": vocab.source,
+        "quality": None,
         "timings_seconds": None,  # filled below; the only engine- and machine-dependent field
     }
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{opts.out.name}.partial-", dir=opts.out.parent))
     try:
+        t2 = time.perf_counter()
+        summary["quality"] = quality.run_quality(registry, opts.trial, opts.as_of, tmp / "quality")
+        timings["quality"] = time.perf_counter() - t2
+        seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
+        timings["quality_frames"] = seconds["frames"]
+
+        t3 = time.perf_counter()
         evaluation.write_parquet(tmp / "evaluation.parquet", statistics=False)
-        outputs.write_csv(outputs.candidates(evaluation, opts.trial), tmp / "candidates.csv")
+        outputs.write_csv(cands, tmp / "candidates.csv")
         outputs.write_csv(attr, tmp / "attrition.csv")
         qdir = tmp / "quarantine"
         qdir.mkdir()
         for table, frame in registry.quarantine.items():
             outputs.write_csv(frame, qdir / f"{table}.csv")
-        timings["write"] = time.perf_counter() - t2
+        disclosure.write(evaluation, summary, tmp, opts.min_cell)
+        timings["write"] = time.perf_counter() - t3
+
+        t4 = time.perf_counter()
+        report.write(tmp / "report.html", summary, evaluation, attr, opts.trial, registry.quarantine, cands)
+        timings["report"] = time.perf_counter() - t4
         timings["total"] = time.perf_counter() - t0
         summary["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
         outputs.write_json(summary, tmp / "summary.json")

@@ -1,4 +1,4 @@
-"""The trial definition: criteria as data (id, rule, kind, texts, tables, parameters).
+"""The trial definition: criteria as data (id, rule, kind, texts, tables, parameters, settle).
 
 A trial file names, for each criterion in order, the `rule` that computes it (each
 rule exists once per engine) and all of that rule's parameters. Loading checks the
@@ -70,6 +70,7 @@ class Criterion:
     tables: list[str]
     parameters: dict[str, Any]
     overridden: set[str] = field(default_factory=set)
+    settle: str = ""  # the data that would turn `unknown` into pass or fail, for the report
 
 
 @dataclass
@@ -169,7 +170,11 @@ def load_trial(name_or_path: str = "nct04203017", overrides: list[str] | None = 
             raise UsageError(f"{where}: parameters do not match rule {rule!r}"
                              + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
         params = {k: coerce(given[k], t, f"{where}: {k}") for k, t in declared.items()}
-        criteria.append(Criterion(cid, rule, raw["kind"], raw["text"], raw["judged"], tables, params))
+        settle = raw.get("settle", "")
+        if not isinstance(settle, str):
+            raise UsageError(f"{where}: `settle` must be a text")
+        criteria.append(Criterion(cid, rule, raw["kind"], raw["text"], raw["judged"], tables, params,
+                                  settle=settle))
     trial = Trial(data["id"], data["title"], data.get("registration", data["id"]), criteria, source,
                   hashlib.sha256(text.encode()).hexdigest())
     return apply_overrides(trial, overrides or [])

@@ -1,0 +1,210 @@
+"""Data-quality findings with great-expectations, on the accepted data; they never stop a run.
+
+pandera gates what makes a row unusable (quarantine). What is left is data that is
+usable but doubtful, or missing where the criteria need it: a birth after the MS
+onset, an EDSS that jumps 4 points in a fortnight, a visit after death, patients
+without a recent EDSS or echocardiogram. Those are *findings* for the registry's
+data managers, written to `summary.json` (`quality`), the report, and GE's own Data
+Docs in `quality/` of the run folder.
+
+The expectation suites are files (`pipeline/expectations/<table>.json`, GE's suite
+format plus `meta.id`, `meta.finding` and `meta.sample`). What they check are
+columns of a *quality frame* per table, built here with vectorised Polars:
+
+- derived columns GE cannot compute itself (the EDSS range within 30 days before a
+  visit, the patient's death date beside each visit, recent-data flags);
+- only the rows a check applies to (a visit is checked against a death date only
+  when there is one), so that counts stay exact while GE (pandas) sees a fraction
+  of a 20-million-row table;
+- expectations marked `sample` (distributions: a mean EDSS) run on a uniform
+  sample of at most `sample_rows` rows, drawn with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+
+import schemas
+from pipeline.ingest import Registry
+from pipeline.trial import Trial
+
+PID = "patient_id"
+SAMPLE_ROWS = 100_000
+SEED = 20261124
+WINDOW = "30d"
+ORGAN_LABS = ("AST", "ALT", "TBIL", "CREAT")
+# Look-backs used for completeness when the trial has no criterion with that rule.
+DEFAULT_LOOKBACKS = {"edss_range": 365, "organ_function": 90, "lvef": 365}
+
+
+def load_suites() -> dict[str, dict]:
+    """The suites as stored: table name -> GE suite dict."""
+    folder = resources.files("pipeline.expectations")
+    suites = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            suite = json.loads(entry.read_text("utf-8"))
+            suites[suite["name"]] = suite
+    order = list(schemas.TABLES)  # the contract's order: patients first
+    return dict(sorted(suites.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+
+def _lookback(trial: Trial, rule: str) -> int:
+    for c in trial.criteria:
+        if c.rule == rule and "lookback_days" in c.parameters:
+            return int(c.parameters["lookback_days"])
+    return DEFAULT_LOOKBACKS[rule]
+
+
+def _window_spread(frame: pl.DataFrame, date_col: str, value: str, name: str, relative: bool = False) -> pl.DataFrame:
+    """Per row, the spread of `value` over the patient's rows dated in [date - 30 days, date].
+
+    Same-day rows are in each other's windows, so two different EDSS on one day count.
+    Null when the window holds no other valued row. `relative` gives the spread in %
+    of the window's smallest value.
+    """
+    f = frame.filter(pl.col(value).is_not_null()).sort(PID, date_col)
+    w = f.rolling(index_column=date_col, period=WINDOW, closed="both", group_by=PID).agg(
+        pl.col(value).max().alias("hi"), pl.col(value).min().alias("lo"), pl.len().alias("n"))
+    spread = pl.col("hi") - pl.col("lo")
+    if relative:
+        spread = spread * 100.0 / pl.col("lo")
+    return (pl.concat([f.select(PID, date_col), w.select(pl.when(pl.col("n") > 1).then(spread).alias(name))],
+                      how="horizontal")
+            .group_by(PID, date_col).agg(pl.col(name).max()))
+
+
+def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str, pl.DataFrame]:
+    """Table name -> the frame its suite checks. Vectorised; linear in rows (plus sorts)."""
+    t = registry.tables
+    pat = t["patients"]
+    life = pat.select(PID, "birth_date", "death_date", pl.col("onset_date").alias("ms_onset_date"),
+                      "diagnosis_date")
+    dead = life.filter(pl.col("death_date").is_not_null()).select(PID, "death_date")
+
+    def recent(frame: pl.DataFrame, date_col: str, days: int) -> pl.Expr:
+        lo = as_of - dt.timedelta(days=days)
+        return frame.filter(pl.col(date_col).is_between(lo, as_of))
+
+    edss_ids = recent(t["visits"].filter(pl.col("edss").is_not_null()), "visit_date",
+                      _lookback(trial, "edss_range"))[PID].unique()
+    labs = recent(t["labs"].filter(pl.col("test").is_in(ORGAN_LABS)), "sample_date", _lookback(trial, "organ_function"))
+    lab_ids = labs.group_by(PID).agg(pl.col("test").n_unique().alias("n")).filter(pl.col("n") == len(ORGAN_LABS))[PID]
+    lvef_ids = recent(t["function_tests"].filter(pl.col("test") == "LVEF"), "test_date", _lookback(trial, "lvef"))[PID]
+    frames = {"patients": pat.select(
+        PID, "birth_date", "onset_date", "diagnosis_date", "death_date",
+        pl.col(PID).is_in(t["visits"][PID].unique().implode()).alias("has_visit"),
+        pl.col(PID).is_in(edss_ids.implode()).alias("has_recent_edss"),
+        pl.col(PID).is_in(lab_ids.implode()).alias("has_recent_labs"),
+        pl.col(PID).is_in(lvef_ids.implode()).alias("has_recent_lvef"))}
+
+    visits = t["visits"]
+    jumps = (_window_spread(visits, "visit_date", "edss", "edss_jump_30d")
+             .join(_window_spread(visits, "visit_date", "weight_kg", "weight_change_pct_30d", relative=True),
+                   on=[PID, "visit_date"], how="full", coalesce=True)
+             .filter(pl.col("edss_jump_30d").is_not_null() | pl.col("weight_change_pct_30d").is_not_null()))
+    after = visits.join(dead, on=PID).select(PID, "visit_date", "death_date").unique()
+    frames["visits"] = (jumps.join(after, on=[PID, "visit_date"], how="full", coalesce=True)
+                        .select(PID, "visit_date", "death_date", "edss_jump_30d", "weight_change_pct_30d")
+                        .sort(PID, "visit_date"))
+    frames["visits.sample"] = visits.select("edss", "weight_kg").sample(
+        min(SAMPLE_ROWS, visits.height), seed=SEED) if visits.height else visits.select("edss", "weight_kg")
+    frames["relapses"] = t["relapses"].join(life, on=PID, how="left").filter(
+        pl.col("ms_onset_date").is_not_null() | pl.col("death_date").is_not_null()).select(
+        PID, "onset_date", "ms_onset_date", "death_date")
+    frames["treatments"] = t["treatments"].join(life, on=PID, how="left").filter(
+        pl.col("birth_date").is_not_null() | pl.col("death_date").is_not_null()).select(
+        PID, "drug", "start_date", "birth_date", "death_date")
+    frames["labs"] = t["labs"].join(dead, on=PID).select(PID, "sample_date", "death_date")
+    frames["function_tests"] = t["function_tests"].join(dead, on=PID).select(PID, "test_date", "death_date")
+    frames["conditions"] = t["conditions"].filter(pl.col("onset_date").is_not_null()).join(
+        life, on=PID, how="left").filter(pl.col("birth_date").is_not_null()).select(PID, "onset_date", "birth_date")
+    return frames
+
+
+def _to_pandas(frame: pl.DataFrame):
+    """pandas for GE: dates as datetime64 (GE compares those), booleans kept."""
+    return frame.with_columns(pl.col(pl.Date).cast(pl.Datetime("ms"))).to_pandas()
+
+
+def _context(docs_dir: Path | None):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no calls home from a hospital network
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+
+    # In memory, and no temporary docs site of GE's own (it would leave a folder in /tmp each run).
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+    ctx = gx.get_context(mode="ephemeral", project_config=config)
+    ctx.variables.progress_bars = {"globally": False}  # quiet under cron
+    if docs_dir is not None:
+        ctx.add_data_docs_site("quality", {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
+    return gx, ctx
+
+
+def _finding(table: str, exp: dict, result, sampled: bool, rows: int) -> dict:
+    r = result.result or {}
+    meta = exp.get("meta", {})
+    out = {
+        "table": table, "id": meta.get("id", exp["type"]), "finding": meta.get("finding", exp["type"]),
+        "expectation": exp["type"], "ok": bool(result.success), "sampled": sampled, "rows_checked": rows,
+    }
+    if "unexpected_count" in r:
+        out["count"] = int(r["unexpected_count"])
+    if "observed_value" in r:
+        out["observed"] = r["observed_value"]
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        out["ok"] = False
+        out["error"] = str(result.exception_info.get("exception_message"))
+    return out
+
+
+def run_quality(registry: Registry, trial: Trial, as_of: dt.date, docs_dir: Path | None = None) -> dict:
+    """Validate every present table's quality frame against its suite; return `summary.json` `quality`.
+
+    Nothing here raises for bad data: a failed expectation is a finding; an
+    expectation GE cannot evaluate is reported with its error.
+    """
+    t0 = time.perf_counter()
+    frames = quality_frames(registry, trial, as_of)
+    t_frames = time.perf_counter() - t0
+    gx, ctx = _context(docs_dir)
+    source = ctx.data_sources.add_pandas("registry")
+    findings, definitions, batches = [], [], {}
+    for table, suite in load_suites().items():
+        if table not in registry.tables or table in registry.absent:
+            continue
+        for sampled in (False, True):
+            exps = [e for e in suite["expectations"] if bool(e.get("meta", {}).get("sample")) == sampled]
+            name = f"{table}.sample" if sampled else table
+            if not exps or name not in frames:
+                continue
+            gx_suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=[dict(e) for e in exps],
+                                                          meta=suite.get("meta", {})))
+            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("accepted rows")
+            vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=gx_suite))
+            frame = frames[name]
+            batches[name] = _to_pandas(frame)
+            result = vd.run(batch_parameters={"dataframe": batches[name]}, result_format="BASIC")
+            by_id = {e.get("meta", {}).get("id"): e for e in exps}
+            for res in result.results:
+                exp = by_id.get((res.expectation_config.meta or {}).get("id"), {"type": res.expectation_config.type})
+                findings.append(_finding(table, exp, res, sampled, frame.height))
+            definitions.append(vd)
+    if docs_dir is not None and definitions:
+        ctx.build_data_docs(site_names=["quality"])
+    return {
+        "sample_rows": SAMPLE_ROWS,
+        "n_findings": sum(1 for f in findings if not f["ok"]),
+        "findings": findings,
+        "seconds": {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)},
+    }

@@ -1,0 +1,146 @@
+"""report.html: the feasibility report, one self-contained file a registry analyst can open offline.
+
+Everything is inlined (styles, SVG charts); no script, font or style is fetched, so
+the file opens from a hospital PC with no internet. The numbers come from the same
+frames as `summary.json` and `attrition.csv`; the page is rendered from
+`templates/report.html.j2` with autoescaping (site ids and reasons are data, never markup).
+
+The report is deterministic: two runs on the same inputs give the same bytes, and the
+two engines differ only in the engine's name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import jinja2
+import polars as pl
+
+from pipeline.outputs import STATUSES
+from pipeline.trial import Trial
+
+# Evidence shown as distributions of the candidates: rule -> (evidence name, label, bin width, unit).
+DISTRIBUTIONS = {
+    "edss_range": ("edss", "EDSS (latest within the look-back)", 0.5, ""),
+    "age": ("age", "Age at the reference date", 5, "years"),
+    "disease_duration": ("years", "Disease duration", 2, "years"),
+}
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("pipeline", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["n"] = lambda v: f"{int(v):,}"
+    env.filters["pct"] = lambda v, d: f"{100.0 * v / d:.1f} %" if d else "-"
+    return env
+
+
+def _settle(evaluation: pl.DataFrame, trial: Trial) -> list[dict]:
+    """For possible patients: per criterion, how many have it unknown, and for how many it is the only one."""
+    ids = trial.ids
+    possible = evaluation.filter(pl.col("status") == "possible")
+    if not ids or possible.height == 0:
+        return []
+    unknown = possible.select([(pl.col(c) == "unknown").cast(pl.Int64).alias(c) for c in ids])
+    n_unknown = unknown.sum_horizontal()
+    sums = unknown.select(
+        *[pl.col(c).sum().alias(f"{c}|n") for c in ids],
+        *[((pl.col(c) == 1) & (n_unknown == 1)).sum().alias(f"{c}|only") for c in ids]).row(0, named=True)
+    rows = [{"criterion": c.id, "settle": c.settle or c.text, "n": sums[f"{c.id}|n"], "only": sums[f"{c.id}|only"]}
+            for c in trial.criteria if sums[f"{c.id}|n"] > 0]
+    return sorted(rows, key=lambda r: (-r["n"], r["criterion"]))
+
+
+def _histogram(values: pl.Series, width: float) -> dict:
+    """Counts per bin [k*width, (k+1)*width), plus the count without a value."""
+    present = values.drop_nulls()
+    missing = values.len() - present.len()
+    if present.len() == 0:
+        return {"bins": [], "missing": missing, "max": 0}
+    lo = math.floor(float(present.min()) / width)
+    hi = math.floor(float(present.max()) / width)
+    counts = (present.to_frame("v").select((pl.col("v") / width).floor().cast(pl.Int64).alias("k"))
+              .group_by("k").len())
+    got = dict(counts.iter_rows())
+    bins = [{"lo": k * width, "hi": (k + 1) * width, "n": int(got.get(k, 0))} for k in range(lo, hi + 1)]
+    return {"bins": bins, "missing": missing, "max": max(b["n"] for b in bins)}
+
+
+def _distributions(candidates: pl.DataFrame, trial: Trial) -> list[dict]:
+    out = []
+    for c in trial.criteria:
+        if c.rule in DISTRIBUTIONS:
+            name, label, width, unit = DISTRIBUTIONS[c.rule]
+            col = f"{c.id}__{name}"
+            if col in candidates.columns:
+                hist = _histogram(candidates[col].cast(pl.Float64), width)
+                out.append({"label": label, "criterion": c.id, "unit": unit, "width": width, **hist})
+    return out
+
+
+def _quarantine_reasons(quarantine: dict[str, pl.DataFrame], top: int = 10) -> list[dict]:
+    """The most frequent reasons, with quoted values generalised so that like reasons group."""
+    frames = [f.select(pl.lit(t).alias("table"), pl.col("_reason")) for t, f in quarantine.items() if f.height]
+    if not frames:
+        return []
+    reasons = (pl.concat(frames)
+               .with_columns(pl.col("_reason").str.replace_all(r"'[^']*'", "'…'").alias("reason"))
+               .group_by("table", "reason").len()
+               .sort(["len", "table", "reason"], descending=[True, False, False]).head(top))
+    return [{"table": t, "reason": r, "n": n} for t, r, n in reasons.iter_rows()]
+
+
+def _fmt_param(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame) -> dict:
+    """The report's model: plain data, so that the template only lays it out."""
+    attr = attrition.to_dicts()
+    by_id = {row["criterion"]: row for row in attr}
+    criteria = [{
+        "id": c.id, "kind": c.kind, "text": c.text, "judged": c.judged,
+        "parameters": [{"name": k, "value": _fmt_param(v), "overridden": k in c.overridden}
+                       for k, v in c.parameters.items()],
+        **by_id[c.id]} for c in trial.criteria]
+    sites = [{"site": s, **v, "candidates": v["eligible"] + v["possible"], "population": sum(v.values())}
+             for s, v in summary["by_site"].items()]
+    sites.sort(key=lambda r: (-r["candidates"], r["site"]))
+    quality = summary.get("quality") or {}
+    return {
+        "s": summary, "trial": trial, "criteria": criteria, "attrition": attr,
+        "overrides": [f"{c.id}.{k}" for c in trial.criteria for k in sorted(c.overridden)],
+        "settle": _settle(evaluation, trial),
+        "sites": sites, "max_site": max([r["candidates"] for r in sites] + [1]),
+        "distributions": _distributions(candidates, trial),
+        "reasons": _quarantine_reasons(quarantine),
+        "inputs": summary["inputs"],
+        "findings": quality.get("findings", []),
+        "statuses": STATUSES,
+    }
+
+
+def render(model: dict) -> str:
+    return _env().get_template("report.html.j2").render(**model)
+
+
+def write(path: Path, summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame) -> None:
+    html = render(build(summary, evaluation, attrition, trial, quarantine, candidates))
+    path.write_text(html, "utf-8")
+
+
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?!#|data:)[^"'\s>]+|@import|url\(\s*["']?(?!#|data:)""", re.I)
+
+
+def external_references(html: str) -> list[str]:
+    """Anything in the page that would load or link outside it (used by the tests)."""
+    return EXTERNAL.findall(html)

@@ -1,0 +1,148 @@
+"""Data-quality expectations: each fires on a planted case and stays quiet on a clean export."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import pytest
+
+from pipeline.dialect import Dialect
+from pipeline.ingest import ingest
+from pipeline.quality import load_suites, run_quality
+from pipeline.trial import load_trial
+from pipeline.vocabulary import load_vocabulary
+from tests.conftest import TODAY, write_export
+
+D = dt.date(2026, 11, 1)
+
+
+def day(n: int) -> str:
+    """The date n days before D."""
+    return (D - dt.timedelta(days=n)).isoformat()
+
+
+def clean() -> dict[str, list[dict]]:
+    """Two plausible, complete patients: every check passes."""
+    pats = [{"patient_id": p, "site_id": "S1", "sex": "F", "birth_date": "1980-01-01", "onset_date": "2010-01-01",
+             "diagnosis_date": "2011-01-01", "ms_course": "RRMS", "research_consent": "Y"} for p in ("A", "B")]
+    visits = [{"patient_id": p, "visit_date": day(n), "edss": "3.0", "karnofsky": "90", "weight_kg": w}
+              for p in ("A", "B") for n, w in ((10, "70"), (25, "72"), (200, "71"))]
+    labs = [{"patient_id": p, "sample_date": day(10), "test": t, "value": "20", "unit": u}
+            for p in ("A", "B") for t, u in (("AST", "U/L"), ("ALT", "U/L"), ("TBIL", "umol/L"), ("CREAT", "umol/L"))]
+    return {
+        "patients": pats, "visits": visits, "labs": labs,
+        "function_tests": [{"patient_id": p, "test_date": day(10), "test": "LVEF", "value": "60"} for p in ("A", "B")],
+        "relapses": [{"patient_id": p, "onset_date": "2015-01-01"} for p in ("A", "B")],
+        "treatments": [{"patient_id": p, "drug": "Tysabri", "start_date": "2012-01-01"} for p in ("A", "B")],
+        "conditions": [{"patient_id": p, "category": "other", "onset_date": "2000-01-01", "severity": "mild"}
+                       for p in ("A", "B")],
+    }
+
+
+def patient(data, pid="A"):
+    return next(p for p in data["patients"] if p["patient_id"] == pid)
+
+
+def set_patient(**kw):
+    def plant(data):
+        patient(data).update(kw)
+    return plant
+
+
+def add(table, **row):
+    def plant(data):
+        data[table].append({"patient_id": "A", **row})
+    return plant
+
+
+def drop(table, pid="B", test=None):
+    def plant(data):
+        data[table] = [r for r in data[table]
+                       if not (pid in (None, r["patient_id"]) and (test is None or r["test"] == test))]
+    return plant
+
+
+def set_all(table, **kw):
+    def plant(data):
+        for r in data[table]:
+            r.update(kw)
+    return plant
+
+
+def death(n: int):
+    return set_patient(death_date=day(n))
+
+
+# expectation id -> (plant, ids that must fire besides it)
+PLANTS = {
+    "onset_before_birth": (set_patient(onset_date="1975-01-01", diagnosis_date="1976-01-01"), set()),
+    "diagnosis_before_onset": (set_patient(diagnosis_date="2005-01-01"), set()),
+    "death_before_birth": (set_patient(death_date="1979-12-31"),
+                           {"visit_after_death", "relapse_after_death", "treatment_after_death", "lab_after_death",
+                            "function_test_after_death", "condition_before_birth"}),
+    "birth_date_missing": (set_patient(birth_date=None), set()),
+    "onset_date_missing": (set_patient(onset_date=None), set()),
+    "no_visits": (drop("visits"), {"no_recent_edss"}),
+    "no_recent_edss": (lambda d: [r.update(edss=None) for r in d["visits"] if r["patient_id"] == "B"], set()),
+    "no_recent_labs": (drop("labs", pid=None, test="TBIL"), set()),
+    "no_recent_lvef": (drop("function_tests", pid=None), set()),
+    "edss_jump": (add("visits", visit_date=day(35), edss="7.0"), set()),
+    "weight_jump": (add("visits", visit_date=day(30), weight_kg="90"), set()),
+    "visit_after_death": (lambda d: (death(5)(d), d["visits"].append({"patient_id": "A", "visit_date": day(3)})),
+                          set()),
+    "edss_mean": (set_all("visits", edss="8.0"), set()),
+    "weight_mean": (set_all("visits", weight_kg="150"), set()),
+    "relapse_before_ms_onset": (add("relapses", onset_date="2009-12-31"), set()),
+    "relapse_after_death": (lambda d: (death(5)(d), d["relapses"].append({"patient_id": "A", "onset_date": day(3)})),
+                            set()),
+    "treatment_before_birth": (add("treatments", drug="Avonex", start_date="1979-12-31"), set()),
+    "treatment_after_death": (lambda d: (death(5)(d), d["treatments"].append(
+        {"patient_id": "A", "drug": "Avonex", "start_date": day(3)})), set()),
+    "lab_after_death": (lambda d: (death(5)(d), d["labs"].append(
+        {"patient_id": "A", "sample_date": day(3), "test": "AST", "value": "20", "unit": "U/L"})), set()),
+    "function_test_after_death": (lambda d: (death(5)(d), d["function_tests"].append(
+        {"patient_id": "A", "test_date": day(3), "test": "LVEF", "value": "60"})), set()),
+    "condition_before_birth": (add("conditions", category="other", onset_date="1979-12-31", severity="mild"), set()),
+}
+
+
+def findings(tmp_path, data) -> dict[str, dict]:
+    folder = write_export(tmp_path / "e", data)
+    reg = ingest(folder, Dialect(), load_vocabulary(), today=TODAY, max_reject=1.0)
+    assert sum(i.rows_quarantined for i in reg.inputs.values()) == 0, "a planted case must pass pandera"
+    q = run_quality(reg, load_trial(), D)
+    return {f["id"]: f for f in q["findings"]}
+
+
+def test_every_expectation_has_a_planted_case():
+    ids = {e["meta"]["id"] for s in load_suites().values() for e in s["expectations"]}
+    assert ids == set(PLANTS)
+
+
+def test_clean_export_raises_no_finding(tmp_path):
+    got = findings(tmp_path, clean())
+    assert set(got) == set(PLANTS)
+    assert {k for k, f in got.items() if not f["ok"]} == set()
+    assert all("error" not in f for f in got.values())
+
+
+@pytest.mark.parametrize("check", sorted(PLANTS))
+def test_planted_case_fires(tmp_path, check):
+    plant, also = PLANTS[check]
+    data = copy.deepcopy(clean())
+    plant(data)
+    got = findings(tmp_path, data)
+    fired = {k for k, f in got.items() if not f["ok"]}
+    assert check in fired
+    assert fired - {check} <= also, f"unexpected findings: {fired - {check} - also}"
+    if "count" in got[check] and not got[check]["sampled"]:
+        assert got[check]["count"] >= 1
+
+
+def test_absent_tables_are_skipped_not_failed(tmp_path):
+    data = {"patients": clean()["patients"]}
+    folder = write_export(tmp_path / "e", data)
+    reg = ingest(folder, Dialect(), load_vocabulary(), today=TODAY)
+    q = run_quality(reg, load_trial(), D)
+    assert {f["table"] for f in q["findings"]} == {"patients"}
