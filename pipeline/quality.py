@@ -63,22 +63,41 @@ def _lookback(trial: Trial, rule: str) -> int:
     return DEFAULT_LOOKBACKS[rule]
 
 
-def _window_spread(frame: pl.DataFrame, date_col: str, value: str, name: str, relative: bool = False) -> pl.DataFrame:
-    """Per row, the spread of `value` over the patient's rows dated in [date - 30 days, date].
+def visit_spreads(visits: pl.DataFrame) -> pl.DataFrame:
+    """Per (patient, visit date) with another visit within 30 days: the EDSS and weight spread over
+    the patient's visits dated in [date - 30 days, date].
 
-    Same-day rows are in each other's windows, so two different EDSS on one day count.
-    Null when the window holds no other valued row. `relative` gives the spread in %
-    of the window's smallest value.
+    `edss_jump_30d` is the EDSS range (max - min) in that window, `weight_change_pct_30d`
+    the weight range in % of the window's lowest weight; null when the window holds no
+    other value. Same-day visits are in each other's windows, so two different EDSS on
+    one day count.
+
+    Only visits with a neighbour within 30 days can have a spread, and their windows
+    hold only such visits; so the rolling window runs on that (small) subset, found
+    with one shift over the sorted table: linear, not a window per visit.
     """
-    f = frame.filter(pl.col(value).is_not_null()).sort(PID, date_col)
-    w = f.rolling(index_column=date_col, period=WINDOW, closed="both", group_by=PID).agg(
-        pl.col(value).max().alias("hi"), pl.col(value).min().alias("lo"), pl.len().alias("n"))
-    spread = pl.col("hi") - pl.col("lo")
-    if relative:
-        spread = spread * 100.0 / pl.col("lo")
-    return (pl.concat([f.select(PID, date_col), w.select(pl.when(pl.col("n") > 1).then(spread).alias(name))],
-                      how="horizontal")
-            .group_by(PID, date_col).agg(pl.col(name).max()))
+    pid, day = pl.col(PID), pl.col("visit_date")
+    v = visits.select(PID, "visit_date", "edss", "weight_kg").sort(PID, "visit_date")
+    near_prev = (pid == pid.shift(1)) & ((day - day.shift(1)).dt.total_days() <= 30)
+    near_next = (pid == pid.shift(-1)) & ((day.shift(-1) - day).dt.total_days() <= 30)
+    # Same-day visits first become one row per day, so that the window rows are keyed
+    # (patient, day) and join back unambiguously.
+    days = (v.filter((near_prev | near_next).fill_null(False))
+            .group_by(PID, "visit_date").agg(
+                pl.col("edss").max().alias("e_hi"), pl.col("edss").min().alias("e_lo"), pl.col("edss").count().alias("e_n"),
+                pl.col("weight_kg").max().alias("w_hi"), pl.col("weight_kg").min().alias("w_lo"),
+                pl.col("weight_kg").count().alias("w_n"))
+            .sort(PID, "visit_date"))
+    win = days.rolling(index_column="visit_date", period=WINDOW, closed="both", group_by=PID).agg(
+        pl.col("e_hi").max().alias("we_hi"), pl.col("e_lo").min().alias("we_lo"), pl.col("e_n").sum().alias("we_n"),
+        pl.col("w_hi").max().alias("ww_hi"), pl.col("w_lo").min().alias("ww_lo"), pl.col("w_n").sum().alias("ww_n"))
+    return (days.join(win, on=[PID, "visit_date"], how="left").select(
+        PID, "visit_date",
+        pl.when((pl.col("e_n") > 0) & (pl.col("we_n") > 1)).then(pl.col("we_hi") - pl.col("we_lo"))
+        .alias("edss_jump_30d"),
+        pl.when((pl.col("w_n") > 0) & (pl.col("ww_n") > 1))
+        .then((pl.col("ww_hi") - pl.col("ww_lo")) * 100.0 / pl.col("ww_lo")).alias("weight_change_pct_30d"))
+        .filter(pl.col("edss_jump_30d").is_not_null() | pl.col("weight_change_pct_30d").is_not_null()))
 
 
 def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str, pl.DataFrame]:
@@ -106,10 +125,7 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
         pl.col(PID).is_in(lvef_ids.implode()).alias("has_recent_lvef"))}
 
     visits = t["visits"]
-    jumps = (_window_spread(visits, "visit_date", "edss", "edss_jump_30d")
-             .join(_window_spread(visits, "visit_date", "weight_kg", "weight_change_pct_30d", relative=True),
-                   on=[PID, "visit_date"], how="full", coalesce=True)
-             .filter(pl.col("edss_jump_30d").is_not_null() | pl.col("weight_change_pct_30d").is_not_null()))
+    jumps = visit_spreads(visits)
     after = visits.join(dead, on=PID).select(PID, "visit_date", "death_date").unique()
     frames["visits"] = (jumps.join(after, on=[PID, "visit_date"], how="full", coalesce=True)
                         .select(PID, "visit_date", "death_date", "edss_jump_30d", "weight_change_pct_30d")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 
+import polars as pl
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pipeline.dialect import Dialect
 from pipeline.ingest import ingest
-from pipeline.quality import load_suites, run_quality
+from pipeline.quality import load_suites, run_quality, visit_spreads
 from pipeline.trial import load_trial
 from pipeline.vocabulary import load_vocabulary
 from tests.conftest import TODAY, write_export
@@ -146,3 +148,32 @@ def test_absent_tables_are_skipped_not_failed(tmp_path):
     reg = ingest(folder, Dialect(), load_vocabulary(), today=TODAY)
     q = run_quality(reg, load_trial(), D)
     assert {f["table"] for f in q["findings"]} == {"patients"}
+
+
+def brute_spreads(rows: list[dict]) -> dict:
+    """The definition, one visit at a time: spread over the patient's visits in [date - 30, date]."""
+    out = {}
+    for r in rows:
+        win = [x for x in rows if x["patient_id"] == r["patient_id"]
+               and r["visit_date"] - dt.timedelta(days=30) <= x["visit_date"] <= r["visit_date"]]
+        e = [x["edss"] for x in win if x["edss"] is not None]
+        w = [x["weight_kg"] for x in win if x["weight_kg"] is not None]
+        ej = max(e) - min(e) if r["edss"] is not None and len(e) > 1 else None
+        wj = (max(w) - min(w)) * 100.0 / min(w) if r["weight_kg"] is not None and len(w) > 1 else None
+        key = (r["patient_id"], r["visit_date"])
+        prev = out.get(key, (None, None))
+        out[key] = tuple(b if a is None else a if b is None else max(a, b) for a, b in zip(prev, (ej, wj)))
+    return {k: v for k, v in out.items() if v != (None, None)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.fixed_dictionaries({
+    "patient_id": st.sampled_from(["A", "B"]),
+    "visit_date": st.dates(dt.date(2024, 1, 1), dt.date(2024, 4, 1)),
+    "edss": st.sampled_from([None, 0.0, 2.0, 3.5, 6.5]),
+    "weight_kg": st.sampled_from([None, 50.0, 61.0, 80.0])}), max_size=30))
+def test_visit_spreads_match_the_definition(rows):
+    frame = pl.DataFrame(rows, schema={"patient_id": pl.Utf8, "visit_date": pl.Date, "edss": pl.Float64,
+                                       "weight_kg": pl.Float64})
+    got = {(p, d): (e, w) for p, d, e, w in visit_spreads(frame).rows()}
+    assert got == brute_spreads(rows)
