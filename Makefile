@@ -8,7 +8,7 @@ SAMPLES := data_samples/default
 RUN_DIR ?= runs/sample
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run test samples clean
+.PHONY: help setup browser run nightly test samples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,8 +31,12 @@ browser: ## install Debian's chromium for the report's browser test (once; needs
 	  echo "installing chromium (Debian package) for the report test"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [ARGS="--keep 30"]
+	@test -n "$(INPUT)" -a -n "$(RUNS)" || { echo "usage: make nightly INPUT=EXPORT_DIR RUNS=RUNS_DIR"; exit 2; }
+	$(BIN)/msfeas nightly --input $(INPUT) --runs-dir $(RUNS) $(ARGS)
+
 test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows

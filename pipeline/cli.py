@@ -1,7 +1,9 @@
 """The command line: a thin layer over `pipeline.run` that maps errors to exit codes.
 
 Exit codes: 0 done; 1 the input could not be used (named file, line, column, rule);
-2 wrong usage. No traceback reaches the user for bad input.
+2 wrong usage; 3 (nightly) another nightly holds the runs folder; 4 (nightly) the
+export shrank suspiciously since the previous run; 70 an internal error. No traceback
+reaches the user for bad input.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ EXAMPLES = """examples:
   msfeas run --input data_samples/regional --out runs/what-if --as-of 2026-01-31 \\
              --engine duckdb --set edss_range.max_edss=7.0
   msfeas run --input export/ --out runs/x --delimiter ';' --decimal , --date-format %d.%m.%Y --encoding cp1251
+  msfeas nightly --input /srv/registry/export --runs-dir /srv/msfeas/runs --keep 30
 """
 
 
@@ -58,6 +61,33 @@ def _min_cell(text: str) -> int:
     return value
 
 
+NIGHTLY_HELP = """exit codes: 0 done; 1 the export could not be used; 2 wrong usage;
+  3 another nightly is running on this runs folder; 4 the export shrank by more than
+  --max-drop since the previous run (the message names the table); 70 internal error.
+files: RUNS/<as-of>/ (run folder + manifest.json, changes.csv, run.log), RUNS/latest,
+  RUNS/failed-<as-of>.log when a night stops.
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    """The options `run` and `nightly` share."""
+    p.add_argument("--as-of", type=_date, default=None, help="reference date D, YYYY-MM-DD (default: today)")
+    p.add_argument("--trial", default="nct04203017", help="bundled trial id or trial file (default: nct04203017)")
+    p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
+                   help="override a criterion parameter for this run (repeatable)")
+    p.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
+    p.add_argument("--decimal", help="decimal mark: '.' or ','")
+    p.add_argument("--date-format", help="strftime pattern of dates, e.g. %%d.%%m.%%Y")
+    p.add_argument("--encoding", help="file encoding, e.g. utf-8, cp1251")
+    p.add_argument("--drug-lines", help="replacement drug vocabulary / line-of-therapy file (TOML)")
+    p.add_argument("--max-reject", type=_share, default=0.05, metavar="PERCENT",
+                   help="largest share of a table's rows that may be quarantined (default 5%%)")
+    p.add_argument("--min-cell", type=_min_cell, default=5, metavar="N",
+                   help="shareable counts (site_counts.csv, summary_public.json): show counts 1 .. N-1 "
+                        "as <N (default 5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="msfeas", description="Recruitment feasibility of an MS trial on a registry export.",
                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,22 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--input", required=True, type=Path, help="the export folder (patients.csv and others)")
     run.add_argument("--out", required=True, type=Path, help="the run folder to create")
-    run.add_argument("--as-of", type=_date, default=None, help="reference date D, YYYY-MM-DD (default: today)")
-    run.add_argument("--trial", default="nct04203017", help="bundled trial id or trial file (default: nct04203017)")
-    run.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
-                     help="override a criterion parameter for this run (repeatable)")
-    run.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
-    run.add_argument("--decimal", help="decimal mark: '.' or ','")
-    run.add_argument("--date-format", help="strftime pattern of dates, e.g. %%d.%%m.%%Y")
-    run.add_argument("--encoding", help="file encoding, e.g. utf-8, cp1251")
-    run.add_argument("--drug-lines", help="replacement drug vocabulary / line-of-therapy file (TOML)")
-    run.add_argument("--max-reject", type=_share, default=0.05, metavar="PERCENT",
-                     help="largest share of a table's rows that may be quarantined (default 5%%)")
-    run.add_argument("--min-cell", type=_min_cell, default=5, metavar="N",
-                     help="shareable counts (site_counts.csv, summary_public.json): show counts 1 .. N-1 "
-                          "as <N (default 5)")
+    _common(run)
     run.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    night = sub.add_parser(
+        "nightly", help="the scheduled run: RUNS/<as-of>/ atomically, lock, manifest, changes, volume guard",
+        epilog=NIGHTLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    night.add_argument("--input", required=True, type=Path, help="the export folder")
+    night.add_argument("--runs-dir", required=True, type=Path, help="the folder of dated run folders")
+    _common(night)
+    night.add_argument("--keep", type=int, default=30, metavar="N", help="run folders to keep (default 30)")
+    night.add_argument("--max-drop", type=_share, default=0.20, metavar="PERCENT",
+                       help="largest fall of a table's rows (or the patients) since the previous run (default 20%%)")
+    night.add_argument("--accept-volume-drop", action="store_true", help="go on despite a larger fall (logged)")
+    night.add_argument("--verbose", action="store_true", help="every log event as a JSON line on stderr")
     return parser
 
 
@@ -111,6 +138,7 @@ def print_summary(result) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(0o077)  # patient-level files are created readable by the owner only
     try:
         from pipeline.run import RunOptions, run
         from pipeline.trial import load_trial
@@ -118,12 +146,23 @@ def main(argv: list[str] | None = None) -> int:
         today = dt.date.fromisoformat(os.environ["MSFEAS_TODAY"]) if os.environ.get("MSFEAS_TODAY") else dt.date.today()
         trial = load_trial(args.trial, args.overrides)
         opts = RunOptions(
-            input=args.input, out=args.out, as_of=args.as_of or today, trial=trial, engine=args.engine,
+            input=args.input, out=getattr(args, "out", None), as_of=args.as_of or today, trial=trial,
+            engine=args.engine,
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},
-            drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell, force=args.force,
-            today=today)
-        result = run(opts)
+            drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
+            force=getattr(args, "force", False), today=today)
+        if args.command == "nightly":
+            from pipeline.nightly import NightlyOptions, nightly
+            from pipeline.runlog import RunLog
+
+            if args.keep < 1:
+                raise UsageError("--keep must be at least 1")
+            result = nightly(NightlyOptions(run=opts, runs_dir=args.runs_dir, keep=args.keep,
+                                            max_drop=args.max_drop, accept_volume_drop=args.accept_volume_drop),
+                             RunLog(verbose=args.verbose, echo=True))
+        else:
+            result = run(opts)
     except UsageError as exc:
         print(f"msfeas: error: {exc}", file=sys.stderr)
         return 2
@@ -135,12 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         print("msfeas: interrupted; nothing was written.", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last resort: a clear line, the traceback on request
+        code = getattr(exc, "exit_code", None)
+        if code in (3, 4):  # nightly: locked, volume guard
+            print(f"msfeas: {exc}", file=sys.stderr)
+            return code
         if os.environ.get("MSFEAS_DEBUG"):
             raise
         print(f"msfeas: internal error ({type(exc).__name__}: {exc}); nothing was written. "
               "Set MSFEAS_DEBUG=1 for details and report it.", file=sys.stderr)
         return 70
-    print_summary(result)
+    if args.command == "run" or sys.stdout.isatty():
+        print_summary(result)
     return 0
 
 

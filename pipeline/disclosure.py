@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.outputs import STATUSES
+from pipeline.outputs import STATUSES, write_csv
 
 VISIBLE, PRIMARY, COMPLEMENT = 0, 1, 2
 COLUMNS = ("population", *STATUSES)
@@ -139,7 +139,7 @@ def public_summary(summary: dict, sites: pl.DataFrame, totals: dict, min_cell: i
 
 def write(evaluation: pl.DataFrame, summary: dict, folder: Path, min_cell: int) -> dict:
     sites, totals = site_counts(evaluation, min_cell)
-    sites.write_csv(folder / "site_counts.csv")
+    write_csv(sites, folder / "site_counts.csv")
     public = public_summary(summary, sites, totals, min_cell)
     (folder / "summary_public.json").write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n", "utf-8")
     return public

@@ -63,8 +63,25 @@ def by_site(evaluation: pl.DataFrame) -> dict[str, dict[str, int]]:
     return {row["site_id"]: {s: int(row[s]) for s in STATUSES} for row in wide.iter_rows(named=True)}
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
+    """Prefix text cells that a spreadsheet would execute with `'`, which makes them plain text.
+
+    Only text columns: numbers (a negative EDSS change) are written as numbers. Values
+    from the export (site ids, drug names, quarantined fields as written) are data,
+    and the same rule applies to them in every CSV a run writes.
+    """
+    text = [c for c, t in frame.schema.items() if t == pl.Utf8]
+    return frame.with_columns([
+        pl.when(pl.col(c).str.contains(FORMULA_START)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in text])
+
+
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
-    frame.write_csv(path, date_format="%Y-%m-%d", null_value="")
+    neutralise(frame).write_csv(path, date_format="%Y-%m-%d", null_value="")
 
 
 def write_json(data: dict, path: Path) -> None:

@@ -44,12 +44,16 @@ ORGAN_LABS = ("AST", "ALT", "TBIL", "CREAT")
 DEFAULT_LOOKBACKS = {"edss_range": 365, "organ_function": 90, "lvef": 365}
 
 
+def load_suite(name: str) -> dict:
+    return json.loads(resources.files("pipeline.expectations").joinpath(f"{name}.json").read_text("utf-8"))
+
+
 def load_suites() -> dict[str, dict]:
-    """The suites as stored: table name -> GE suite dict."""
+    """The table suites as stored: table name -> GE suite dict."""
     folder = resources.files("pipeline.expectations")
     suites = {}
     for entry in folder.iterdir():
-        if entry.name.endswith(".json"):
+        if entry.name.endswith(".json") and entry.name[:-5] in schemas.TABLES:
             suite = json.loads(entry.read_text("utf-8"))
             suites[suite["name"]] = suite
     order = list(schemas.TABLES)  # the contract's order: patients first
@@ -224,3 +228,35 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, docs_dir: Path
         "findings": findings,
         "seconds": {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)},
     }
+
+
+def check_volume(now: dict[str, int], before: dict[str, int], max_drop: float) -> list[dict]:
+    """The volume guard of `msfeas nightly`: what fell by more than `max_drop` since the previous run.
+
+    One row per table (and the accepted patient count) with its row count and the
+    least it may have (`previous * (1 - max_drop)`), checked by the `volume` suite.
+    Returns the rows that broke it: table, rows, previous_rows, drop.
+    """
+    import pandas as pd
+
+    names = [t for t in before if before[t] > 0]
+    if not names:
+        return []
+    frame = pd.DataFrame({"table": names, "rows": [now.get(t, 0) for t in names],
+                          "previous_rows": [before[t] for t in names],
+                          "min_rows": [before[t] * (1.0 - max_drop) for t in names]})
+    gx, ctx = _context(None)
+    suite = load_suite("volume")
+    gx_suite = ctx.suites.add(gx.ExpectationSuite(name="volume", expectations=suite["expectations"]))
+    batch = ctx.data_sources.add_pandas("volumes").add_dataframe_asset("volumes").add_batch_definition_whole_dataframe("all")
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="volume", data=batch, suite=gx_suite))
+    result = vd.run(batch_parameters={"dataframe": frame},
+                    result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["table"]})
+    failed = set()
+    for res in result.results:
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            raise RuntimeError(f"volume check could not run: {res.exception_info.get('exception_message')}")
+        for item in (res.result or {}).get("unexpected_index_list") or []:
+            failed.add(item["table"])
+    return [{"table": t, "rows": int(r), "previous_rows": int(p), "drop": 1 - r / p}
+            for t, r, p in zip(frame["table"], frame["rows"], frame["previous_rows"]) if t in failed]

@@ -1,16 +1,16 @@
-"""One run: ingest, validate, evaluate, write, into a run folder that appears only when complete.
+"""One run: ingest, validate, evaluate, check quality, write, into a folder that appears only when complete.
 
-The folder is built beside its final place under a temporary name and renamed into
-place at the end, so a fatal error, a crash or a kill never leaves a folder that
-looks like a result.
+The folder is built beside its final place under a hidden temporary name from the
+start (so a kill leaves only a `.<name>.partial-*` folder, which nothing takes for a
+result) and put in place by `atomic.publish` at the end. `msfeas nightly` adds its
+steps through `Hooks` (the volume guard after ingest, changes and manifest before
+publishing) rather than a second copy of this sequence.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +18,12 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import __version__, disclosure, outputs, quality, report
+from pipeline.atomic import partial_dir, publish
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
 from pipeline.errors import UsageError
 from pipeline.ingest import Registry, ingest
+from pipeline.runlog import RunLog
 from pipeline.trial import Trial
 from pipeline.vocabulary import load_vocabulary
 
@@ -49,67 +51,107 @@ class RunResult:
     timings: dict[str, float]
 
 
+class Hooks:
+    """Extension points of a run (used by `msfeas nightly`); the default does nothing."""
+
+    def after_ingest(self, registry: Registry, log: RunLog) -> None:
+        """May raise to stop the run before anything is evaluated (the volume guard)."""
+
+    def add_results(self, folder: Path, summary: dict, evaluation: pl.DataFrame, log: RunLog) -> None:
+        """Add result files and summary entries before the report is drawn (changes.csv)."""
+
+    def before_publish(self, folder: Path, summary: dict, timings: dict, log: RunLog) -> None:
+        """Add the last files to the finished folder (manifest.json) before it is put in place."""
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise UsageError(f"--out {out} exists and is not empty; pass --force to replace it")
 
 
-def run(opts: RunOptions) -> RunResult:
+class _Stage:
+    """Times a stage into `timings` and logs its end."""
+
+    def __init__(self, name: str, timings: dict, log: RunLog):
+        self.name, self.timings, self.log = name, timings, log
+
+    def __enter__(self):
+        self.t = time.perf_counter()
+        self.log.event(self.name, "started")
+        return self
+
+    def __exit__(self, *exc):
+        self.timings[self.name] = time.perf_counter() - self.t
+        if exc[0] is None:
+            self.log.event(self.name, "done", seconds=round(self.timings[self.name], 3))
+
+
+def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None) -> RunResult:
+    hooks = hooks or Hooks()
+    own_log = log is None
+    log = log or RunLog()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _check_out(opts.out, opts.force)
-    dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
-    vocab = load_vocabulary(opts.drug_lines)
-    registry: Registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
-    timings["ingest_validate"] = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    evaluation = evaluate(registry, opts.trial, opts.as_of, opts.engine)
-    timings["evaluate"] = time.perf_counter() - t1
-
-    attr = outputs.attrition(evaluation, opts.trial)
-    cands = outputs.candidates(evaluation, opts.trial)
-    summary = {
-        "trial": opts.trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
-        **outputs.counts(evaluation), "by_site": outputs.by_site(evaluation),
-        "parameters": opts.trial.parameters_record(),
-        "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
-        "absent_tables": registry.absent,
-        "dialect": vars(registry.dialect) if registry.dialect else None,
-        "drug_lines": vocab.source,
-        "quality": None,
-        "timings_seconds": None,  # filled below; the only engine- and machine-dependent field
-    }
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{opts.out.name}.partial-", dir=opts.out.parent))
+    tmp = partial_dir(opts.out)
     try:
-        t2 = time.perf_counter()
-        summary["quality"] = quality.run_quality(registry, opts.trial, opts.as_of, tmp / "quality")
-        timings["quality"] = time.perf_counter() - t2
-        seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
+        log.attach(tmp / "run.log")
+        with _Stage("ingest_validate", timings, log):
+            dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
+            vocab = load_vocabulary(opts.drug_lines)
+            registry: Registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+        # Quarantined rows and quality findings are facts of every export, not alarms: info, so
+        # that a normal night stays quiet under cron.
+        log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
+        hooks.after_ingest(registry, log)
+
+        with _Stage("evaluate", timings, log):
+            evaluation = evaluate(registry, opts.trial, opts.as_of, opts.engine)
+            attr = outputs.attrition(evaluation, opts.trial)
+            cands = outputs.candidates(evaluation, opts.trial)
+        summary = {
+            "trial": opts.trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
+            **outputs.counts(evaluation), "by_site": outputs.by_site(evaluation),
+            "parameters": opts.trial.parameters_record(),
+            "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
+            "absent_tables": registry.absent,
+            "dialect": vars(registry.dialect) if registry.dialect else None,
+            "drug_lines": vocab.source,
+            "quality": None,
+            "timings_seconds": None,  # filled below; the only engine- and machine-dependent field
+        }
+        log.event("evaluate", "counts", **outputs.counts(evaluation))
+
+        with _Stage("quality", timings, log):
+            summary["quality"] = quality.run_quality(registry, opts.trial, opts.as_of, tmp / "quality")
+            seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
         timings["quality_frames"] = seconds["frames"]
+        log.event("quality", f"{summary['quality']['n_findings']} findings")
 
-        t3 = time.perf_counter()
-        evaluation.write_parquet(tmp / "evaluation.parquet", statistics=False)
-        outputs.write_csv(cands, tmp / "candidates.csv")
-        outputs.write_csv(attr, tmp / "attrition.csv")
-        qdir = tmp / "quarantine"
-        qdir.mkdir()
-        for table, frame in registry.quarantine.items():
-            outputs.write_csv(frame, qdir / f"{table}.csv")
-        disclosure.write(evaluation, summary, tmp, opts.min_cell)
-        timings["write"] = time.perf_counter() - t3
+        with _Stage("write", timings, log):
+            evaluation.write_parquet(tmp / "evaluation.parquet", statistics=False)
+            outputs.write_csv(cands, tmp / "candidates.csv")
+            outputs.write_csv(attr, tmp / "attrition.csv")
+            qdir = tmp / "quarantine"
+            qdir.mkdir()
+            for table, frame in registry.quarantine.items():
+                outputs.write_csv(frame, qdir / f"{table}.csv")
+            disclosure.write(evaluation, summary, tmp, opts.min_cell)
+            hooks.add_results(tmp, summary, evaluation, log)
 
-        t4 = time.perf_counter()
-        report.write(tmp / "report.html", summary, evaluation, attr, opts.trial, registry.quarantine, cands)
-        timings["report"] = time.perf_counter() - t4
+        with _Stage("report", timings, log):
+            report.write(tmp / "report.html", summary, evaluation, attr, opts.trial, registry.quarantine, cands)
         timings["total"] = time.perf_counter() - t0
         summary["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
         outputs.write_json(summary, tmp / "summary.json")
-        if opts.out.exists():
-            shutil.rmtree(opts.out)
-        os.replace(tmp, opts.out)
+        hooks.before_publish(tmp, summary, timings, log)
+        publish(tmp, opts.out)
+        # The log file stays open across the rename: later events (retention) still reach it.
+        log.event("publish", f"run folder {opts.out}", seconds=round(timings["total"], 3))
+        if own_log:
+            log.detach()
     except BaseException:
+        log.detach()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return RunResult(opts.out, summary, attr, timings)

@@ -1,0 +1,290 @@
+"""`msfeas nightly`: the scheduled run, safe to automate because nobody watches it.
+
+    RUNS/
+      .lock                 held (flock) while a nightly runs; holds its pid, host and start
+      2026-11-23/           one complete run folder per reference date
+      2026-11-24/           ... with manifest.json, changes.csv and run.log besides the run's files
+      latest -> 2026-11-24  the last successful run
+      failed-2026-11-25.log the JSON-line log of a night that stopped (exit 1 or 4)
+
+- Atomic: the run is built in a hidden `.<date>.partial-*` folder and put in place by
+  one rename (or an atomic exchange when the day is re-run); `latest` is switched
+  after that, also atomically. A kill at any moment leaves `latest` on a complete run.
+- One at a time: an exclusive `flock` on `.lock`. The kernel drops it when its holder
+  dies, however it dies, so a lock left by a killed run is simply taken over (and
+  logged); a live one makes the second run exit 3 at once.
+- Volume guard: if a table's row count or the patient count fell by more than
+  `--max-drop` since the previous run, stop with exit 4 naming the table, before
+  anything is evaluated (`--accept-volume-drop` to go on). The check is a
+  great-expectations suite (`expectations/volume.json`), like the quality findings.
+- The previous run is the newest complete run dated before this one, so re-running a
+  day compares with the same night as the first attempt did, and gives the same files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import __version__, outputs, quality
+from pipeline.atomic import PARTIAL, point
+from pipeline.ingest import Registry
+from pipeline.run import Hooks, RunOptions, RunResult, run
+from pipeline.runlog import RunLog
+
+EXIT_LOCKED = 3
+EXIT_VOLUME = 4
+DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CANDIDATE = ("eligible", "possible")
+DEPENDENCIES = ("polars", "duckdb", "pandera", "great-expectations", "pyarrow", "numpy", "pandas", "jinja2")
+
+
+class LockedError(Exception):
+    """Another nightly holds the runs folder (exit 3)."""
+
+    exit_code = EXIT_LOCKED
+
+
+class VolumeDropError(Exception):
+    """The export shrank suspiciously since the previous run (exit 4)."""
+
+    exit_code = EXIT_VOLUME
+
+
+class RunLock:
+    """An exclusive, non-blocking flock on RUNS/.lock, released by the kernel if we die."""
+
+    def __init__(self, runs_dir: Path):
+        self.path = runs_dir / ".lock"
+        self.fd: int | None = None
+        self.stale: str = ""
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise LockedError(f"another msfeas nightly is running on {self.path.parent} "
+                              f"({holder or 'holder unknown'}); this run stops without touching it") from None
+        self.stale = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)  # an empty lock file: nothing stale for the next run
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def completed_runs(runs_dir: Path) -> list[Path]:
+    """Run folders (named by date, with a summary.json), oldest first."""
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir()
+                  if DATE_DIR.match(p.name) and p.is_dir() and not p.is_symlink() and (p / "summary.json").is_file())
+
+
+def previous_run(runs_dir: Path, as_of: dt.date) -> Path | None:
+    earlier = [p for p in completed_runs(runs_dir) if p.name < as_of.isoformat()]
+    return earlier[-1] if earlier else None
+
+
+def volumes(inputs: dict[str, dict], population: int) -> dict[str, int]:
+    """What the volume guard compares: rows read per table (0 when absent) and accepted patients."""
+    rows = {f"{t}.csv": int(i.get("rows_read", 0)) if i.get("present") else 0 for t, i in inputs.items()}
+    return {"patients (accepted)": population, **rows}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def changes(previous: pl.DataFrame | None, current: pl.DataFrame, criteria: list[str]) -> pl.DataFrame:
+    """Patients whose candidacy changed since the previous run, one row each, by patient_id.
+
+    `change` is `became_candidate`, `no_longer_candidate` (then `failing_criteria` lists
+    what fails now; a patient no longer in the export has status empty),
+    `eligible_to_possible` or `possible_to_eligible`.
+    """
+    schema = {"patient_id": pl.Utf8, "site_id": pl.Utf8, "change": pl.Utf8, "previous_status": pl.Utf8,
+              "status": pl.Utf8, "failing_criteria": pl.Utf8, "unknown_criteria": pl.Utf8}
+    if previous is None:
+        return pl.DataFrame(schema=schema)
+    failing = pl.concat_str([pl.when(pl.col(c) == "fail").then(pl.lit(c)) for c in criteria],
+                            separator=";", ignore_nulls=True)
+    unknown = pl.concat_str([pl.when(pl.col(c) == "unknown").then(pl.lit(c)) for c in criteria],
+                            separator=";", ignore_nulls=True)
+    now = current.select("patient_id", "site_id", "status", failing.alias("failing_criteria"),
+                         unknown.alias("unknown_criteria"))
+    before = previous.select("patient_id", pl.col("site_id").alias("previous_site"),
+                             pl.col("status").alias("previous_status"))
+    both = now.join(before, on="patient_id", how="full", coalesce=True)
+    was, is_ = pl.col("previous_status").is_in(CANDIDATE).fill_null(False), pl.col("status").is_in(CANDIDATE).fill_null(False)
+    change = (pl.when(is_ & ~was).then(pl.lit("became_candidate"))
+              .when(was & ~is_).then(pl.lit("no_longer_candidate"))
+              .when((pl.col("previous_status") == "eligible") & (pl.col("status") == "possible")).then(pl.lit("eligible_to_possible"))
+              .when((pl.col("previous_status") == "possible") & (pl.col("status") == "eligible")).then(pl.lit("possible_to_eligible")))
+    return (both.with_columns(change.alias("change"), pl.coalesce("site_id", "previous_site").alias("site_id"))
+            .filter(pl.col("change").is_not_null())
+            .with_columns(pl.when(pl.col("change") == "no_longer_candidate").then(pl.col("failing_criteria"))
+                          .alias("failing_criteria"))
+            .select(list(schema)).sort("patient_id"))
+
+
+@dataclass
+class NightlyOptions:
+    run: RunOptions
+    runs_dir: Path
+    keep: int = 30
+    max_drop: float = 0.20
+    accept_volume_drop: bool = False
+
+
+class NightlyHooks(Hooks):
+    def __init__(self, opts: NightlyOptions, previous: Path | None, started: dt.datetime):
+        self.opts, self.previous, self.started = opts, previous, started
+        self.prev_summary = json.loads((previous / "summary.json").read_text("utf-8")) if previous else None
+        self.registry: Registry | None = None
+
+    def after_ingest(self, registry: Registry, log: RunLog) -> None:
+        self.registry = registry
+        if self.prev_summary is None:
+            log.event("volume", "no previous run to compare with")
+            return
+        population = registry.tables["patients"].height
+        now = volumes({t: i.as_dict() for t, i in registry.inputs.items()}, population)
+        before = volumes(self.prev_summary["inputs"], self.prev_summary["population"])
+        drops = quality.check_volume(now, before, self.opts.max_drop)
+        if not drops:
+            log.event("volume", "volumes within bounds", rows=now)
+            return
+        what = "; ".join(f"{d['table']}: {d['rows']:,} rows, down {d['drop']:.0%} from {d['previous_rows']:,}"
+                         for d in drops)
+        msg = (f"volume guard: the export shrank by more than {self.opts.max_drop:.0%} since the run of "
+               f"{self.previous.name} ({what})")
+        if self.opts.accept_volume_drop:
+            log.event("volume", msg + "; accepted (--accept-volume-drop)", level="warning", drops=drops)
+            return
+        raise VolumeDropError(msg + "; if this is expected, re-run with --accept-volume-drop")
+
+    def add_results(self, folder: Path, summary: dict, evaluation: pl.DataFrame, log: RunLog) -> None:
+        prev = pl.read_parquet(self.previous / "evaluation.parquet") if self.previous else None
+        ch = changes(prev, evaluation, self.opts.run.trial.ids)
+        outputs.write_csv(ch, folder / "changes.csv")
+        counts = dict(ch.group_by("change").len().iter_rows())
+        summary["changes"] = {"previous_run": self.previous.name if self.previous else None,
+                              **{k: int(counts.get(k, 0)) for k in
+                                 ("became_candidate", "no_longer_candidate", "eligible_to_possible",
+                                  "possible_to_eligible")}}
+        log.event("changes", "since the previous run", **summary["changes"])
+
+    def before_publish(self, folder: Path, summary: dict, timings: dict, log: RunLog) -> None:
+        o = self.opts.run
+        inputs = {}
+        for table, inp in (self.registry.inputs.items() if self.registry else []):
+            if inp.present:
+                path = o.input / inp.file
+                inputs[table] = {"file": inp.file, "sha256": sha256(path), "bytes": path.stat().st_size,
+                                 "rows": inp.rows_read}
+        versions = {"python": platform.python_version(), "msfeas": __version__}
+        for dep in DEPENDENCIES:
+            try:
+                versions[dep] = metadata.version(dep)
+            except metadata.PackageNotFoundError:
+                versions[dep] = None
+        manifest = {
+            "msfeas": __version__, "as_of": o.as_of.isoformat(), "engine": o.engine,
+            "trial": {"id": o.trial.id, "source": o.trial.source, "sha256": o.trial.sha256},
+            "parameters": o.trial.parameters_record(),
+            "inputs": inputs,
+            "previous_run": self.previous.name if self.previous else None,
+            "versions": versions,
+            "host": socket.gethostname(),
+            "started": self.started.isoformat(timespec="seconds"),
+            "ended": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "stages_seconds": {k: round(v, 3) for k, v in timings.items()},
+            "exit_status": 0,
+        }
+        outputs.write_json(manifest, folder / "manifest.json")
+
+
+def _sweep(runs_dir: Path, log: RunLog) -> None:
+    """Remove what killed runs left (hidden partial and set-aside folders). Called under the lock."""
+    for p in runs_dir.iterdir():
+        if p.name.startswith(".") and (PARTIAL in p.name or ".old-" in p.name) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            log.event("sweep", f"removed {p.name}, left by an interrupted run", level="warning")
+
+
+def retain(runs_dir: Path, keep: int, log: RunLog) -> list[str]:
+    """Keep the newest `keep` run folders (and always the one `latest` points to)."""
+    runs = completed_runs(runs_dir)
+    latest = (runs_dir / "latest").resolve() if (runs_dir / "latest").is_symlink() else None
+    removed = []
+    for p in runs[:-keep] if keep > 0 else runs:
+        if latest is not None and p.resolve() == latest:
+            continue
+        shutil.rmtree(p)
+        removed.append(p.name)
+    if removed:
+        log.event("retention", f"removed {len(removed)} old runs (keeping {keep})", removed=removed)
+    return removed
+
+
+def nightly(opts: NightlyOptions, log: RunLog) -> RunResult:
+    os.umask(0o077)  # patient-level files: owner only (files 0600, folders 0700)
+    runs_dir = opts.runs_dir
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(runs_dir)
+    lock.acquire()  # LockedError: exit 3, nothing touched
+    started = dt.datetime.now(dt.timezone.utc)
+    day = opts.run.as_of.isoformat()
+    try:
+        log.event("start", f"nightly run for {day}", runs_dir=str(runs_dir), pid=os.getpid(),
+                  argv=sys.argv[1:], version=__version__)
+        if lock.stale:
+            log.event("lock", f"took over a stale lock ({lock.stale})", level="warning")
+        _sweep(runs_dir, log)
+        previous = previous_run(runs_dir, opts.run.as_of)
+        opts.run.out = runs_dir / day
+        opts.run.force = True  # a re-run of the same day replaces it, atomically
+        result = run(opts.run, NightlyHooks(opts, previous, started), log)
+        point(runs_dir / "latest", day)
+        log.event("latest", f"latest -> {day}")
+        retain(runs_dir, opts.keep, log)
+        log.event("end", "done", exit_status=0)
+        return result
+    except BaseException as exc:
+        code = getattr(exc, "exit_code", 70)
+        log.event("end", str(exc) or type(exc).__name__, level="error", exit_status=code)
+        try:
+            log.write_to(runs_dir / f"failed-{day}.log")
+        except OSError:
+            pass
+        raise
+    finally:
+        log.detach()
+        lock.release()

@@ -1,0 +1,71 @@
+"""The run's log: JSON lines (stage, message, counts, durations, warnings) for machines, progress for people.
+
+Every event goes as one JSON object per line to `run.log` in the run folder (the file
+is opened in the partial folder and stays open when that folder is renamed into
+place). On stderr, what is written depends on who is watching:
+
+- a terminal gets short progress lines (`stage: message`);
+- otherwise (cron, systemd) only warnings and errors, as JSON lines, so that a quiet
+  night sends no mail and a bad one sends something a script can parse;
+- `verbose` sends every event as JSON lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import IO
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RunLog:
+    def __init__(self, stream: IO[str] | None = None, *, verbose: bool = False, tty: bool | None = None,
+                 echo: bool = False):
+        """`echo=False` (the plain `msfeas run`) keeps stderr for the CLI's own messages."""
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.verbose, self.echo = verbose, echo
+        self.file: IO[str] | None = None
+        self.buffer: list[str] = []
+        self.events: list[dict] = []
+
+    def attach(self, path: Path) -> None:
+        """Start writing to `path`, with what was logged before."""
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - stays open across the folder's rename
+        for line in self.buffer:
+            self.file.write(line)
+        self.buffer.clear()
+        self.file.flush()
+
+    def detach(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def event(self, stage: str, message: str, level: str = "info", **fields) -> None:
+        record = {"time": _now(), "level": level, "stage": stage, "message": message, **fields}
+        self.events.append(record)
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        if self.file is not None:
+            self.file.write(line)
+            self.file.flush()
+        else:
+            self.buffer.append(line)
+        if not self.echo:
+            return
+        if self.verbose or (not self.tty and level in ("warning", "error")):
+            self.stream.write(line)
+        elif self.tty:
+            extra = f" ({fields['seconds']} s)" if "seconds" in fields else ""
+            self.stream.write(f"{stage}: {message}{extra}\n")
+        self.stream.flush()
+
+    def write_to(self, path: Path) -> None:
+        """Write every event so far to `path` (the log of a run that produced no folder)."""
+        path.write_text("".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for e in self.events),
+                        "utf-8")
