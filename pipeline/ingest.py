@@ -18,7 +18,7 @@ import polars as pl
 import schemas
 from pipeline.dialect import Dialect
 from pipeline.errors import FatalInputError
-from pipeline.readcsv import LINE, NFIELDS, decode, read_csv_text
+from pipeline.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
 from pipeline.vocabulary import DrugVocabulary
 from schemas import rules
 
@@ -146,10 +146,14 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
 
 def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame, int]:
     try:
-        raw_bytes = path.read_bytes()
+        raw = None
+        if ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig"):
+            raw = read_simple(path, ctx.dialect.delimiter, path.name)
+        if raw is None:
+            raw = read_csv_text(decode(path.read_bytes(), ctx.dialect.encoding, path.name), ctx.dialect.delimiter,
+                                path.name)
     except OSError as exc:
         raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
-    raw = read_csv_text(decode(raw_bytes, ctx.dialect.encoding, path.name), ctx.dialect.delimiter, path.name)
     cols = schemas.TABLES[table]
     missing = [c.name for c in cols if not c.optional and c.name not in raw.header]
     if missing:

@@ -12,6 +12,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.dialect import Dialect
 from pipeline.ingest import ingest
+from pipeline.readcsv import decode, read_csv_text
 from pipeline.vocabulary import load_vocabulary
 from tests.conftest import ROOT, TODAY, write_export
 
@@ -174,3 +175,44 @@ def test_run_writes_the_folder(tmp_path):
     assert {p.name for p in out.iterdir()} >= {"evaluation.parquet", "candidates.csv", "attrition.csv",
                                                 "summary.json", "quarantine"}
     assert cli("run", "--input", SAMPLES / "default", "--out", out) == 2  # refuses a non-empty folder
+
+
+FAST_CASES = {
+    "plain": b"patient_id,site_id\nA,S1\nB,S2\n",
+    "no_final_newline": b"patient_id,site_id\nA,S1\nB,S2",
+    "spaces": b"patient_id , site_id\n A ,S1 \nB,  \n",
+    "too_many": b"patient_id,site_id\nA,S1,x\nB,S2\n",
+    "too_few": b"patient_id,site_id\nA\nB,S2\n",
+    "compensating": b"patient_id,site_id\nA\nB,S2,x\n",
+    "blank_line": b"patient_id,site_id\nA,S1\n\nB,S2\n",
+    "quoted": b'patient_id,site_id\n"A","S1"\n"B\nC",S2\n',
+    "crlf": b"patient_id,site_id\r\nA,S1\r\nB,S2\r\n",
+    "bom": b"\xef\xbb\xbfpatient_id,site_id\nA,S1\n",
+    "header_only": b"patient_id,site_id\n",
+    "bad_utf8": b"patient_id,site_id\nA,S\xff1\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAST_CASES))
+def test_fast_reader_agrees_with_the_careful_one(tmp_path, case):
+    """read_simple either declines (None) or gives exactly what read_csv_text gives."""
+    from pipeline.readcsv import read_simple
+    path = tmp_path / "patients.csv"
+    path.write_bytes(FAST_CASES[case])
+    fast = read_simple(path, ",", "patients.csv")
+    if case in ("plain", "no_final_newline", "spaces", "header_only"):
+        assert fast is not None, "the common file must take the fast path"
+    if fast is None:
+        return
+    slow = read_csv_text(decode(path.read_bytes(), "utf-8", "patients.csv"), ",", "patients.csv")
+    assert fast.header == slow.header and fast.n_fields == slow.n_fields
+    assert fast.frame.equals(slow.frame), (fast.frame, slow.frame)
+
+
+def test_fast_reader_on_the_samples():
+    from pipeline.readcsv import read_simple
+    for path in sorted((SAMPLES / "default").glob("*.csv")):
+        fast = read_simple(path, ",", path.name)
+        slow = read_csv_text(decode(path.read_bytes(), "utf-8", path.name), ",", path.name)
+        if fast is not None:
+            assert fast.frame.equals(slow.frame), path.name
