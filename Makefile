@@ -8,7 +8,7 @@ SAMPLES := data_samples/default
 RUN_DIR ?= runs/sample
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run nightly test samples clean
+.PHONY: help setup browser run nightly test bench samples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [A
 
 test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
 	$(BIN)/python -m pytest -q -n auto
+
+bench: $(STAMP) ## benchmark at 100k and 1M patients against the read-only floor; writes bench/results.md
+	$(BIN)/python bench/run_bench.py --sizes 100000 1000000 --repeat 3
 
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows

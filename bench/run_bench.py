@@ -1,0 +1,161 @@
+"""`make bench`: msfeas against the cost of only reading its input, at 100k and 1M patients.
+
+For each size it generates (once, cached in bench/cache/) a synthetic export with the
+project's generator, then measures, each as the median of `--repeat` runs in fresh
+processes, one after the other so the figures are comparable:
+
+- the floor: a process that only reads every CSV of the export with polars (dates
+  parsed) and does nothing else (`bench/floor.py`);
+- `msfeas run` with each engine: wall time, peak resident memory (the child's
+  rusage), and the stage times from its summary.json;
+
+and writes bench/results.md. Usage:
+
+    python bench/run_bench.py [--sizes 100000 1000000] [--repeat 3] [--out bench/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / "cache"
+SEED = 1
+AS_OF = "2026-11-01"
+ENGINES = ("polars", "duckdb")
+STAGES = ("read", "validate", "evaluate", "quality", "write", "report")
+TARGET_RATIO, GOAL_RATIO, TARGET_RSS_GIB, TARGET_SCALING = 2.0, 1.5, 8.0, 12.0
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in GiB) of one fresh process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def export(n: int) -> Path:
+    """The cached synthetic export of n patients (regenerated when the generator's stamp differs)."""
+    folder = CACHE / f"{n}"
+    stamp = {"patients": n, "seed": SEED, "msfeas": metadata.version("msfeas")}
+    stamp_file = folder / "stamp.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"generating {n:,} patients into {folder} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "pipeline.synth", "--patients", str(n), "--seed", str(SEED),
+                    "--out", str(folder)], cwd=ROOT, check=True)
+    stamp_file.write_text(json.dumps(stamp))
+    return folder
+
+
+def bench_size(n: int, repeat: int) -> dict:
+    folder = export(n)
+    rows = sum(max(0, sum(1 for _ in open(p, "rb")) - 1) for p in folder.glob("*.csv"))
+    size_mb = sum(p.stat().st_size for p in folder.glob("*.csv")) / 1e6
+    floor = [measure([sys.executable, str(ROOT / "bench" / "floor.py"), str(folder)]) for _ in range(repeat)]
+    out = {"patients": n, "rows": rows, "mb": size_mb,
+           "floor": statistics.median(w for w, _ in floor), "floor_rss": max(r for _, r in floor), "engines": {}}
+    for engine in ENGINES:
+        walls, rss, stages = [], [], {s: [] for s in STAGES}
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory(dir=ROOT / "bench") as tmp:
+                run_dir = Path(tmp) / "run"
+                w, r = measure([sys.executable, "-m", "pipeline", "run", "--input", str(folder), "--out",
+                                str(run_dir), "--as-of", AS_OF, "--engine", engine])
+                timings = json.loads((run_dir / "summary.json").read_text())["timings_seconds"]
+            walls.append(w)
+            rss.append(r)
+            for s in STAGES:
+                stages[s].append(timings.get(s, 0.0))
+        out["engines"][engine] = {"wall": statistics.median(walls), "rss": max(rss),
+                                  "stages": {s: statistics.median(v) for s, v in stages.items()}}
+        print(f"{n:>9,} {engine:<6} {out['engines'][engine]['wall']:.1f} s (floor {out['floor']:.1f} s), "
+              f"{max(rss):.2f} GiB", flush=True)
+    return out
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0) if Path("/proc/meminfo").exists() else 0
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def report(results: list[dict], repeat: int) -> str:
+    vers = {d: metadata.version(d) for d in ("msfeas", "polars", "duckdb", "pandera", "great-expectations")}
+    lines = [
+        "# msfeas benchmark",
+        "",
+        f"- date: {dt.date.today().isoformat()}",
+        f"- machine: {machine()}",
+        f"- Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+        f"- each figure: median of {repeat} runs in fresh processes (peak memory: the largest); "
+        f"synthetic exports from `python -m pipeline.synth --seed {SEED}`; reference date {AS_OF}",
+        "- floor: `bench/floor.py`, a fresh process that reads every CSV with polars (dates parsed) and nothing else",
+        "- command: `make bench` (`python bench/run_bench.py`)",
+        "",
+        "| patients | rows | MB | engine | floor s | run s | run/floor | peak RSS GiB | "
+        + " | ".join(f"{s} s" for s in STAGES) + " |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(STAGES),
+    ]
+    for r in results:
+        for engine, e in r["engines"].items():
+            lines.append(f"| {r['patients']:,} | {r['rows']:,} | {r['mb']:.0f} | {engine} | {r['floor']:.2f} | "
+                         f"{e['wall']:.2f} | {e['wall'] / r['floor']:.1f}x | {e['rss']:.2f} | "
+                         + " | ".join(f"{e['stages'][s]:.2f}" for s in STAGES) + " |")
+    lines += ["", "## Targets (1,000,000 patients)", ""]
+    big = next((r for r in results if r["patients"] == 1_000_000), None)
+    small = next((r for r in results if r["patients"] == 100_000), None)
+    if big is None:
+        lines.append("Not measured at 1,000,000 patients in this run (smoke sizes only).")
+    else:
+        for engine, e in big["engines"].items():
+            ratio = e["wall"] / big["floor"]
+            lines.append(f"- {engine}: run/floor {ratio:.1f}x (target {TARGET_RATIO}x: "
+                         f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}; goal {GOAL_RATIO}x); peak "
+                         f"{e['rss']:.2f} GiB (target < {TARGET_RSS_GIB:.0f}: "
+                         f"{'met' if e['rss'] < TARGET_RSS_GIB else 'NOT met'})"
+                         + (f"; 1M/100k {e['wall'] / small['engines'][engine]['wall']:.1f}x (target <= "
+                            f"{TARGET_SCALING:.0f}: {'met' if e['wall'] / small['engines'][engine]['wall'] <= TARGET_SCALING else 'NOT met'})"
+                            if small else ""))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    ap.add_argument("--notes", type=Path, default=ROOT / "bench" / "notes.md",
+                    help="text appended to the results (what is not met and why)")
+    args = ap.parse_args()
+    results = [bench_size(n, args.repeat) for n in args.sizes]
+    text = report(results, args.repeat)
+    if args.notes.exists():
+        text += "\n" + args.notes.read_text()
+    args.out.write_text(text)
+    (args.out.with_suffix(".json")).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
