@@ -103,6 +103,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         # Quarantined rows and quality findings are facts of every export, not alarms: info, so
         # that a normal night stays quiet under cron.
         log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
+        timings["read"] = registry.read_seconds
+        timings["validate"] = timings["ingest_validate"] - registry.read_seconds
         hooks.after_ingest(registry, log)
 
         with _Stage("evaluate", timings, log):
