@@ -71,6 +71,16 @@ def _records(text: str) -> pl.DataFrame:
     return lines.filter(pl.col("t").str.strip_chars().str.len_chars() > 0)
 
 
+def _named(parsed: pl.DataFrame, header: list[str]) -> RawTable:
+    """Name columns c0, c1, ... by the header, keeping the first of each (case-insensitive) name."""
+    seen: dict[str, str] = {}
+    for i, h in enumerate(header):
+        if h and h not in seen:
+            seen[h] = f"c{i}"
+    frame = parsed.select(LINE, NFIELDS, *[pl.col(c).alias(h) for h, c in seen.items()])
+    return RawTable(header=list(seen), frame=frame, n_fields=len(header))
+
+
 def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
     """Parse decoded CSV text: the first non-blank record is the header."""
     recs = _records(text)
@@ -113,13 +123,7 @@ def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
     # Trim every field; an empty field is missing.
     cols = [pl.col(f"c{i}").str.strip_chars().replace("", None) for i in range(n)]
     parsed = parsed.select(pl.col(LINE), pl.col(NFIELDS).cast(pl.Int64), *cols)
-    # Keep the first column of each (case-insensitive) header name; name columns by header.
-    seen: dict[str, str] = {}
-    for i, h in enumerate(header):
-        if h and h not in seen:
-            seen[h] = f"c{i}"
-    frame = parsed.select(LINE, NFIELDS, *[pl.col(c).alias(h) for h, c in seen.items()])
-    return RawTable(header=list(seen), frame=frame, n_fields=n)
+    return _named(parsed, header)
 
 
 def _scan(path: Path, delimiter: str) -> tuple[bool, int, int, bool]:
@@ -186,9 +190,4 @@ def read_simple(path: Path, delimiter: str, file: str) -> RawTable | None:
         if spaces else pl.col
     parsed = parsed.select(pl.int_range(2, parsed.height + 2, dtype=pl.Int64).alias(LINE),
                            pl.lit(n, pl.Int64).alias(NFIELDS), *[field(c).alias(c) for c in names])
-    seen: dict[str, str] = {}
-    for i, h in enumerate(header):
-        if h and h not in seen:
-            seen[h] = f"c{i}"
-    frame = parsed.select(LINE, NFIELDS, *[pl.col(c).alias(h) for h, c in seen.items()])
-    return RawTable(header=list(seen), frame=frame, n_fields=n)
+    return _named(parsed, header)
