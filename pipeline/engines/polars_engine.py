@@ -286,20 +286,47 @@ def _day(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Int64)
 
 
-def valid_edss_visits(t: Tables, p: dict, D: dt.date) -> pl.LazyFrame:
+# Progression works on tens of millions of visits, where as-of joins `by` a string
+# patient id and ranks over strings are slow. So each patient gets a dense integer
+# key `pk` (its row in patients), and (pk, day) is packed into one sortable integer:
+# an as-of join on it without `by` is a plain merge, and a match that crossed into
+# another patient is recognised by its pk.
+DAY_BITS = 22
+DAY_OFFSET = 1 << (DAY_BITS - 1)  # days from about 3700 BC to 7700 AD stay in range
+
+
+def with_pk(frame: pl.LazyFrame, ids: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.join(ids, on=PID, how="inner")
+
+
+def packed(pk: pl.Expr, day: pl.Expr) -> pl.Expr:
+    return pk.cast(pl.Int64) * (1 << DAY_BITS) + (day + DAY_OFFSET)
+
+
+def pk_of(key: pl.Expr) -> pl.Expr:
+    return key // (1 << DAY_BITS)
+
+
+def day_of(key: pl.Expr) -> pl.Expr:
+    return key % (1 << DAY_BITS) - DAY_OFFSET
+
+
+def valid_edss_visits(t: Tables, p: dict, D: dt.date, ids: pl.LazyFrame) -> pl.LazyFrame:
     """The EDSS series for progression: one value per date (the highest), dated <= D,
     without visits within `relapse_exclusion_days` after a relapse onset (a relapse
-    inflates EDSS for weeks and is not progression). Columns: patient_id, day, edss.
+    inflates EDSS for weeks and is not progression). Columns: pk, day, edss, key.
     """
-    series = (t["visits"].filter(pl.col("edss").is_not_null() & (pl.col("visit_date") <= D))
-              .group_by(PID, "visit_date").agg(pl.col("edss").max())
-              .select(PID, _day("visit_date").alias("day"), "edss").sort("day"))
-    onsets = (t["relapses"].filter(pl.col("onset_date") <= D)
-              .select(PID, _day("onset_date").alias("onset")).unique().sort("onset"))
+    series = (with_pk(t["visits"].filter(pl.col("edss").is_not_null() & (pl.col("visit_date") <= D)), ids)
+              .group_by("pk", "visit_date").agg(pl.col("edss").max())
+              .select("pk", _day("visit_date").alias("day"), "edss")
+              .with_columns(packed(pl.col("pk"), pl.col("day")).alias("key")).sort("key"))
+    onsets = (with_pk(t["relapses"].filter(pl.col("onset_date") <= D), ids)
+              .select(packed(pl.col("pk"), _day("onset_date")).alias("onset_key")).unique().sort("onset_key"))
     # The latest onset on or before the visit is the only one that can still cover it.
-    return (series.join_asof(onsets, left_on="day", right_on="onset", by=PID, strategy="backward", check_sortedness=False)
-            .filter(pl.col("onset").is_null() | (pl.col("day") > pl.col("onset") + p["relapse_exclusion_days"]))
-            .select(PID, "day", "edss"))
+    m = series.join_asof(onsets, left_on="key", right_on="onset_key", strategy="backward", check_sortedness=False)
+    same = pk_of(pl.col("onset_key")) == pl.col("pk")
+    covered = same.fill_null(False) & (pl.col("day") <= day_of(pl.col("onset_key")) + p["relapse_exclusion_days"])
+    return m.filter(~covered).select("pk", "day", "edss", "key")
 
 
 def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
@@ -311,18 +338,20 @@ def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
     Without C, v is pending when every valid visit from v on is >= thr: `pend_level`.
     """
     conf = p["confirmation_days"]
-    right = valid.select(PID, pl.col("day").alias("c_day"), pl.col("edss").alias("c_edss")).sort("c_day")
-    v = (valid.with_columns((pl.col("day") + conf).alias("c_from")).sort("c_from")
-         .join_asof(right, left_on="c_from", right_on="c_day", by=PID, strategy="forward", check_sortedness=False))
-    # A key that orders patients apart and days backwards, so that a backward-looking
-    # integer rolling window of `conf` covers [day, day + conf) of the same patient.
-    v = (v.with_columns((pl.col(PID).rank("dense").cast(pl.Int64) * 1_000_000 - (pl.col("day") + 200_000)).alias("key"))
-         .sort("key"))
+    right = valid.select(pl.col("key").alias("c_key"), pl.col("edss").alias("c_edss"))  # sorted by key
+    v = (valid.with_columns((pl.col("key") + conf).alias("c_from"))
+         .join_asof(right, left_on="c_from", right_on="c_key", strategy="forward", check_sortedness=False)
+         .with_columns(pl.when(pk_of(pl.col("c_key")) == pl.col("pk")).then(day_of(pl.col("c_key"))).alias("c_day"),
+                       pl.when(pk_of(pl.col("c_key")) == pl.col("pk")).then(pl.col("c_edss")).alias("c_edss")))
+    # Days backwards within a patient, so that a backward-looking integer rolling window
+    # of `conf` covers [day, day + conf) of the same patient (patients lie 2^22 apart).
+    v = v.with_columns((pl.col("pk").cast(pl.Int64) * (1 << DAY_BITS) - (pl.col("day") + DAY_OFFSET)).alias("rkey")
+                       ).sort("rkey")
     return v.with_columns(
-        pl.col("edss").rolling_min_by("key", window_size=f"{conf}i", closed="right").alias("win_min"),
-        pl.col("edss").cum_min().over(PID).alias("after_min"),
+        pl.col("edss").rolling_min_by("rkey", window_size=f"{conf}i", closed="right").alias("win_min"),
+        pl.col("edss").cum_min().over("pk").alias("after_min"),
     ).select(
-        PID, "day", "edss", "c_day",
+        "pk", "day", "edss", "c_day",
         pl.when(pl.col("c_day").is_not_null()).then(pl.min_horizontal("win_min", "c_edss")).alias("conf_level"),
         pl.when(pl.col("c_day").is_null()).then(pl.col("after_min")).alias("pend_level"),
     )
@@ -341,16 +370,25 @@ def episodes(t: Tables, p: dict, D: dt.date) -> pl.LazyFrame:
 
 @rule
 def progression_on_therapy(t, p, D):
-    valid = valid_edss_visits(t, p, D).collect().lazy()
+    ids = patients(t).with_row_index("pk")
+    valid = valid_edss_visits(t, p, D, ids).collect().lazy()
     levels = visit_levels(valid, p)
-    ep = episodes(t, p, D).sort("start")
-    base = valid.select(PID, pl.col("day").alias("b_day"), pl.col("edss").alias("b_edss")).sort("b_day")
+    ep = with_pk(episodes(t, p, D), ids).with_columns(packed(pl.col("pk"), pl.col("start")).alias("s_key"))
+    base = valid.select("key", pl.col("edss").alias("b_edss"))  # sorted by key
+
+    def matched(col: str, name: str) -> list[pl.Expr]:
+        same = pk_of(pl.col(col)) == pl.col("pk")
+        return [pl.when(same).then(day_of(pl.col(col))).alias(f"{name}_day"),
+                pl.when(same).then(pl.col(f"{name}_edss")).alias(f"{name}_edss")]
+
     # Baseline: the latest valid visit in [start - lookback, start], else the earliest in (start, start + late].
-    ep = (ep.join_asof(base.rename({"b_day": "b1_day", "b_edss": "b1_edss"}), left_on="start", right_on="b1_day",
-                       by=PID, strategy="backward", check_sortedness=False)
-          .with_columns((pl.col("start") + 1).alias("after_start")).sort("after_start")
-          .join_asof(base.rename({"b_day": "b2_day", "b_edss": "b2_edss"}), left_on="after_start",
-                     right_on="b2_day", by=PID, strategy="forward", check_sortedness=False))
+    ep = (ep.sort("s_key")
+          .join_asof(base.rename({"key": "b1_key", "b_edss": "b1_edss"}), left_on="s_key", right_on="b1_key",
+                     strategy="backward", check_sortedness=False)
+          .with_columns(*matched("b1_key", "b1"), (pl.col("s_key") + 1).alias("after_key"))
+          .join_asof(base.rename({"key": "b2_key", "b_edss": "b2_edss"}), left_on="after_key",
+                     right_on="b2_key", strategy="forward", check_sortedness=False)
+          .with_columns(*matched("b2_key", "b2")))
     early = pl.col("b1_day").is_not_null() & (pl.col("b1_day") >= pl.col("start") - p["baseline_lookback_days"])
     late = pl.col("b2_day").is_not_null() & (pl.col("b2_day") <= pl.col("start") + p["late_baseline_days"])
     b = pl.when(early).then(pl.col("b1_edss")).when(late).then(pl.col("b2_edss"))
@@ -359,7 +397,7 @@ def progression_on_therapy(t, p, D):
         (pl.col("b") + pl.when(pl.col("b") < p["increase_step_edss"]).then(pl.lit(p["increase_below"]))
          .otherwise(pl.lit(p["increase_from"]))).alias("thr"))
     # Visits in each episode's window (episodes are judged each on its own).
-    inwin = (ep.select("ep", PID, "win_lo", "win_hi", "thr").join(levels, on=PID, how="inner")
+    inwin = (ep.select("ep", "pk", "win_lo", "win_hi", "thr").join(levels, on="pk", how="inner")
              .filter(pl.col("day").is_between(pl.col("win_lo"), pl.col("win_hi"))))
     confirmed = (pl.col("conf_level") >= pl.col("thr")).fill_null(False)
     judged = inwin.group_by("ep").agg(
