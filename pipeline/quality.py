@@ -124,6 +124,7 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
     frames = {"patients": pat.select(
         PID, "birth_date", "onset_date", "diagnosis_date", "death_date",
         pl.col(PID).is_in(t["visits"][PID].unique().implode()).alias("has_visit"),
+        pl.col(PID).is_in(t["treatments"][PID].unique().implode()).alias("has_treatment"),
         pl.col(PID).is_in(edss_ids.implode()).alias("has_recent_edss"),
         pl.col(PID).is_in(lab_ids.implode()).alias("has_recent_labs"),
         pl.col(PID).is_in(lvef_ids.implode()).alias("has_recent_lvef"))}

@@ -125,10 +125,15 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         log.event("evaluate", "counts", **outputs.counts(evaluation))
 
         with _Stage("quality", timings, log):
-            summary["quality"] = quality.run_quality(registry, opts.trial, opts.as_of, tmp / "quality")
-            seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
-        timings["quality_frames"] = seconds["frames"]
-        log.event("quality", f"{summary['quality']['n_findings']} findings")
+            try:
+                summary["quality"] = quality.run_quality(registry, opts.trial, opts.as_of, tmp / "quality")
+                seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
+                timings["quality_frames"] = seconds["frames"]
+                log.event("quality", f"{summary['quality']['n_findings']} findings")
+            except Exception as exc:  # noqa: BLE001 - quality findings never stop a run, nor does their failure
+                summary["quality"] = {"error": f"the quality stage failed: {type(exc).__name__}: {exc}",
+                                      "n_findings": 0, "findings": []}
+                log.event("quality", summary["quality"]["error"], level="warning")
 
         with _Stage("write", timings, log):
             evaluation.write_parquet(tmp / "evaluation.parquet", statistics=False)

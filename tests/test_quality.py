@@ -86,6 +86,7 @@ PLANTS = {
     "birth_date_missing": (set_patient(birth_date=None), set()),
     "onset_date_missing": (set_patient(onset_date=None), set()),
     "no_visits": (drop("visits"), {"no_recent_edss"}),
+    "no_treatments": (drop("treatments", pid=None), set()),
     "no_recent_edss": (lambda d: [r.update(edss=None) for r in d["visits"] if r["patient_id"] == "B"], set()),
     "no_recent_labs": (drop("labs", pid=None, test="TBIL"), set()),
     "no_recent_lvef": (drop("function_tests", pid=None), set()),
@@ -177,3 +178,21 @@ def test_visit_spreads_match_the_definition(rows):
                                        "weight_kg": pl.Float64})
     got = {(p, d): (e, w) for p, d, e, w in visit_spreads(frame).rows()}
     assert got == brute_spreads(rows)
+
+
+def test_a_failing_quality_stage_does_not_stop_the_run(tmp_path, monkeypatch):
+    import json
+
+    from pipeline import quality
+    from pipeline.cli import main
+    from tests.conftest import ROOT
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("GE exploded")
+
+    monkeypatch.setattr(quality, "run_quality", broken)
+    out = tmp_path / "run"
+    assert main(["run", "--input", str(ROOT / "data_samples/default"), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "GE exploded" in summary["quality"]["error"]
+    assert "GE exploded" in (out / "report.html").read_text()
