@@ -154,9 +154,9 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             tables[table] = empty.select(schemas.MODULES[table].typed(ctx))
     for table, frame in checked.items():
         bad = frame.filter(pl.col(REASON).is_not_null())
-        good = frame.filter(pl.col(REASON).is_null())
+        n_good = frame.height - bad.height
         inp = inputs[table]
-        inp.rows_quarantined, inp.rows_accepted = bad.height, good.height
+        inp.rows_quarantined, inp.rows_accepted = bad.height, n_good
         if inp.rows_read and bad.height / inp.rows_read > max_reject:
             top = bad.group_by(REASON).len().sort(["len", REASON], descending=[True, False])[REASON][0]
             line = bad.filter(pl.col(REASON) == top)[LINE][0]
@@ -165,7 +165,10 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
                 f"above the limit of {max_reject:.1%} (--max-reject); the most common reason, e.g. "
                 f"line {line}: {top}"))
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
-        tables[table] = good.select(schemas.MODULES[table].typed(ctx))
+        # Filter and parse in one lazy pass: the accepted raw strings are never copied.
+        tables[table] = (frame.lazy().filter(pl.col(REASON).is_null())
+                         .select(schemas.MODULES[table].typed(ctx)).collect())
+        checked[table] = None  # the raw strings are no longer needed: free them early
     return Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect, read_seconds=read_seconds)
 
 
