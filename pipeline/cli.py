@@ -168,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FatalInputError as exc:
         print(f"msfeas: input error: {exc}", file=sys.stderr)
-        print("msfeas: nothing was written.", file=sys.stderr)
+        if args.command == "nightly":
+            print(f"msfeas: no run folder was written; the log is in {args.runs_dir}/failed-<date>.log",
+                  file=sys.stderr)
+        else:
+            print("msfeas: nothing was written.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("msfeas: interrupted; nothing was written.", file=sys.stderr)
