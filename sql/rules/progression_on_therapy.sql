@@ -2,29 +2,38 @@
 -- treatment episode (docs/criteria-nct04203017.md, "Progression"). Dates are whole
 -- days since 1970-01-01 so that windows are plain integer ranges.
 
+-- An integer key per patient: windows and joins over tens of millions of visits
+-- partition and compare integers, not strings.
+with ids as (
+    select patient_id, row_number() over (order by patient_id) as pk
+    from patients
+),
+
 -- The EDSS series: one value per date (the highest), dated on or before D.
-with series as (
-    select patient_id, visit_date - date '1970-01-01' as day, max(edss) as edss
-    from visits
-    where edss is not null and visit_date <= $as_of
-    group by patient_id, visit_date
+series as (
+    select i.pk, v.visit_date - date '1970-01-01' as day, max(v.edss) as edss
+    from visits as v
+    inner join ids as i on i.patient_id = v.patient_id
+    where v.edss is not null and v.visit_date <= $as_of
+    group by i.pk, v.visit_date
 ),
 
 onsets as (
-    select distinct patient_id, onset_date - date '1970-01-01' as onset
-    from relapses
-    where onset_date <= $as_of
+    select distinct i.pk, r.onset_date - date '1970-01-01' as onset
+    from relapses as r
+    inner join ids as i on i.patient_id = r.patient_id
+    where r.onset_date <= $as_of
 ),
 
 -- A visit within the relapse exclusion after an onset is not valid: a relapse
 -- inflates EDSS for weeks and is not progression.
 valid as (
-    select s.patient_id, s.day, s.edss
+    select s.pk, s.day, s.edss
     from series as s
     where not exists (
         select 1
         from onsets as r
-        where r.patient_id = s.patient_id
+        where r.pk = s.pk
           and r.onset <= s.day
           and s.day <= r.onset + $relapse_exclusion_days
     )
@@ -34,22 +43,22 @@ valid as (
 -- lowest EDSS over [v, v + confirmation_days); the lowest EDSS from v on.
 windows as (
     select
-        patient_id,
+        pk,
         day,
         edss,
         min(day) over confirm_frame as c_day,
         first_value(edss) over confirm_frame as c_edss,
         min(edss) over (
-            partition by patient_id order by day
+            partition by pk order by day
             range between current row and $confirmation_days - 1 following
         ) as win_min,
         min(edss) over (
-            partition by patient_id order by day
+            partition by pk order by day
             rows between current row and unbounded following
         ) as after_min
     from valid
     window confirm_frame as (
-        partition by patient_id order by day
+        partition by pk order by day
         range between $confirmation_days following and unbounded following
     )
 ),
@@ -57,7 +66,7 @@ windows as (
 -- The highest threshold at which v is a confirmed (or, without C, a pending) worsening.
 levels as (
     select
-        patient_id,
+        pk,
         day,
         edss,
         c_day,
@@ -69,8 +78,9 @@ levels as (
 -- Line 1/2 episodes started by D; the window runs from start + lag to the end (or D).
 episodes as (
     select
-        row_number() over (order by patient_id, start_date, drug, end_date) as ep,
-        patient_id,
+        row_number() over (order by t.patient_id, start_date, drug, end_date) as ep,
+        t.patient_id,
+        i.pk,
         drug,
         start_date,
         end_date,
@@ -78,7 +88,8 @@ episodes as (
         start_date - date '1970-01-01' + $lag_days as win_lo,
         (case when end_date is not null and end_date <= $as_of then end_date else $as_of end)
             - date '1970-01-01' as win_hi
-    from treatments
+    from treatments as t
+    inner join ids as i on i.patient_id = t.patient_id
     where coalesce(list_contains($lines, line), false)
       and start_date <= $as_of
 ),
@@ -95,7 +106,7 @@ baseline_early as (
         row_number() over (partition by e.ep order by v.day desc) as rn
     from judgeable as e
     inner join valid as v
-        on v.patient_id = e.patient_id
+        on v.pk = e.pk
        and v.day between e.start - $baseline_lookback_days and e.start
 ),
 
@@ -107,7 +118,7 @@ baseline_late as (
         row_number() over (partition by e.ep order by v.day) as rn
     from judgeable as e
     inner join valid as v
-        on v.patient_id = e.patient_id
+        on v.pk = e.pk
        and v.day > e.start
        and v.day <= e.start + $late_baseline_days
 ),
@@ -133,7 +144,7 @@ in_window as (
     select e.ep, l.day, l.edss, l.c_day, l.conf_level, l.pend_level, e.thr
     from thresholds as e
     inner join levels as l
-        on l.patient_id = e.patient_id
+        on l.pk = e.pk
        and l.day between e.win_lo and e.win_hi
 ),
 
