@@ -20,13 +20,12 @@ The table is small (sites x 4), so the loop below runs over cells, never patient
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from pipeline.outputs import STATUSES, write_csv
+from pipeline.outputs import STATUSES, write_csv, write_json
 
 VISIBLE, PRIMARY, COMPLEMENT = 0, 1, 2
 COLUMNS = ("population", *STATUSES)
@@ -105,16 +104,14 @@ def shown(value: int, mark: int, min_cell: int) -> str:
     return {VISIBLE: str(int(value)), PRIMARY: f"<{min_cell}", COMPLEMENT: "*"}[int(mark)]
 
 
-def site_counts(evaluation: pl.DataFrame, min_cell: int) -> tuple[pl.DataFrame, dict]:
-    """site_counts.csv (strings, suppressed) and the suppressed totals."""
-    wide = (evaluation.group_by("site_id")
-            .agg(pl.len().alias("population"), *[(pl.col("status") == s).sum().alias(s) for s in STATUSES])
-            .sort("site_id"))
-    values = wide.select(COLUMNS).to_numpy() if wide.height else np.zeros((0, len(COLUMNS)), np.int64)
+def site_counts(by_site: dict[str, dict[str, int]], min_cell: int) -> tuple[pl.DataFrame, dict]:
+    """site_counts.csv (strings, suppressed) and the suppressed totals, from `summary.json` `by_site`."""
+    sites = list(by_site)
+    values = np.array([[sum(by_site[s].values()), *(by_site[s][k] for k in STATUSES)] for s in sites],
+                      dtype=np.int64).reshape(-1, len(COLUMNS))
     marks, table = suppress(values, min_cell)
     cells = [[shown(v, m, min_cell) for v, m in zip(row_v, row_m)] for row_v, row_m in zip(table, marks)]
-    frame = pl.DataFrame({"site_id": wide["site_id"].to_list(),
-                          **{c: [row[i] for row in cells[:-1]] for i, c in enumerate(COLUMNS)}},
+    frame = pl.DataFrame({"site_id": sites, **{c: [row[i] for row in cells[:-1]] for i, c in enumerate(COLUMNS)}},
                          schema={"site_id": pl.Utf8, **{c: pl.Utf8 for c in COLUMNS}})
     totals = dict(zip(COLUMNS, cells[-1]))
     return frame, totals
@@ -137,9 +134,9 @@ def public_summary(summary: dict, sites: pl.DataFrame, totals: dict, min_cell: i
     }
 
 
-def write(evaluation: pl.DataFrame, summary: dict, folder: Path, min_cell: int) -> dict:
-    sites, totals = site_counts(evaluation, min_cell)
+def write(summary: dict, folder: Path, min_cell: int) -> dict:
+    sites, totals = site_counts(summary["by_site"], min_cell)
     write_csv(sites, folder / "site_counts.csv")
     public = public_summary(summary, sites, totals, min_cell)
-    (folder / "summary_public.json").write_text(json.dumps(public, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    write_json(public, folder / "summary_public.json")
     return public

@@ -108,10 +108,10 @@ def previous_run(runs_dir: Path, as_of: dt.date) -> Path | None:
     return earlier[-1] if earlier else None
 
 
-def volumes(inputs: dict[str, dict], population: int) -> dict[str, int]:
+def volumes(inputs: dict[str, dict]) -> dict[str, int]:
     """What the volume guard compares: rows read per table (0 when absent) and accepted patients."""
     rows = {f"{t}.csv": int(i.get("rows_read", 0)) if i.get("present") else 0 for t, i in inputs.items()}
-    return {"patients (accepted)": population, **rows}
+    return {"patients (accepted)": int(inputs["patients"]["rows_accepted"]), **rows}
 
 
 def sha256(path: Path) -> str:
@@ -133,12 +133,9 @@ def changes(previous: pl.DataFrame | None, current: pl.DataFrame, criteria: list
               "status": pl.Utf8, "failing_criteria": pl.Utf8, "unknown_criteria": pl.Utf8}
     if previous is None:
         return pl.DataFrame(schema=schema)
-    failing = pl.concat_str([pl.when(pl.col(c) == "fail").then(pl.lit(c)) for c in criteria],
-                            separator=";", ignore_nulls=True)
-    unknown = pl.concat_str([pl.when(pl.col(c) == "unknown").then(pl.lit(c)) for c in criteria],
-                            separator=";", ignore_nulls=True)
-    now = current.select("patient_id", "site_id", "status", failing.alias("failing_criteria"),
-                         unknown.alias("unknown_criteria"))
+    now = current.select("patient_id", "site_id", "status",
+                         outputs.criteria_with(criteria, "fail").alias("failing_criteria"),
+                         outputs.criteria_with(criteria, "unknown").alias("unknown_criteria"))
     before = previous.select("patient_id", pl.col("site_id").alias("previous_site"),
                              pl.col("status").alias("previous_status"))
     both = now.join(before, on="patient_id", how="full", coalesce=True)
@@ -174,9 +171,8 @@ class NightlyHooks(Hooks):
         if self.prev_summary is None:
             log.event("volume", "no previous run to compare with")
             return
-        population = registry.tables["patients"].height
-        now = volumes({t: i.as_dict() for t, i in registry.inputs.items()}, population)
-        before = volumes(self.prev_summary["inputs"], self.prev_summary["population"])
+        now = volumes({t: i.as_dict() for t, i in registry.inputs.items()})
+        before = volumes(self.prev_summary["inputs"])
         drops = quality.check_volume(now, before, self.opts.max_drop)
         if not drops:
             log.event("volume", "volumes within bounds", rows=now)

@@ -41,11 +41,15 @@ def attrition(evaluation: pl.DataFrame, trial: Trial) -> pl.DataFrame:
         "step", "criterion", "n_pass", "n_fail", "n_unknown", "n_screening", "remaining", "excluded", "gain")
 
 
+def criteria_with(ids: list[str], value: str) -> pl.Expr:
+    """The criterion ids (of `ids`) whose column holds `value`, joined by `;` (empty when none)."""
+    return pl.concat_str([pl.when(pl.col(c) == value).then(pl.lit(c)) for c in ids], separator=";", ignore_nulls=True)
+
+
 def candidates(evaluation: pl.DataFrame, trial: Trial) -> pl.DataFrame:
     """Eligible and possible patients, with the unknown criteria listed and the evidence."""
     ids = trial.ids
-    unknown = pl.concat_str([pl.when(pl.col(c) == "unknown").then(pl.lit(c)) for c in ids],
-                            separator=";", ignore_nulls=True)
+    unknown = criteria_with(ids, "unknown")
     evidence = [c for c in evaluation.columns if "__" in c]
     return (evaluation.filter(pl.col("status").is_in(["eligible", "possible"]))
             .with_columns(unknown.alias("unknown_criteria"))

@@ -49,15 +49,9 @@ def load_suite(name: str) -> dict:
 
 
 def load_suites() -> dict[str, dict]:
-    """The table suites as stored: table name -> GE suite dict."""
+    """The table suites as stored: table name -> GE suite dict, in the contract's order (patients first)."""
     folder = resources.files("pipeline.expectations")
-    suites = {}
-    for entry in folder.iterdir():
-        if entry.name.endswith(".json") and entry.name[:-5] in schemas.TABLES:
-            suite = json.loads(entry.read_text("utf-8"))
-            suites[suite["name"]] = suite
-    order = list(schemas.TABLES)  # the contract's order: patients first
-    return dict(sorted(suites.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+    return {t: load_suite(t) for t in schemas.TABLES if folder.joinpath(f"{t}.json").is_file()}
 
 
 def _lookback(trial: Trial, rule: str) -> int:
@@ -189,6 +183,16 @@ def _finding(table: str, exp: dict, result, sampled: bool, rows: int) -> dict:
     return out
 
 
+def _validate(gx, ctx, name: str, expectations: list[dict], frame, result_format, meta: dict | None = None):
+    """Run `expectations` as the GE suite `name` on a pandas `frame`; the validation result."""
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=[dict(e) for e in expectations],
+                                               meta=meta or {}))
+    source = ctx.data_sources.add_pandas(name)
+    batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("accepted rows")
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+
+
 def run_quality(registry: Registry, trial: Trial, as_of: dt.date, docs_dir: Path | None = None) -> dict:
     """Validate every present table's quality frame against its suite; return `summary.json` `quality`.
 
@@ -199,8 +203,7 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, docs_dir: Path
     frames = quality_frames(registry, trial, as_of)
     t_frames = time.perf_counter() - t0
     gx, ctx = _context(docs_dir)
-    source = ctx.data_sources.add_pandas("registry")
-    findings, definitions, batches = [], [], {}
+    findings = []
     for table, suite in load_suites().items():
         if table not in registry.tables or table in registry.absent:
             continue
@@ -209,19 +212,13 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, docs_dir: Path
             name = f"{table}.sample" if sampled else table
             if not exps or name not in frames:
                 continue
-            gx_suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=[dict(e) for e in exps],
-                                                          meta=suite.get("meta", {})))
-            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("accepted rows")
-            vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=gx_suite))
             frame = frames[name]
-            batches[name] = _to_pandas(frame)
-            result = vd.run(batch_parameters={"dataframe": batches[name]}, result_format="BASIC")
+            result = _validate(gx, ctx, name, exps, _to_pandas(frame), "BASIC", suite.get("meta"))
             by_id = {e.get("meta", {}).get("id"): e for e in exps}
             for res in result.results:
                 exp = by_id.get((res.expectation_config.meta or {}).get("id"), {"type": res.expectation_config.type})
                 findings.append(_finding(table, exp, res, sampled, frame.height))
-            definitions.append(vd)
-    if docs_dir is not None and definitions:
+    if docs_dir is not None and findings:
         ctx.build_data_docs(site_names=["quality"])
     return {
         "sample_rows": SAMPLE_ROWS,
@@ -248,11 +245,8 @@ def check_volume(now: dict[str, int], before: dict[str, int], max_drop: float) -
                           "min_rows": [before[t] * (1.0 - max_drop) for t in names]})
     gx, ctx = _context(None)
     suite = load_suite("volume")
-    gx_suite = ctx.suites.add(gx.ExpectationSuite(name="volume", expectations=suite["expectations"]))
-    batch = ctx.data_sources.add_pandas("volumes").add_dataframe_asset("volumes").add_batch_definition_whole_dataframe("all")
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="volume", data=batch, suite=gx_suite))
-    result = vd.run(batch_parameters={"dataframe": frame},
-                    result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["table"]})
+    result = _validate(gx, ctx, "volume", suite["expectations"], frame,
+                       {"result_format": "COMPLETE", "unexpected_index_column_names": ["table"]}, suite.get("meta"))
     failed = set()
     for res in result.results:
         if res.exception_info and res.exception_info.get("raised_exception"):

@@ -159,11 +159,12 @@ def read_simple(path: Path, delimiter: str, file: str) -> RawTable | None:
     """The fast path for the common file (UTF-8, no quotes, no blank lines, no tabs or CRs).
 
     Every line is then one record, so a row's line number is its position, and polars
-    reads the fields natively. A row with the wrong number of fields must still be
-    found: polars refuses a row with too many (`truncate_ragged_lines=False`), and if
-    none has too many while the file holds exactly (fields - 1) delimiters per row,
-    none has too few either. Anything else goes to the careful path
-    (`read_csv_text`), which gives the same table; the tests compare the two.
+    reads the fields natively. A row with the wrong number of fields, or a blank line,
+    must still be found: polars refuses a row with too many
+    (`truncate_ragged_lines=False`), and if none has too many while the file holds
+    exactly (fields - 1) delimiters per line, none has too few and none is blank.
+    Anything else goes to the careful path (`read_csv_text`), which gives the same
+    table; the tests compare the two.
     """
     if len(delimiter) != 1 or ord(delimiter) > 127:
         return None
@@ -171,7 +172,7 @@ def read_simple(path: Path, delimiter: str, file: str) -> RawTable | None:
     if not simple or n_lines == 0:
         return None
     with open(path, "rb") as fh:
-        header_line = fh.readline().decode("utf-8", "replace").removeprefix("\ufeff").rstrip("\n")
+        header_line = fh.readline().decode("utf-8", "replace").rstrip("\n")  # no BOM: `_scan` sent those away
     header_cells = header_line.split(delimiter)
     header = [h.strip().lower() for h in header_cells]
     n = len(header)

@@ -18,7 +18,6 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from pipeline.outputs import STATUSES
 from pipeline.trial import Trial
 
 # Evidence shown as distributions of the candidates: rule -> (evidence name, label, bin width, unit).
@@ -124,7 +123,6 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
         "reasons": _quarantine_reasons(quarantine),
         "inputs": summary["inputs"],
         "findings": quality.get("findings", []),
-        "statuses": STATUSES,
     }
 
 

@@ -122,7 +122,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             "quality": None,
             "timings_seconds": None,  # filled below; the only engine- and machine-dependent field
         }
-        log.event("evaluate", "counts", **outputs.counts(evaluation))
+        log.event("evaluate", "counts", **{k: summary[k] for k in ("population", *outputs.STATUSES)})
 
         with _Stage("quality", timings, log):
             try:
@@ -143,7 +143,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             qdir.mkdir()
             for table, frame in registry.quarantine.items():
                 outputs.write_csv(frame, qdir / f"{table}.csv")
-            disclosure.write(evaluation, summary, tmp, opts.min_cell)
+            disclosure.write(summary, tmp, opts.min_cell)
             hooks.add_results(tmp, summary, evaluation, log)
 
         with _Stage("report", timings, log):

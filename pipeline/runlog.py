@@ -23,6 +23,10 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str) + "\n"
+
+
 class RunLog:
     def __init__(self, stream: IO[str] | None = None, *, verbose: bool = False, tty: bool | None = None,
                  echo: bool = False):
@@ -31,15 +35,12 @@ class RunLog:
         self.tty = self.stream.isatty() if tty is None else tty
         self.verbose, self.echo = verbose, echo
         self.file: IO[str] | None = None
-        self.buffer: list[str] = []
         self.events: list[dict] = []
 
     def attach(self, path: Path) -> None:
         """Start writing to `path`, with what was logged before."""
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - stays open across the folder's rename
-        for line in self.buffer:
-            self.file.write(line)
-        self.buffer.clear()
+        self.file.writelines(_line(e) for e in self.events)
         self.file.flush()
 
     def detach(self) -> None:
@@ -50,12 +51,10 @@ class RunLog:
     def event(self, stage: str, message: str, level: str = "info", **fields) -> None:
         record = {"time": _now(), "level": level, "stage": stage, "message": message, **fields}
         self.events.append(record)
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-        if self.file is not None:
+        line = _line(record)
+        if self.file is not None:  # before `attach`, the event waits in `events`
             self.file.write(line)
             self.file.flush()
-        else:
-            self.buffer.append(line)
         if not self.echo:
             return
         if self.verbose or (not self.tty and level in ("warning", "error")):
@@ -67,5 +66,4 @@ class RunLog:
 
     def write_to(self, path: Path) -> None:
         """Write every event so far to `path` (the log of a run that produced no folder)."""
-        path.write_text("".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for e in self.events),
-                        "utf-8")
+        path.write_text("".join(_line(e) for e in self.events), "utf-8")

@@ -13,6 +13,7 @@ from scipy.linalg import null_space
 
 from pipeline.cli import main
 from pipeline.disclosure import COLUMNS, VISIBLE, relations, site_counts, suppress
+from pipeline.outputs import by_site
 from tests.conftest import ROOT
 
 
@@ -64,7 +65,7 @@ def test_min_cell_1_hides_nothing():
 def test_site_counts_strings():
     ev = pl.DataFrame({"patient_id": [f"P{i}" for i in range(30)], "site_id": ["S1"] * 20 + ["S2"] * 10,
                        "status": ["eligible"] * 2 + ["ineligible"] * 18 + ["possible"] * 10})
-    frame, totals = site_counts(ev, 5)
+    frame, totals = site_counts(by_site(ev), 5)
     s1 = frame.row(0, named=True)
     assert s1["site_id"] == "S1" and s1["eligible"] == "<5"
     assert list(s1.values()).count("*") >= 1  # its complement in the same row

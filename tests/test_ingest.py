@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 
-import polars as pl
 import pytest
 
 from pipeline.cli import main
