@@ -122,12 +122,15 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def changes(previous: pl.DataFrame | None, current: pl.DataFrame, criteria: list[str]) -> pl.DataFrame:
+def changes(previous: pl.DataFrame | None, current: pl.DataFrame, criteria: list[str],
+            quarantined: pl.Series | None = None) -> pl.DataFrame:
     """Patients whose candidacy changed since the previous run, one row each, by patient_id.
 
     `change` is `became_candidate`, `no_longer_candidate` (then `failing_criteria` lists
     what fails now; a patient no longer in the export has status empty),
-    `eligible_to_possible` or `possible_to_eligible`.
+    `eligible_to_possible` or `possible_to_eligible`. Patients `quarantined` at ingest
+    tonight are left out: the contract keeps them in no output but the quarantine files
+    (summary.json counts them).
     """
     schema = {"patient_id": pl.Utf8, "site_id": pl.Utf8, "change": pl.Utf8, "previous_status": pl.Utf8,
               "status": pl.Utf8, "failing_criteria": pl.Utf8, "unknown_criteria": pl.Utf8}
@@ -138,6 +141,8 @@ def changes(previous: pl.DataFrame | None, current: pl.DataFrame, criteria: list
                          outputs.criteria_with(criteria, "unknown").alias("unknown_criteria"))
     before = previous.select("patient_id", pl.col("site_id").alias("previous_site"),
                              pl.col("status").alias("previous_status"))
+    if quarantined is not None:
+        before = before.filter(~pl.col("patient_id").is_in(quarantined.implode()))
     both = now.join(before, on="patient_id", how="full", coalesce=True)
     was, is_ = pl.col("previous_status").is_in(CANDIDATE).fill_null(False), pl.col("status").is_in(CANDIDATE).fill_null(False)
     change = (pl.when(is_ & ~was).then(pl.lit("became_candidate"))
@@ -188,13 +193,17 @@ class NightlyHooks(Hooks):
 
     def add_results(self, folder: Path, summary: dict, evaluation: pl.DataFrame, log: RunLog) -> None:
         prev = pl.read_parquet(self.previous / "evaluation.parquet") if self.previous else None
-        ch = changes(prev, evaluation, self.opts.run.trial.ids)
+        quarantined = self.registry.quarantine["patients"]["patient_id"].drop_nulls()
+        ch = changes(prev, evaluation, self.opts.run.trial.ids, quarantined)
         outputs.write_csv(ch, folder / "changes.csv")
         counts = dict(ch.group_by("change").len().iter_rows())
+        was_candidate = 0 if prev is None else prev.filter(
+            pl.col("status").is_in(CANDIDATE) & pl.col("patient_id").is_in(quarantined.implode())).height
         summary["changes"] = {"previous_run": self.previous.name if self.previous else None,
                               **{k: int(counts.get(k, 0)) for k in
                                  ("became_candidate", "no_longer_candidate", "eligible_to_possible",
-                                  "possible_to_eligible")}}
+                                  "possible_to_eligible")},
+                              "candidates_quarantined": was_candidate}
         log.event("changes", "since the previous run", **summary["changes"])
 
     def before_publish(self, folder: Path, summary: dict, timings: dict, log: RunLog) -> None:

@@ -247,3 +247,15 @@ def test_nightly_usage_errors(tmp_path):
         main(["nightly", "--input", str(SAMPLE)])
     assert exc.value.code == 2
     assert main(["nightly", "--input", str(SAMPLE), "--runs-dir", str(tmp_path / "r"), "--keep", "0"]) == 2
+
+
+def test_changes_leave_out_patients_quarantined_tonight():
+    """The contract keeps quarantined patients out of every output but the quarantine files."""
+    from pipeline.nightly import changes
+    prev = pl.DataFrame({"patient_id": ["A", "B", "C"], "site_id": ["S"] * 3,
+                         "status": ["eligible", "possible", "possible"], "k": ["pass", "unknown", "unknown"]})
+    now = pl.DataFrame({"patient_id": ["A"], "site_id": ["S"], "status": ["ineligible"], "k": ["fail"]})
+    got = changes(prev, now, ["k"], quarantined=pl.Series(["B"]))
+    assert got.select("patient_id", "change", "failing_criteria").rows() == [
+        ("A", "no_longer_candidate", "k"), ("C", "no_longer_candidate", None)]
+    assert changes(prev, now, ["k"]).height == 3
