@@ -85,7 +85,7 @@ def flag(t: Tables, cond: pl.Expr, name: str = "hit") -> pl.LazyFrame:
 
 
 def fail_if_flagged(t: Tables, cond: pl.Expr) -> pl.LazyFrame:
-    return patients(t).join(flag(t, cond), on=PID, how="left").select(
+    return patients(t).join(flag(t, cond), on=PID, how="left", maintain_order="left").select(
         PID, pl.when(pl.col("hit").fill_null(False)).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"))
 
 
@@ -124,7 +124,7 @@ def research_consent(t, p, D):
 @rule
 def edss_range(t, p, D):
     e = latest(t["visits"], "visit_date", "edss", D, p["lookback_days"], "max", "edss")
-    return patients(t).join(e, on=PID, how="left").select(
+    return patients(t).join(e, on=PID, how="left", maintain_order="left").select(
         PID, pl.when(pl.col("edss").is_null()).then(lit(UNKNOWN))
         .when(pl.col("edss").is_between(p["min_edss"], p["max_edss"])).then(lit(PASS))
         .otherwise(lit(FAIL)).alias("status"), "edss", "edss_date")
@@ -172,7 +172,7 @@ def uncontrolled_infection(t, p, D):
                                  & pl.col("infection_type").is_in(p["infection_types"]) & active_at(D))
     per = inf.group_by(PID).agg((pl.col("controlled") == "N").any().alias("any_n"),
                                 pl.col("controlled").is_null().any().alias("any_empty"))
-    return patients(t).join(per, on=PID, how="left").select(
+    return patients(t).join(per, on=PID, how="left", maintain_order="left").select(
         PID, pl.when(pl.col("any_n").fill_null(False)).then(lit(FAIL))
         .when(pl.col("any_empty").fill_null(False)).then(lit(UNKNOWN)).otherwise(lit(PASS)).alias("status"))
 
@@ -184,7 +184,7 @@ def _function_test(t, D, test, days, name):
 @rule
 def lvef(t, p, D):
     e = _function_test(t, D, "LVEF", p["lookback_days"], "lvef")
-    return patients(t).join(e, on=PID, how="left").select(
+    return patients(t).join(e, on=PID, how="left", maintain_order="left").select(
         PID, pl.when(pl.col("lvef").is_null()).then(lit(UNKNOWN))
         .when(pl.col("lvef") < p["min_lvef"]).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"),
         "lvef", "lvef_date")
@@ -196,7 +196,7 @@ def pulmonary_function(t, p, D):
     dlco = _function_test(t, D, "DLCO", p["lookback_days"], "dlco")
     f, d = pl.col("fev1"), pl.col("dlco")
     low = (f.is_not_null() & (f < p["min_fev1"])) | (d.is_not_null() & (d < p["min_dlco"]))
-    return patients(t).join(fev, on=PID, how="left").join(dlco, on=PID, how="left").select(
+    return patients(t).join(fev, on=PID, how="left", maintain_order="left").join(dlco, on=PID, how="left", maintain_order="left").select(
         PID, pl.when(low).then(lit(FAIL)).when(f.is_not_null() & d.is_not_null()).then(lit(PASS))
         .otherwise(lit(UNKNOWN)).alias("status"), "fev1", "fev1_date", "dlco", "dlco_date")
 
@@ -247,7 +247,7 @@ def organ_function(t, p, D):
     for col, limit in limits.items():
         above = above | (pl.col(col).is_not_null() & (pl.col(col) > limit))
     all_present = pl.all_horizontal(*[pl.col(c).is_not_null() for c in limits])
-    return patients(t).join(wide, on=PID, how="left").select(
+    return patients(t).join(wide, on=PID, how="left", maintain_order="left").select(
         PID, pl.when(above).then(lit(FAIL)).when(all_present).then(lit(PASS)).otherwise(lit(UNKNOWN)).alias("status"),
         *[pl.col(c).alias(f"{c}_uln_ratio") for c in limits])
 
@@ -268,14 +268,14 @@ def creatinine_clearance(t, p, D):
               .when(sex.is_in(["F", "M"])).then(pl.when(crcl < lo).then(lit(FAIL)).otherwise(lit(PASS)))
               .when(male < lo).then(lit(FAIL)).when(female >= lo).then(lit(PASS)).otherwise(lit(UNKNOWN)))
     return (t["patients"].select(PID, "sex", "birth_date")
-            .join(creat, on=PID, how="left").join(weight, on=PID, how="left")
+            .join(creat, on=PID, how="left", maintain_order="left").join(weight, on=PID, how="left", maintain_order="left")
             .select(PID, status.alias("status"), crcl.alias("crcl"), "creat_mg_dl", "weight", "weight_date"))
 
 
 @rule
 def karnofsky(t, p, D):
     k = latest(t["visits"], "visit_date", "karnofsky", D, p["lookback_days"], "min", "karnofsky")
-    return patients(t).join(k, on=PID, how="left").select(
+    return patients(t).join(k, on=PID, how="left", maintain_order="left").select(
         PID, pl.when(pl.col("karnofsky").is_null()).then(lit(UNKNOWN))
         .when(pl.col("karnofsky") < p["min_karnofsky"]).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"),
         "karnofsky", "karnofsky_date")
@@ -293,6 +293,7 @@ def _day(col: str) -> pl.Expr:
 # another patient is recognised by its pk.
 DAY_BITS = 22
 DAY_OFFSET = 1 << (DAY_BITS - 1)  # days from about 3700 BC to 7700 AD stay in range
+AFTER = 1 << (DAY_BITS - 1)  # a window longer than any patient's history, shorter than the gap to the next
 
 
 def with_pk(frame: pl.LazyFrame, ids: pl.LazyFrame) -> pl.LazyFrame:
@@ -316,10 +317,13 @@ def valid_edss_visits(t: Tables, p: dict, D: dt.date, ids: pl.LazyFrame) -> pl.L
     without visits within `relapse_exclusion_days` after a relapse onset (a relapse
     inflates EDSS for weeks and is not progression). Columns: pk, day, edss, key.
     """
+    # Sorted by key first, so that the same-day group-by runs over adjacent rows.
     series = (with_pk(t["visits"].filter(pl.col("edss").is_not_null() & (pl.col("visit_date") <= D)), ids)
-              .group_by("pk", "visit_date").agg(pl.col("edss").max())
               .select("pk", _day("visit_date").alias("day"), "edss")
-              .with_columns(packed(pl.col("pk"), pl.col("day")).alias("key")).sort("key"))
+              .with_columns(packed(pl.col("pk"), pl.col("day")).alias("key")).sort("key")
+              .group_by("key", maintain_order=True)
+              .agg(pl.col("pk").first(), pl.col("day").first(), pl.col("edss").max())
+              .select("pk", "day", "edss", "key"))
     onsets = (with_pk(t["relapses"].filter(pl.col("onset_date") <= D), ids)
               .select(packed(pl.col("pk"), _day("onset_date")).alias("onset_key")).unique().sort("onset_key"))
     # The latest onset on or before the visit is the only one that can still cover it.
@@ -343,13 +347,14 @@ def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
          .join_asof(right, left_on="c_from", right_on="c_key", strategy="forward", check_sortedness=False)
          .with_columns(pl.when(pk_of(pl.col("c_key")) == pl.col("pk")).then(day_of(pl.col("c_key"))).alias("c_day"),
                        pl.when(pk_of(pl.col("c_key")) == pl.col("pk")).then(pl.col("c_edss")).alias("c_edss")))
-    # Days backwards within a patient, so that a backward-looking integer rolling window
-    # of `conf` covers [day, day + conf) of the same patient (patients lie 2^22 apart).
-    v = v.with_columns((pl.col("pk").cast(pl.Int64) * (1 << DAY_BITS) - (pl.col("day") + DAY_OFFSET)).alias("rkey")
-                       ).sort("rkey")
+    # Reversed (latest first) and keyed by -key, backward-looking integer rolling windows
+    # look forward in time within a patient without a sort: `conf` covers
+    # [day, day + conf); AFTER covers every later visit of the same patient and none of
+    # the next one (patients lie 2^22 apart; validated dates span far less than 2^21 days).
+    v = v.reverse().with_columns((-pl.col("key")).alias("rkey"))
     return v.with_columns(
         pl.col("edss").rolling_min_by("rkey", window_size=f"{conf}i", closed="right").alias("win_min"),
-        pl.col("edss").cum_min().over("pk").alias("after_min"),
+        pl.col("edss").rolling_min_by("rkey", window_size=f"{AFTER}i", closed="right").alias("after_min"),
     ).select(
         "pk", "day", "edss", "c_day",
         pl.when(pl.col("c_day").is_not_null()).then(pl.min_horizontal("win_min", "c_edss")).alias("conf_level"),
@@ -423,7 +428,7 @@ def progression_on_therapy(t, p, D):
     def as_date(col):
         return pl.col(col).cast(pl.Int32).cast(pl.Date)
 
-    return patients(t).join(shown, on=PID, how="left").select(
+    return patients(t).join(shown, on=PID, how="left", maintain_order="left").select(
         PID, pl.col("ep_status").fill_null(lit(FAIL)).alias("status"),
         pl.col("drug"), pl.col("start_date").alias("episode_start"), pl.col("end_date").alias("episode_end"),
         as_date("b_day").alias("baseline_date"), pl.col("b").alias("baseline_edss"),
