@@ -89,7 +89,7 @@ def _reasons(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series:
     """One reason text per row (null when the row breaks no rule), from pandera's failure cases."""
     try:
         schema.validate(frame, lazy=True)
-        return pl.Series(REASON, [None] * frame.height, dtype=pl.Utf8)
+        return pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True).alias(REASON)
     except pa.errors.SchemaErrors as err:
         fc = err.failure_cases
     template = (pl.when(pl.col("check") == "not_nullable").then(pl.lit("{column} is empty but required"))
@@ -104,15 +104,27 @@ def _reasons(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series:
             .join(per_row, on="index", how="left", maintain_order="left")[REASON])
 
 
-def _add_reason(frame: pl.DataFrame, extra: pl.Expr) -> pl.DataFrame:
-    """Append a reason (when `extra` is not null) to the row's existing reasons."""
-    return frame.with_columns(
-        pl.concat_str([pl.col(REASON), extra], separator="; ", ignore_nulls=True).replace("", None).alias(REASON))
+def _scatter(n: int, idx: pl.Series, values: pl.Series) -> pl.Series:
+    """A text column of n nulls with `values` at the positions `idx`."""
+    out = pl.repeat(None, n, dtype=pl.Utf8, eager=True).alias(REASON)
+    return out.scatter(idx, values) if idx.len() else out
 
 
-def _validate(frame: pl.DataFrame, table: str, ctx: rules.Context, n_header: int) -> pl.DataFrame:
+def _validate(frame: pl.DataFrame, table: str, ctx: rules.Context,
+              n_header: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The raw rows with their `_reason` column, and every row parsed to its typed columns.
+
+    One pass parses each field once for both the typed columns and the screen (the
+    schema's checks as one expression; the engine shares the parse between them).
+    pandera then validates only the rows the screen flags, which at population scale
+    are a handful, and its failure cases give the reasons.
+    """
     schema = schemas.MODULES[table].schema(ctx).add_columns({NFIELDS: rules.field_count(n_header)})
-    return frame.with_columns(_reasons(frame, schema))
+    # Lazy: the eager select evaluates each expression on its own, repeating the parses.
+    parsed = frame.lazy().select(*schemas.MODULES[table].typed(ctx), rules.screen(schema).alias("_ok")).collect()
+    flagged = (~parsed["_ok"]).arg_true()
+    reasons = _reasons(frame[flagged], schema)  # also on no rows: pandera checks the columns themselves
+    return frame.with_columns(_scatter(frame.height, flagged, reasons)), parsed.drop("_ok")
 
 
 def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: dt.date,
@@ -130,6 +142,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     ctx = rules.Context(dialect, today, vocabulary)
     inputs: dict[str, TableInput] = {}
     checked: dict[str, pl.DataFrame] = {}
+    parsed: dict[str, pl.DataFrame] = {}
     read_seconds = 0.0
     for table in schemas.TABLES:
         path = files.get(table)
@@ -143,7 +156,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         first = first_distinct(frame, keys)
         inputs[table] = TableInput(present=True, rows_read=frame.height,
                                    duplicates_dropped=int((~first).sum()), file=path.name)
-        checked[table] = _validate(frame.filter(first), table, ctx, n_header)
+        checked[table], parsed[table] = _validate(frame.filter(first), table, ctx, n_header)
 
     checked = _link_patients(checked)
     tables: dict[str, pl.DataFrame] = {}
@@ -165,10 +178,8 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
                 f"above the limit of {max_reject:.1%} (--max-reject); the most common reason, e.g. "
                 f"line {line}: {top}"))
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
-        # Filter and parse in one lazy pass: the accepted raw strings are never copied.
-        tables[table] = (frame.lazy().filter(pl.col(REASON).is_null())
-                         .select(schemas.MODULES[table].typed(ctx)).collect())
-        checked[table] = None  # the raw strings are no longer needed: free them early
+        tables[table] = parsed[table].filter(frame[REASON].is_null())
+        checked[table] = parsed[table] = None  # free the raw strings early
     return Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect, read_seconds=read_seconds)
 
 
@@ -195,23 +206,49 @@ def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame,
 
 
 def _link_patients(checked: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """Quarantine conflicting duplicate patients, and every row whose patient is not accepted."""
+    """Quarantine conflicting duplicate patients, and every row whose patient is not accepted.
+
+    Both are rare, so the reasons are composed only for the rows concerned (found with
+    one vectorised test over each table) and placed back by position.
+    """
     patients = checked["patients"]
     pid = pl.col("patient_id")
-    n_rows = pl.len().over(pid)
-    conflict = (pl.when(pid.is_not_null() & (n_rows > 1)).then(pl.format(
-        "patient_id '{}' is on {} rows with different content (lines {})",
-        pid, n_rows, pl.col(LINE).cast(pl.Utf8).implode().over(pid).list.join(", "))))
-    patients = _add_reason(patients, conflict)
-    checked["patients"] = patients
+    shared = patients.select(pid.is_not_null() & pid.is_duplicated()).to_series().arg_true()
+    if shared.len():
+        sub = patients[shared]
+        n_rows = pl.len().over(pid)
+        conflict = pl.format("patient_id '{}' is on {} rows with different content (lines {})",
+                             pid, n_rows, pl.col(LINE).cast(pl.Utf8).implode().over(pid).list.join(", "))
+        checked["patients"] = _add_reasons(patients, shared, sub.select(_joined(conflict)).to_series())
+    patients = checked["patients"]
     accepted = patients.filter(pl.col(REASON).is_null())["patient_id"]
     listed = patients["patient_id"].drop_nulls()
-    for table, frame in checked.items():
-        if table == "patients":
+    # One membership test over all the other tables' ids together: building the set of a
+    # million accepted ids costs as much as probing millions of rows, so it is built once.
+    others = [t for t in checked if t != "patients"]
+    if not others:
+        return checked
+    ids = pl.concat([checked[t]["patient_id"] for t in others], rechunk=False)
+    unknown_id = ids.is_not_null() & ~ids.is_in(accepted.implode())
+    offset = 0
+    for table in others:
+        frame = checked[table]
+        orphan = unknown_id.slice(offset, frame.height).arg_true()
+        offset += frame.height
+        if not orphan.len():
             continue
-        unknown = (pl.when(pid.is_not_null() & ~pid.is_in(accepted.implode()))
-                   .then(pl.when(pid.is_in(listed.implode()))
-                         .then(pl.format("patient_id '{}' was quarantined in patients.csv", pid))
-                         .otherwise(pl.format("patient_id '{}' is not in patients.csv", pid))))
-        checked[table] = _add_reason(frame, unknown)
+        unknown = (pl.when(pid.is_in(listed.implode()))
+                   .then(pl.format("patient_id '{}' was quarantined in patients.csv", pid))
+                   .otherwise(pl.format("patient_id '{}' is not in patients.csv", pid)))
+        checked[table] = _add_reasons(frame, orphan, frame[orphan].select(_joined(unknown)).to_series())
     return checked
+
+
+def _joined(extra: pl.Expr) -> pl.Expr:
+    """The row's existing reasons followed by `extra`."""
+    return pl.concat_str([pl.col(REASON), extra], separator="; ", ignore_nulls=True).alias(REASON)
+
+
+def _add_reasons(frame: pl.DataFrame, idx: pl.Series, reasons: pl.Series) -> pl.DataFrame:
+    """`frame` with the reasons of the rows at positions `idx` replaced by `reasons`."""
+    return frame.with_columns(frame[REASON].clone().scatter(idx, reasons))

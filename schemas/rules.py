@@ -75,11 +75,42 @@ def row_check(predicate: Callable[[str], pl.Expr], error: str) -> pa.Check:
     once, and the reason says which.
     """
 
-    def run(data):
-        key = data.key
-        return data.lazyframe.select((pl.col(key).is_null() | predicate(key).fill_null(False)).alias(key))
+    def row_ok(key: str) -> pl.Expr:
+        return pl.col(key).is_null() | predicate(key).fill_null(False)
 
-    return pa.Check(run, error=error, name=error)
+    return with_row_ok(pa.Check(lambda data: data.lazyframe.select(row_ok(data.key).alias(data.key)),
+                                error=error, name=error), row_ok)
+
+
+def with_row_ok(check: pa.Check, row_ok: Callable[[str | None], pl.Expr]) -> pa.Check:
+    """Attach the check's row-level expression (true when the row passes), for `screen`."""
+    check.row_ok = row_ok
+    return check
+
+
+def screen(schema: pa.DataFrameSchema) -> pl.Expr:
+    """True for a row that passes every rule of `schema`: all its checks as one expression.
+
+    pandera runs each check as a separate query and reports failure cases; at tens of
+    millions of rows that costs several passes per column. Evaluated once, this
+    expression tells which rows can fail at all, and pandera validates those alone,
+    so the reasons stay pandera's. It is built from the very expressions the checks
+    run, so a row it passes cannot fail them; a check without `row_ok` is refused
+    rather than silently skipped.
+    """
+    parts: list[pl.Expr] = []
+    for name, col in schema.columns.items():
+        if not col.nullable:
+            parts.append(pl.col(name).is_not_null())
+        parts += [_row_ok(chk, schema.name)(name) for chk in col.checks]
+    parts += [_row_ok(chk, schema.name)(None) for chk in schema.checks]
+    return pl.all_horizontal(parts) if parts else pl.lit(True)
+
+
+def _row_ok(check: pa.Check, where: str) -> Callable[[str | None], pl.Expr]:
+    if not hasattr(check, "row_ok"):
+        raise TypeError(f"check {check.name!r} of schema {where!r} has no row_ok: build it with rules.row_check")
+    return check.row_ok
 
 
 def is_date(ctx: Context) -> pa.Check:
@@ -137,6 +168,7 @@ def column(checks: list[pa.Check] | None = None, *, nullable: bool = True) -> pa
 
 def field_count(n: int) -> pa.Column:
     """A row with more or fewer fields than the header is malformed."""
-    return pa.Column(pl.Int64, checks=[pa.Check(
+    return pa.Column(pl.Int64, checks=[with_row_ok(pa.Check(
         lambda data: data.lazyframe.select(pl.col(data.key) == n),
-        error=f"row has {{value}} fields where the header has {n}", name="field count")])
+        error=f"row has {{value}} fields where the header has {n}", name="field count"),
+        lambda key: pl.col(key) == n)])
