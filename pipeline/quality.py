@@ -99,49 +99,53 @@ def visit_spreads(visits: pl.DataFrame) -> pl.DataFrame:
 
 
 def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str, pl.DataFrame]:
-    """Table name -> the frame its suite checks. Vectorised; linear in rows (plus sorts)."""
-    t = registry.tables
+    """Table name -> the frame its suite checks. Vectorised, linear in rows (plus sorts), and
+    built as lazy plans collected together, so that the engine shares scans and runs them in parallel.
+    """
+    t = {name: frame.lazy() for name, frame in registry.tables.items()}
     pat = t["patients"]
     life = pat.select(PID, "birth_date", "death_date", pl.col("onset_date").alias("ms_onset_date"),
                       "diagnosis_date")
     dead = life.filter(pl.col("death_date").is_not_null()).select(PID, "death_date")
 
-    def recent(frame: pl.DataFrame, date_col: str, days: int) -> pl.Expr:
+    def recent(frame: pl.LazyFrame, date_col: str, days: int) -> pl.LazyFrame:
         lo = as_of - dt.timedelta(days=days)
         return frame.filter(pl.col(date_col).is_between(lo, as_of))
 
-    edss_ids = recent(t["visits"].filter(pl.col("edss").is_not_null()), "visit_date",
-                      _lookback(trial, "edss_range"))[PID].unique()
+    def has(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
+        return frame.select(PID).unique().with_columns(pl.lit(True).alias(name))
+
+    edss = recent(t["visits"].filter(pl.col("edss").is_not_null()), "visit_date", _lookback(trial, "edss_range"))
     labs = recent(t["labs"].filter(pl.col("test").is_in(ORGAN_LABS)), "sample_date", _lookback(trial, "organ_function"))
-    lab_ids = labs.group_by(PID).agg(pl.col("test").n_unique().alias("n")).filter(pl.col("n") == len(ORGAN_LABS))[PID]
-    lvef_ids = recent(t["function_tests"].filter(pl.col("test") == "LVEF"), "test_date", _lookback(trial, "lvef"))[PID]
-    frames = {"patients": pat.select(
-        PID, "birth_date", "onset_date", "diagnosis_date", "death_date",
-        pl.col(PID).is_in(t["visits"][PID].unique().implode()).alias("has_visit"),
-        pl.col(PID).is_in(t["treatments"][PID].unique().implode()).alias("has_treatment"),
-        pl.col(PID).is_in(edss_ids.implode()).alias("has_recent_edss"),
-        pl.col(PID).is_in(lab_ids.implode()).alias("has_recent_labs"),
-        pl.col(PID).is_in(lvef_ids.implode()).alias("has_recent_lvef"))}
+    all_labs = labs.group_by(PID).agg(pl.col("test").n_unique().alias("n")).filter(pl.col("n") == len(ORGAN_LABS))
+    lvef = recent(t["function_tests"].filter(pl.col("test") == "LVEF"), "test_date", _lookback(trial, "lvef"))
+    flags = {"has_visit": t["visits"], "has_treatment": t["treatments"], "has_recent_edss": edss,
+             "has_recent_labs": all_labs, "has_recent_lvef": lvef}
+    patients = pat.select(PID, "birth_date", "onset_date", "diagnosis_date", "death_date")
+    for name, frame in flags.items():
+        patients = patients.join(has(frame, name), on=PID, how="left", maintain_order="left")
+    plans = {"patients": patients.with_columns(pl.col(list(flags)).fill_null(False))}
 
     visits = t["visits"]
-    jumps = visit_spreads(visits)
     after = visits.join(dead, on=PID).select(PID, "visit_date", "death_date").unique()
-    frames["visits"] = (jumps.join(after, on=[PID, "visit_date"], how="full", coalesce=True)
-                        .select(PID, "visit_date", "death_date", "edss_jump_30d", "weight_change_pct_30d")
-                        .sort(PID, "visit_date"))
-    frames["visits.sample"] = visits.select("edss", "weight_kg").sample(
-        min(SAMPLE_ROWS, visits.height), seed=SEED) if visits.height else visits.select("edss", "weight_kg")
-    frames["relapses"] = t["relapses"].join(life, on=PID, how="left").filter(
+    # Eager on purpose: its sorts and rolling window ran twice as fast eagerly as in a lazy plan.
+    plans["visits"] = (visit_spreads(registry.tables["visits"]).lazy().join(after, on=[PID, "visit_date"], how="full", coalesce=True)
+                       .select(PID, "visit_date", "death_date", "edss_jump_30d", "weight_change_pct_30d")
+                       .sort(PID, "visit_date"))
+    n_visits = registry.tables["visits"].height
+    plans["visits.sample"] = visits.select("edss", "weight_kg").collect().sample(
+        min(SAMPLE_ROWS, n_visits), seed=SEED).lazy() if n_visits else visits.select("edss", "weight_kg")
+    plans["relapses"] = t["relapses"].join(life, on=PID, how="left").filter(
         pl.col("ms_onset_date").is_not_null() | pl.col("death_date").is_not_null()).select(
         PID, "onset_date", "ms_onset_date", "death_date")
-    frames["treatments"] = t["treatments"].join(life, on=PID, how="left").filter(
+    plans["treatments"] = t["treatments"].join(life, on=PID, how="left").filter(
         pl.col("birth_date").is_not_null() | pl.col("death_date").is_not_null()).select(
         PID, "drug", "start_date", "birth_date", "death_date")
-    frames["labs"] = t["labs"].join(dead, on=PID).select(PID, "sample_date", "death_date")
-    frames["function_tests"] = t["function_tests"].join(dead, on=PID).select(PID, "test_date", "death_date")
-    frames["conditions"] = t["conditions"].filter(pl.col("onset_date").is_not_null()).join(
+    plans["labs"] = t["labs"].join(dead, on=PID).select(PID, "sample_date", "death_date")
+    plans["function_tests"] = t["function_tests"].join(dead, on=PID).select(PID, "test_date", "death_date")
+    plans["conditions"] = t["conditions"].filter(pl.col("onset_date").is_not_null()).join(
         life, on=PID, how="left").filter(pl.col("birth_date").is_not_null()).select(PID, "onset_date", "birth_date")
-    return frames
+    return dict(zip(plans, pl.collect_all(list(plans.values()))))
 
 
 def _to_pandas(frame: pl.DataFrame):
