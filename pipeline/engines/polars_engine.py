@@ -293,7 +293,6 @@ def _day(col: str) -> pl.Expr:
 # another patient is recognised by its pk.
 DAY_BITS = 22
 DAY_OFFSET = 1 << (DAY_BITS - 1)  # days from about 3700 BC to 7700 AD stay in range
-AFTER = 1 << (DAY_BITS - 1)  # a window longer than any patient's history, shorter than the gap to the next
 
 
 def with_pk(frame: pl.LazyFrame, ids: pl.LazyFrame) -> pl.LazyFrame:
@@ -347,14 +346,16 @@ def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
          .join_asof(right, left_on="c_from", right_on="c_key", strategy="forward", check_sortedness=False)
          .with_columns(pl.when(pk_of(pl.col("c_key")) == pl.col("pk")).then(day_of(pl.col("c_key"))).alias("c_day"),
                        pl.when(pk_of(pl.col("c_key")) == pl.col("pk")).then(pl.col("c_edss")).alias("c_edss")))
-    # Reversed (latest first) and keyed by -key, backward-looking integer rolling windows
-    # look forward in time within a patient without a sort: `conf` covers
-    # [day, day + conf); AFTER covers every later visit of the same patient and none of
-    # the next one (patients lie 2^22 apart; validated dates span far less than 2^21 days).
-    v = v.reverse().with_columns((-pl.col("key")).alias("rkey"))
+    # Reversed (latest first) and keyed by -key, a backward-looking integer rolling window
+    # of `conf` looks forward in time within a patient without a sort: [day, day + conf)
+    # (patients lie 2^22 apart). The lowest EDSS from a visit on is a running minimum in
+    # that order, restarted per patient without a group-by: validated EDSS lie in
+    # [0, 10] in steps of 0.5, so pk * 64 + edss is exact and every value of a patient
+    # is below those of the patient before it (pk descends).
+    v = v.reverse().with_columns((-pl.col("key")).alias("rkey"), (pl.col("pk").cast(pl.Float64) * 64.0).alias("base"))
     return v.with_columns(
         pl.col("edss").rolling_min_by("rkey", window_size=f"{conf}i", closed="right").alias("win_min"),
-        pl.col("edss").rolling_min_by("rkey", window_size=f"{AFTER}i", closed="right").alias("after_min"),
+        ((pl.col("base") + pl.col("edss")).cum_min() - pl.col("base")).alias("after_min"),
     ).select(
         "pk", "day", "edss", "c_day",
         pl.when(pl.col("c_day").is_not_null()).then(pl.min_horizontal("win_min", "c_edss")).alias("conf_level"),
