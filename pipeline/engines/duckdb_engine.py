@@ -34,6 +34,11 @@ def rule_sql(rule: str) -> str:
     return (sql_dir() / "rules" / f"{rule}.sql").read_text("utf-8")
 
 
+@cache
+def in_patient_order() -> str:
+    return (sql_dir() / "in_patient_order.sql").read_text("utf-8")
+
+
 def bind(sql: str, criterion: Criterion, as_of: dt.date) -> dict:
     """Exactly the parameters the SQL text names (DuckDB refuses extra ones)."""
     values = {"as_of": as_of, **criterion.parameters}
@@ -51,9 +56,11 @@ def evaluate(tables: dict[str, pl.DataFrame], criteria: list[Criterion], as_of: 
         con.execute(f"set threads = {int(threads)}")
     for name, frame in tables.items():
         con.register(name, frame.to_arrow())
+    con.register("patient_order", tables["patients"].select("patient_id").with_row_index("pos").to_arrow())
     out = {}
     for c in criteria:
         sql = rule_sql(c.rule)
-        out[c.id] = pl.from_arrow(con.sql(sql, params=bind(sql, c, as_of)).to_arrow_table())
+        ordered = in_patient_order().replace("{rule}", sql.strip().rstrip(";"))
+        out[c.id] = pl.from_arrow(con.sql(ordered, params=bind(sql, c, as_of)).to_arrow_table())
     con.close()
     return out
