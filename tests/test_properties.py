@@ -125,3 +125,16 @@ def test_divide_is_true_division_in_every_plan():
     ]
     assert 30 / 88.4 != 30 * (1 / 88.4)
     assert got == [30 / 88.4] * 4
+
+
+def test_divide_by_an_expression_of_literals_is_true_division():
+    """The streaming engine also folds x / when(...).then(lit) into a multiplication: 30 / 21 is
+    1.4285714285714286, 30 * (1 / 21) is 1.4285714285714284 (found by hypothesis, TBIL against its
+    default ULN when no row has ref_high)."""
+    from pipeline.engines.polars_engine import divide
+    df = pl.DataFrame({"v": [1.0, 30.0, 1.0], "ref": [None, None, None], "t": ["TBIL", "TBIL", "AST"]},
+                      schema_overrides={"ref": pl.Float64})
+    uln = pl.coalesce(pl.col("ref"), pl.when(pl.col("t") == "TBIL").then(pl.lit(21.0))
+                      .when(pl.col("t") == "AST").then(pl.lit(40.0)))
+    for engine in ("auto", "in-memory", "streaming"):
+        assert df.lazy().select(divide(pl.col("v"), uln)).collect(engine=engine)["v"][1] == 30 / 21

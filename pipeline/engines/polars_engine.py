@@ -32,7 +32,7 @@ def lit(value: str) -> pl.Expr:
     return pl.lit(value, pl.Utf8)
 
 
-def divide(num: pl.Expr, denom: float) -> pl.Expr:
+def divide(num: pl.Expr, denom: pl.Expr | float) -> pl.Expr:
     """num / denom as a true IEEE division, as DuckDB computes it.
 
     Polars turns a division by a scalar (a literal, and in some plans even a
@@ -43,7 +43,8 @@ def divide(num: pl.Expr, denom: float) -> pl.Expr:
     filter, inside when/then); `num * 0.0 + denom` is that column (num is finite
     here: validated numbers and day counts).
     """
-    return num / (num * 0.0 + pl.lit(float(denom), pl.Float64))
+    d = denom if isinstance(denom, pl.Expr) else pl.lit(float(denom), pl.Float64)
+    return num / (num * 0.0 + d)
 
 
 def days_before(D: dt.date, n: int) -> dt.date:
@@ -224,7 +225,7 @@ def lab_ratios(t: Tables, D: dt.date, days: int, uln: dict[str, tuple[float, flo
             to_mg_dl = pl.when(test == name).then(
                 pl.when(unit == "mg/dL").then(pl.col("value")).otherwise(divide(pl.col("value"), factor))).otherwise(to_mg_dl)
     f = (t["labs"].filter(test.is_in(list(uln)) & pl.col("sample_date").is_between(days_before(D, days), D))
-         .with_columns((pl.col("value") / pl.coalesce(pl.col("ref_high"), default_uln)).alias("ratio"),
+         .with_columns(divide(pl.col("value"), pl.coalesce(pl.col("ref_high"), default_uln)).alias("ratio"),
                        to_mg_dl.alias("mg_dl")))
     f = f.filter(pl.col("sample_date") == pl.col("sample_date").max().over(PID, "test"))
     # The worst of a same-day tie: highest ratio, then highest value in mg/dL (a total
