@@ -41,9 +41,8 @@ def schema(ctx: r.Context) -> pa.DataFrameSchema:
         "unit": r.column([r.row_check(_unit_ok, "{column} '{value}' is not a unit of this test "
                                       "(AST/ALT: U/L, IU/L; TBIL/CREAT: umol/L, µmol/L, mg/dL)")]),
         "ref_high": r.column([r.is_number(ctx), r.number_rule(ctx, lambda v: v > 0, "is not above 0")]),
-    }, checks=[r.with_row_ok(pa.Check(lambda data: data.lazyframe.select(_unit_present("unit").alias("unit")),
-                                      error="unit is empty but required for AST, ALT, TBIL and CREAT",
-                                      name="unit required"), lambda _: _unit_present("unit"))],
+    }, checks=[r.expr_check(lambda _: _unit_present("unit"), "unit is empty but required for AST, ALT, TBIL and CREAT",
+                            "unit required", column="unit")],
        name="labs")
 
 

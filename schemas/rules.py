@@ -75,15 +75,18 @@ def row_check(predicate: Callable[[str], pl.Expr], error: str) -> pa.Check:
     once, and the reason says which.
     """
 
-    def row_ok(key: str) -> pl.Expr:
-        return pl.col(key).is_null() | predicate(key).fill_null(False)
-
-    return with_row_ok(pa.Check(lambda data: data.lazyframe.select(row_ok(data.key).alias(data.key)),
-                                error=error, name=error), row_ok)
+    return expr_check(lambda key: pl.col(key).is_null() | predicate(key).fill_null(False), error)
 
 
-def with_row_ok(check: pa.Check, row_ok: Callable[[str | None], pl.Expr]) -> pa.Check:
-    """Attach the check's row-level expression (true when the row passes), for `screen`."""
+def expr_check(row_ok: Callable[[str | None], pl.Expr], error: str, name: str | None = None, *,
+               column: str | None = None) -> pa.Check:
+    """A pandera check whose rows pass where `row_ok(key)` is true, carrying that expression for `screen`.
+
+    pandera's check and the screen are built from the one expression, so they cannot
+    drift apart. A frame-level check (pandera's key is then "*") names its output `column`.
+    """
+    check = pa.Check(lambda data: data.lazyframe.select(row_ok(data.key).alias(column or data.key)),
+                     error=error, name=name or error)
     check.row_ok = row_ok
     return check
 
@@ -109,7 +112,7 @@ def screen(schema: pa.DataFrameSchema) -> pl.Expr:
 
 def _row_ok(check: pa.Check, where: str) -> Callable[[str | None], pl.Expr]:
     if not hasattr(check, "row_ok"):
-        raise TypeError(f"check {check.name!r} of schema {where!r} has no row_ok: build it with rules.row_check")
+        raise TypeError(f"check {check.name!r} of schema {where!r} has no row_ok: build it with rules.expr_check")
     return check.row_ok
 
 
@@ -168,7 +171,5 @@ def column(checks: list[pa.Check] | None = None, *, nullable: bool = True) -> pa
 
 def field_count(n: int) -> pa.Column:
     """A row with more or fewer fields than the header is malformed."""
-    return pa.Column(pl.Int64, checks=[with_row_ok(pa.Check(
-        lambda data: data.lazyframe.select(pl.col(data.key) == n),
-        error=f"row has {{value}} fields where the header has {n}", name="field count"),
-        lambda key: pl.col(key) == n)])
+    return pa.Column(pl.Int64, checks=[expr_check(
+        lambda key: pl.col(key) == n, f"row has {{value}} fields where the header has {n}", "field count")])
