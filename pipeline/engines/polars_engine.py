@@ -80,13 +80,24 @@ def patients(t: Tables) -> pl.LazyFrame:
     return t["patients"].select(PID)
 
 
+def on_patients(base: pl.LazyFrame, *per_patient: pl.LazyFrame) -> pl.LazyFrame:
+    """`base` (one row per patient, in the patients' order) with per-patient frames left-joined.
+
+    The order is kept on purpose: `engines.evaluate` then places the rules' results
+    side by side instead of joining them again.
+    """
+    for frame in per_patient:
+        base = base.join(frame, on=PID, how="left", maintain_order="left")
+    return base
+
+
 def flag(t: Tables, cond: pl.Expr, name: str = "hit") -> pl.LazyFrame:
     """Patients with at least one condition row matching `cond` (one row each)."""
     return t["conditions"].filter(cond).select(PID).unique().with_columns(pl.lit(True).alias(name))
 
 
 def fail_if_flagged(t: Tables, cond: pl.Expr) -> pl.LazyFrame:
-    return patients(t).join(flag(t, cond), on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), flag(t, cond)).select(
         PID, pl.when(pl.col("hit").fill_null(False)).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"))
 
 
@@ -125,7 +136,7 @@ def research_consent(t, p, D):
 @rule
 def edss_range(t, p, D):
     e = latest(t["visits"], "visit_date", "edss", D, p["lookback_days"], "max", "edss")
-    return patients(t).join(e, on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), e).select(
         PID, pl.when(pl.col("edss").is_null()).then(lit(UNKNOWN))
         .when(pl.col("edss").is_between(p["min_edss"], p["max_edss"])).then(lit(PASS))
         .otherwise(lit(FAIL)).alias("status"), "edss", "edss_date")
@@ -173,7 +184,7 @@ def uncontrolled_infection(t, p, D):
                                  & pl.col("infection_type").is_in(p["infection_types"]) & active_at(D))
     per = inf.group_by(PID).agg((pl.col("controlled") == "N").any().alias("any_n"),
                                 pl.col("controlled").is_null().any().alias("any_empty"))
-    return patients(t).join(per, on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), per).select(
         PID, pl.when(pl.col("any_n").fill_null(False)).then(lit(FAIL))
         .when(pl.col("any_empty").fill_null(False)).then(lit(UNKNOWN)).otherwise(lit(PASS)).alias("status"))
 
@@ -185,7 +196,7 @@ def _function_test(t, D, test, days, name):
 @rule
 def lvef(t, p, D):
     e = _function_test(t, D, "LVEF", p["lookback_days"], "lvef")
-    return patients(t).join(e, on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), e).select(
         PID, pl.when(pl.col("lvef").is_null()).then(lit(UNKNOWN))
         .when(pl.col("lvef") < p["min_lvef"]).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"),
         "lvef", "lvef_date")
@@ -197,7 +208,7 @@ def pulmonary_function(t, p, D):
     dlco = _function_test(t, D, "DLCO", p["lookback_days"], "dlco")
     f, d = pl.col("fev1"), pl.col("dlco")
     low = (f.is_not_null() & (f < p["min_fev1"])) | (d.is_not_null() & (d < p["min_dlco"]))
-    return patients(t).join(fev, on=PID, how="left", maintain_order="left").join(dlco, on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), fev, dlco).select(
         PID, pl.when(low).then(lit(FAIL)).when(f.is_not_null() & d.is_not_null()).then(lit(PASS))
         .otherwise(lit(UNKNOWN)).alias("status"), "fev1", "fev1_date", "dlco", "dlco_date")
 
@@ -248,7 +259,7 @@ def organ_function(t, p, D):
     for col, limit in limits.items():
         above = above | (pl.col(col).is_not_null() & (pl.col(col) > limit))
     all_present = pl.all_horizontal(*[pl.col(c).is_not_null() for c in limits])
-    return patients(t).join(wide, on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), wide).select(
         PID, pl.when(above).then(lit(FAIL)).when(all_present).then(lit(PASS)).otherwise(lit(UNKNOWN)).alias("status"),
         *[pl.col(c).alias(f"{c}_uln_ratio") for c in limits])
 
@@ -268,15 +279,14 @@ def creatinine_clearance(t, p, D):
     status = (pl.when(male.is_null()).then(lit(UNKNOWN))
               .when(sex.is_in(["F", "M"])).then(pl.when(crcl < lo).then(lit(FAIL)).otherwise(lit(PASS)))
               .when(male < lo).then(lit(FAIL)).when(female >= lo).then(lit(PASS)).otherwise(lit(UNKNOWN)))
-    return (t["patients"].select(PID, "sex", "birth_date")
-            .join(creat, on=PID, how="left", maintain_order="left").join(weight, on=PID, how="left", maintain_order="left")
+    return (on_patients(t["patients"].select(PID, "sex", "birth_date"), creat, weight)
             .select(PID, status.alias("status"), crcl.alias("crcl"), "creat_mg_dl", "weight", "weight_date"))
 
 
 @rule
 def karnofsky(t, p, D):
     k = latest(t["visits"], "visit_date", "karnofsky", D, p["lookback_days"], "min", "karnofsky")
-    return patients(t).join(k, on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), k).select(
         PID, pl.when(pl.col("karnofsky").is_null()).then(lit(UNKNOWN))
         .when(pl.col("karnofsky") < p["min_karnofsky"]).then(lit(FAIL)).otherwise(lit(PASS)).alias("status"),
         "karnofsky", "karnofsky_date")
@@ -430,7 +440,7 @@ def progression_on_therapy(t, p, D):
     def as_date(col):
         return pl.col(col).cast(pl.Int32).cast(pl.Date)
 
-    return patients(t).join(shown, on=PID, how="left", maintain_order="left").select(
+    return on_patients(patients(t), shown).select(
         PID, pl.col("ep_status").fill_null(lit(FAIL)).alias("status"),
         pl.col("drug"), pl.col("start_date").alias("episode_start"), pl.col("end_date").alias("episode_end"),
         as_date("b_day").alias("baseline_date"), pl.col("b").alias("baseline_edss"),
