@@ -132,9 +132,8 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
     plans["visits"] = (visit_spreads(registry.tables["visits"]).lazy().join(after, on=[PID, "visit_date"], how="full", coalesce=True)
                        .select(PID, "visit_date", "death_date", "edss_jump_30d", "weight_change_pct_30d")
                        .sort(PID, "visit_date"))
-    n_visits = registry.tables["visits"].height
-    plans["visits.sample"] = visits.select("edss", "weight_kg").collect().sample(
-        min(SAMPLE_ROWS, n_visits), seed=SEED).lazy() if n_visits else visits.select("edss", "weight_kg")
+    values = registry.tables["visits"].select("edss", "weight_kg")  # in memory already: sampled eagerly
+    plans["visits.sample"] = values.sample(min(SAMPLE_ROWS, values.height), seed=SEED).lazy()
     plans["relapses"] = t["relapses"].join(life, on=PID, how="left").filter(
         pl.col("ms_onset_date").is_not_null() | pl.col("death_date").is_not_null()).select(
         PID, "onset_date", "ms_onset_date", "death_date")
