@@ -40,8 +40,14 @@ SAMPLE_ROWS = 100_000
 SEED = 20261124
 WINDOW = "30d"
 ORGAN_LABS = ("AST", "ALT", "TBIL", "CREAT")
-# Look-backs used for completeness when the trial has no criterion with that rule.
-DEFAULT_LOOKBACKS = {"edss_range": 365, "organ_function": 90, "lvef": 365}
+# Look-backs used for completeness when no criterion of the trial reads that measurement.
+DEFAULT_LOOKBACKS = {"edss": 365, "organ_labs": 90, "lvef": 365}
+# Which nodes read each measurement (the criteria language's node types and fields).
+MEASURES = {
+    "edss": lambda n: n.type == "latest_value" and n["table"] == "visits" and n["column"] == "edss",
+    "organ_labs": lambda n: n.type == "lab_uln",
+    "lvef": lambda n: n.type == "latest_value" and n["where"].get("test", {}).get("equals") == "LVEF",
+}
 
 
 def load_suite(name: str) -> dict:
@@ -54,11 +60,13 @@ def load_suites() -> dict[str, dict]:
     return {t: load_suite(t) for t in schemas.TABLES if folder.joinpath(f"{t}.json").is_file()}
 
 
-def _lookback(trial: Trial, rule: str) -> int:
+def _lookback(trial: Trial, measure: str) -> int:
+    """The look-back of the first criterion node that reads `measure`, else the default."""
     for c in trial.criteria:
-        if c.rule == rule and "lookback_days" in c.parameters:
-            return int(c.parameters["lookback_days"])
-    return DEFAULT_LOOKBACKS[rule]
+        for node in c.node.walk():
+            if MEASURES[measure](node):
+                return int(node["lookback_days"])
+    return DEFAULT_LOOKBACKS[measure]
 
 
 def visit_spreads(visits: pl.DataFrame) -> pl.DataFrame:
@@ -115,8 +123,8 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
     def has(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
         return frame.select(PID).unique().with_columns(pl.lit(True).alias(name))
 
-    edss = recent(t["visits"].filter(pl.col("edss").is_not_null()), "visit_date", _lookback(trial, "edss_range"))
-    labs = recent(t["labs"].filter(pl.col("test").is_in(ORGAN_LABS)), "sample_date", _lookback(trial, "organ_function"))
+    edss = recent(t["visits"].filter(pl.col("edss").is_not_null()), "visit_date", _lookback(trial, "edss"))
+    labs = recent(t["labs"].filter(pl.col("test").is_in(ORGAN_LABS)), "sample_date", _lookback(trial, "organ_labs"))
     all_labs = labs.group_by(PID).agg(pl.col("test").n_unique().alias("n")).filter(pl.col("n") == len(ORGAN_LABS))
     lvef = recent(t["function_tests"].filter(pl.col("test") == "LVEF"), "test_date", _lookback(trial, "lvef"))
     flags = {"has_visit": t["visits"], "has_treatment": t["treatments"], "has_recent_edss": edss,

@@ -20,12 +20,12 @@ import polars as pl
 
 from pipeline.trial import Trial
 
-# Evidence shown as distributions of the candidates: rule -> (evidence name, label, bin width, unit).
-DISTRIBUTIONS = {
-    "edss_range": ("edss", "EDSS (latest within the look-back)", 0.5, ""),
-    "age": ("age", "Age at the reference date", 5, "years"),
-    "disease_duration": ("years", "Disease duration", 2, "years"),
-}
+# Evidence shown as distributions of the candidates: which node's evidence, label, bin width, unit.
+DISTRIBUTIONS = [
+    (lambda n: n.type == "latest_value" and n["column"] == "edss", "EDSS (latest within the look-back)", 0.5, ""),
+    (lambda n: n.type == "age", "Age at the reference date", 5, "years"),
+    (lambda n: n.type == "years_since" and n["column"] == "onset_date", "Disease duration", 2, "years"),
+]
 
 
 def _env() -> jinja2.Environment:
@@ -69,14 +69,16 @@ def _histogram(values: pl.Series, width: float) -> dict:
 
 
 def _distributions(candidates: pl.DataFrame, trial: Trial) -> list[dict]:
-    out = []
+    """One histogram per kind of value in DISTRIBUTIONS, from the first criterion (in order) that has it."""
+    out, shown = [], set()
     for c in trial.criteria:
-        if c.rule in DISTRIBUTIONS:
-            name, label, width, unit = DISTRIBUTIONS[c.rule]
-            col = f"{c.id}__{name}"
-            if col in candidates.columns:
-                hist = _histogram(candidates[col].cast(pl.Float64), width)
-                out.append({"label": label, "criterion": c.id, "unit": unit, "width": width, **hist})
+        for node in c.node.walk():
+            for matches, label, width, unit in DISTRIBUTIONS:
+                col = f"{c.id}__{node.spec.evidence(node)[0]}" if matches(node) else None
+                if col in candidates.columns and label not in shown:
+                    shown.add(label)
+                    hist = _histogram(candidates[col].cast(pl.Float64), width)
+                    out.append({"label": label, "criterion": c.id, "unit": unit, "width": width, **hist})
     return out
 
 

@@ -114,7 +114,7 @@ def test_set_changes_exactly_what_it_names(tmp_path):
 
 def test_divide_is_true_division_in_every_plan():
     """Polars may rewrite x / c as x * (1 / c); 30 / 88.4 shows the last-bit difference (found by hypothesis)."""
-    from pipeline.engines.polars_engine import divide
+    from pipeline.criteria.polars_helpers import divide
     df = pl.DataFrame({"v": [30.0, 1.0, 30.0] * 50, "t": ["C", "C", "X"] * 50})
     q = divide(pl.col("v"), 88.4)
     got = [
@@ -131,7 +131,7 @@ def test_divide_by_an_expression_of_literals_is_true_division():
     """The streaming engine also folds x / when(...).then(lit) into a multiplication: 30 / 21 is
     1.4285714285714286, 30 * (1 / 21) is 1.4285714285714284 (found by hypothesis, TBIL against its
     default ULN when no row has ref_high)."""
-    from pipeline.engines.polars_engine import divide
+    from pipeline.criteria.polars_helpers import divide
     df = pl.DataFrame({"v": [1.0, 30.0, 1.0], "ref": [None, None, None], "t": ["TBIL", "TBIL", "AST"]},
                       schema_overrides={"ref": pl.Float64})
     uln = pl.coalesce(pl.col("ref"), pl.when(pl.col("t") == "TBIL").then(pl.lit(21.0))

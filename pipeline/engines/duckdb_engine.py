@@ -1,52 +1,35 @@
-"""The DuckDB engine: each rule of the trial as a SQL file in `sql/rules/`, run with bound parameters.
+"""The DuckDB engine: every criterion compiled to SQL (`pipeline.criteria.to_sql`), run with `$as_of` bound.
 
-The accepted tables are registered as DuckDB relations (Arrow, no copy); each
-criterion runs its rule's file with `$as_of` and that criterion's parameters bound,
-never pasted into the text.
+The accepted tables are registered as DuckDB relations (Arrow, no copy). Each
+criterion's query is wrapped, as an AST too, so that its rows come back in the order
+of the patients table (`patient_order`, each patient's position, is registered beside
+the tables): the results of all criteria then line up row by row and are placed side
+by side rather than joined (pipeline/engines/__init__.py checks the ids match).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from functools import cache
-from pathlib import Path
 
 import duckdb
 import polars as pl
+from sqlglot import exp
 
-from pipeline.trial import Criterion
-
-_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
-
-
-def sql_dir() -> Path:
-    """`sql/` of the checkout (editable install) or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_sql", here.parent / "sql"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("the sql/ folder of msfeas is missing from this installation")
+from pipeline.criteria.load import Criterion
+from pipeline.criteria.to_sql import PID, col, criterion_query, table
 
 
-@cache
-def rule_sql(rule: str) -> str:
-    return (sql_dir() / "rules" / f"{rule}.sql").read_text("utf-8")
+def in_patient_order(query: exp.Select) -> exp.Select:
+    return (exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("r")))
+            .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("r"))))
+            .join(table("patient_order", "o"), on=col(PID, "o").eq(col(PID, "r")), join_type="inner")
+            .order_by(col("pos", "o")))
 
 
-@cache
-def in_patient_order() -> str:
-    return (sql_dir() / "in_patient_order.sql").read_text("utf-8")
-
-
-def bind(sql: str, criterion: Criterion, as_of: dt.date) -> dict:
-    """Exactly the parameters the SQL text names (DuckDB refuses extra ones)."""
-    values = {"as_of": as_of, **criterion.parameters}
-    names = set(_PARAM.findall(sql))
-    missing = names - set(values)
-    if missing:
-        raise KeyError(f"sql/rules/{criterion.rule}.sql uses undefined parameter(s) {sorted(missing)}")
-    return {k: values[k] for k in names}
+def criterion_sql(criterion: Criterion) -> tuple[str, bool]:
+    """The criterion's query in patient order, and whether it reads the reference date."""
+    query = in_patient_order(criterion_query(criterion.node))
+    return query.sql(dialect="duckdb"), query.find(exp.Placeholder) is not None
 
 
 def evaluate(tables: dict[str, pl.DataFrame], criteria: list[Criterion], as_of: dt.date,
@@ -56,11 +39,10 @@ def evaluate(tables: dict[str, pl.DataFrame], criteria: list[Criterion], as_of: 
         con.execute(f"set threads = {int(threads)}")
     for name, frame in tables.items():
         con.register(name, frame.to_arrow())
-    con.register("patient_order", tables["patients"].select("patient_id").with_row_index("pos").to_arrow())
+    con.register("patient_order", tables["patients"].select(PID).with_row_index("pos").to_arrow())
     out = {}
     for c in criteria:
-        sql = rule_sql(c.rule)
-        ordered = in_patient_order().replace("{rule}", sql.strip().rstrip(";"))
-        out[c.id] = pl.from_arrow(con.sql(ordered, params=bind(sql, c, as_of)).to_arrow_table())
+        sql, dated = criterion_sql(c)
+        out[c.id] = pl.from_arrow(con.sql(sql, params={"as_of": as_of} if dated else None).to_arrow_table())
     con.close()
     return out

@@ -1,5 +1,5 @@
--- progression_on_therapy: confirmed EDSS worsening within a first- or second-line
--- treatment episode (docs/criteria-nct04203017.md, "Progression"). Dates are whole
+-- confirmed_progression (a custom block of the criteria language): confirmed EDSS worsening within a
+-- treatment episode of the listed lines (docs/criteria-nct04203017.md, "Progression"). Dates are whole
 -- days since 1970-01-01 so that windows are plain integer ranges.
 
 -- An integer key per patient: windows and joins over tens of millions of visits

@@ -1,0 +1,388 @@
+"""Loading a trial file: parse, substitute parameters, check the design, apply `--set`.
+
+A trial file (TOML) lists criteria; each has a `rule`, a tree of nodes of the
+vocabulary (`nodes.NODE_TYPES`), and `parameters`: named values that the tree refers
+to as `"$name"` and that an analyst may change with `--set criterion.name=value`.
+Everything is checked before any data is read (design checks): unknown node types,
+fields, tables, columns or codes; values of the wrong type or out of range; unused or
+undefined parameters; duplicate ids and evidence names. Each error names the file,
+the criterion and the field, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pipeline.criteria import contract
+from pipeline.criteria.nodes import (NODE_TYPES, PREDICATES, REQUIRED, SCREENING, STATUSES, DesignError, Node)
+from pipeline.errors import UsageError
+
+KINDS = {"inclusion", "exclusion", "registry status"}
+CRITERION_KEYS = {"id", "kind", "text", "parameters", "rule"}
+TIES = ("highest", "lowest")
+
+
+@dataclass
+class Criterion:
+    id: str
+    kind: str
+    text: str
+    rule: dict  # the node tree as written, with "$name" references
+    parameters: dict[str, Any]
+    param_types: dict[str, str]
+    node: Node
+    overridden: set[str] = field(default_factory=set)
+
+    @property
+    def tables(self) -> list[str]:
+        return self.node.tables()
+
+    @property
+    def evidence(self) -> list[str]:
+        return self.node.evidence()
+
+    @property
+    def judged(self) -> str:
+        from pipeline.criteria.to_text import sentence
+        return sentence(self.node)
+
+    @property
+    def settle(self) -> str:
+        from pipeline.criteria.to_text import settle
+        return settle(self.node)
+
+
+@dataclass
+class Trial:
+    id: str
+    title: str
+    registration: str
+    criteria: list[Criterion]
+    source: str
+    sha256: str = ""
+    planned_enrolment: int | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.id for c in self.criteria]
+
+    def parameters_record(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every parameter in force, for summary.json: {criterion: {param: {value, overridden}}}."""
+        return {c.id: {k: {"value": v, "overridden": k in c.overridden} for k, v in c.parameters.items()}
+                for c in self.criteria}
+
+
+# ---------------------------------------------------------------- values and their types
+
+def _base(typ: str) -> str:
+    return typ.rstrip("?")
+
+
+def coerce(value: Any, typ: str, where: str) -> Any:
+    """Check a value against a type; a string (from --set) is converted first. Raises UsageError."""
+    base, nullable = _base(typ), typ.endswith("?")
+    if isinstance(value, str) and base not in ("str", "status", "tie"):
+        text = value.strip()
+        if nullable and text.lower() == "none":
+            return None
+        try:
+            if base == "int":
+                value = int(text)
+            elif base == "float":
+                value = float(text)
+            elif base == "bool":
+                value = {"true": True, "false": False}[text.lower()]
+            elif base == "int_list":
+                value = [int(x) for x in text.strip("[]").split(",") if x.strip()]
+            elif base == "str_list":
+                value = [x.strip().strip("'\"") for x in text.strip("[]").split(",") if x.strip()]
+        except (ValueError, KeyError):
+            raise UsageError(f"{where}: {value!r} is not a valid {base}") from None
+    if value is None or (nullable and value == "none"):
+        if nullable:
+            return None
+        raise UsageError(f"{where}: a value is required")
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "status": value in STATUSES,
+        "tie": value in TIES,
+        "str_list": isinstance(value, list) and all(isinstance(x, str) for x in value),
+        "int_list": isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value),
+    }[base]
+    if not ok:
+        expected = {"status": "one of pass, fail, unknown", "tie": "highest or lowest"}.get(base, f"a valid {base}")
+        raise UsageError(f"{where}: {value!r} is not {expected}")
+    return float(value) if base == "float" else value
+
+
+def _number_type(field_type: str, default: Any) -> str:
+    """A `number` field keeps the kind of number the trial file wrote (30 stays 30, 6.5 stays 6.5)."""
+    nullable = "?" if field_type.endswith("?") else ""
+    if isinstance(default, int) and not isinstance(default, bool):
+        return "int" + nullable
+    return "float" + nullable
+
+
+# ---------------------------------------------------------------- building the node tree
+
+class _Builder:
+    """Resolves one criterion's tree against its parameters; records each parameter's type."""
+
+    def __init__(self, params: dict[str, Any], types: dict[str, str] | None = None):
+        self.params = params
+        self.types: dict[str, str] = dict(types or {})
+        self.used: set[str] = set()
+
+    def value(self, raw: Any, typ: str, path: str, refs: dict[str, str], key: str) -> Any:
+        if isinstance(raw, str) and raw.startswith("$"):
+            name = raw[1:]
+            if name not in self.params:
+                known = ", ".join(self.params) or "none"
+                raise DesignError(path, f"refers to parameter ${name}, which `parameters` does not define "
+                                        f"(parameters: {known})")
+            if typ.startswith("number"):
+                typ = _number_type(typ, self.params[name])
+            if self.types.get(name, typ) != typ:
+                raise DesignError(path, f"parameter ${name} is used as {typ} here and as {self.types[name]} elsewhere")
+            self.types[name] = typ
+            self.used.add(name)
+            refs[key] = name
+            raw = self.params[name]
+        elif typ.startswith("number"):
+            typ = _number_type(typ, raw)
+        try:
+            return coerce(raw, typ, path)
+        except UsageError as exc:
+            raise DesignError(path, str(exc).split(": ", 1)[-1]) from None
+
+    def node(self, raw: Any, path: str, top: bool = False) -> Node:
+        if not isinstance(raw, dict):
+            raise DesignError(path, "a node must be a table with a `type`")
+        typ = raw.get("type")
+        if typ not in NODE_TYPES:
+            raise DesignError(f"{path}.type", f"unknown node type {typ!r}; known: {', '.join(NODE_TYPES)}")
+        spec = NODE_TYPES[typ]
+        extra = sorted(set(raw) - set(spec.fields) - {"type"})
+        if extra:
+            raise DesignError(f"{path}.{extra[0]}", f"{typ} has no field {extra[0]!r}; "
+                                                   f"fields: {', '.join(spec.fields) or 'none'}")
+        node = Node(typ, {}, path)
+        table = spec.table
+        for name, fld in spec.fields.items():
+            where = f"{path}.{name}"
+            if name not in raw:
+                if fld.default is REQUIRED:
+                    raise DesignError(where, f"{typ} needs `{name}`")
+                node.args[name] = copy.deepcopy(fld.default)
+                continue
+            value = raw[name]
+            if fld.type == "node":
+                node.children = [self.node(value, where)]
+            elif fld.type == "node_list":
+                if not isinstance(value, list):
+                    raise DesignError(where, "must be a list of nodes")
+                node.children = [self.node(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            elif fld.type == "table":
+                table = self.value(value, "str", where, node.params, name)
+                if table not in contract.tables():
+                    raise DesignError(where, f"no table {table!r} in the export contract; "
+                                             f"tables: {', '.join(contract.tables())}")
+                node.args[name] = table
+            elif fld.type.startswith("column"):
+                col = self.value(value, "str" + ("?" if fld.type.endswith("?") else ""), where, node.params, name)
+                if col is not None and contract.column(table, col) is None:
+                    raise DesignError(where, f"no column {col!r} in {table}; columns: {', '.join(contract.columns(table))}")
+                node.args[name] = col
+            elif fld.type == "where":
+                node.args[name] = self.where(value, table, where, node.params)
+            else:
+                node.args[name] = self.value(value, fld.type, where, node.params, name)
+        if typ == "screening" and not top:
+            raise DesignError(path, "screening can only be a criterion's whole rule")
+        if typ == "patient_code":
+            col = contract.column("patients", node["column"])
+            for key in ("pass", "unknown", "fail"):
+                node.args[key] = self.codes(col, node[key], f"{path}.{key}")
+        if spec.check:
+            spec.check(node)
+        return node
+
+    def codes(self, col: contract.Column, values: list, path: str) -> list:
+        if not col.is_code:
+            return values
+        folded = [col.fold(v) for v in values]
+        if col.codes is not None:
+            bad = [v for v in folded if v not in col.codes]
+            if bad:
+                raise DesignError(path, f"unknown code {bad[0]!r} for {col.table}.{col.name}; "
+                                        f"codes: {', '.join(col.codes)}")
+        return folded
+
+    def where(self, raw: Any, table: str, path: str, refs: dict[str, str]) -> dict[str, dict[str, Any]]:
+        if not isinstance(raw, dict):
+            raise DesignError(path, "must be a table of column = condition")
+        out: dict[str, dict[str, Any]] = {}
+        for colname, pred in raw.items():
+            where = f"{path}.{colname}"
+            col = contract.column(table, colname)
+            if col is None:
+                raise DesignError(where, f"no column {colname!r} in {table}; columns: {', '.join(contract.columns(table))}")
+            if not isinstance(pred, dict):
+                pred = {"in": pred} if isinstance(pred, list) or (
+                    isinstance(pred, str) and pred.startswith("$")) else {"equals": pred}
+            unknown = sorted(set(pred) - set(PREDICATES))
+            if unknown:
+                raise DesignError(f"{where}.{unknown[0]}", f"unknown condition; use one of {', '.join(PREDICATES)}")
+            numeric = col.type in ("int", "float")
+            got: dict[str, Any] = {}
+            for key, value in pred.items():
+                at = f"{where}.{key}"
+                if key == "empty":
+                    got[key] = self.value(value, "bool", at, refs, f"where.{colname}.{key}")
+                    continue
+                if key in ("min", "max"):
+                    if not numeric:
+                        raise DesignError(at, f"{table}.{colname} is {col.type}: min/max need a number column")
+                    got[key] = self.value(value, "number", at, refs, f"where.{colname}.{key}")
+                    continue
+                if key in ("prefix", "not_prefix") and col.type != "str":
+                    raise DesignError(at, f"{table}.{colname} is {col.type}: prefixes need a text column")
+                if col.type == "date":
+                    raise DesignError(at, f"{table}.{colname} is a date: filter dates with the node's window")
+                if key == "equals":
+                    typ = "int" if col.type == "int" else "float" if col.type == "float" else "str"
+                    v = self.value(value, typ, at, refs, f"where.{colname}.{key}")
+                    got[key] = self.codes(col, [v], at)[0] if typ == "str" else v
+                else:
+                    typ = "int_list" if col.type == "int" else "str_list"
+                    v = self.value(value, typ, at, refs, f"where.{colname}.{key}")
+                    if key in ("in", "not_in"):
+                        v = self.codes(col, v, at) if typ == "str_list" else v
+                    else:  # prefixes: compared upper-case, without dots ("A81.2" matches "a812")
+                        v = [x.strip().upper() for x in v]
+                    got[key] = v
+            if "min" in got and "max" in got and got["min"] > got["max"]:
+                raise DesignError(f"{where}.min", f"min {got['min']} is greater than max {got['max']}")
+            out[colname] = got
+        return out
+
+
+def build_criterion(raw: dict, where: str, overrides: dict[str, Any] | None = None,
+                    overridden: set[str] | None = None) -> Criterion:
+    """One criterion from its table in the trial file; raises UsageError naming `where` and the field."""
+    extra = sorted(set(raw) - CRITERION_KEYS)
+    if extra:
+        raise UsageError(f"{where}: unknown key `{extra[0]}`; a criterion has {', '.join(sorted(CRITERION_KEYS))}")
+    for key in ("id", "kind", "text", "rule"):
+        if key not in raw:
+            raise UsageError(f"{where}: missing `{key}`")
+    cid = raw["id"]
+    if not isinstance(cid, str) or not cid.isidentifier() or cid != cid.lower():
+        raise UsageError(f"{where}: id must be a lower-case identifier")
+    if raw["kind"] not in KINDS:
+        raise UsageError(f"{where}: kind must be one of {', '.join(sorted(KINDS))}")
+    if not isinstance(raw["text"], str):
+        raise UsageError(f"{where}: text must be a text")
+    params = raw.get("parameters", {})
+    if not isinstance(params, dict):
+        raise UsageError(f"{where}: parameters must be a table of name = value")
+    params = {**params, **(overrides or {})}
+    builder = _Builder(params)
+    try:
+        node = builder.node(raw["rule"], "rule", top=True)
+        unused = [p for p in params if p not in builder.used]
+        if unused:
+            raise DesignError(f"parameters.{unused[0]}", "is defined but no node refers to it as "
+                                                         f"\"${unused[0]}\"")
+        names = node.evidence()
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise DesignError("rule", f"two nodes name their evidence {dup[0]!r}; give one of them another `as`")
+    except DesignError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    # Values as the nodes read them (an int given for a float parameter becomes a float).
+    typed = {k: coerce(v, builder.types[k], f"{where}: parameters.{k}") for k, v in params.items()}
+    return Criterion(cid, raw["kind"], raw["text"], raw["rule"], typed, builder.types, node, set(overridden or ()))
+
+
+def _load_text(name_or_path: str) -> tuple[str, str]:
+    bundled = resources.files("pipeline.trials").joinpath(f"{name_or_path.lower()}.toml")
+    if bundled.is_file():
+        return bundled.read_text("utf-8"), f"bundled trial {name_or_path.lower()}"
+    path = Path(name_or_path)
+    if path.is_file():
+        try:
+            return path.read_text("utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--trial {name_or_path}: cannot read the trial file: {exc}") from None
+    raise UsageError(f"--trial {name_or_path}: neither a bundled trial id ({', '.join(bundled_trials())}) "
+                     f"nor a trial file")
+
+
+def bundled_trials() -> list[str]:
+    folder = resources.files("pipeline.trials")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def parse_trial(text: str, source: str) -> Trial:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source}: not valid TOML: {exc}") from None
+    for key in ("id", "title", "criteria"):
+        if key not in data:
+            raise UsageError(f"{source}: missing `{key}`")
+    if not isinstance(data["criteria"], list) or not data["criteria"]:
+        raise UsageError(f"{source}: `criteria` must be a non-empty list ([[criteria]] tables)")
+    criteria: list[Criterion] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(data["criteria"], start=1):
+        where = f"{source}: criterion {n} ({raw.get('id', '?') if isinstance(raw, dict) else '?'})"
+        if not isinstance(raw, dict):
+            raise UsageError(f"{where}: must be a table")
+        crit = build_criterion(raw, where)
+        if crit.id in seen:
+            raise UsageError(f"{where}: duplicate id {crit.id!r}")
+        seen.add(crit.id)
+        criteria.append(crit)
+    planned = data.get("planned_enrolment")
+    if planned is not None and (not isinstance(planned, int) or planned <= 0):
+        raise UsageError(f"{source}: planned_enrolment must be a positive whole number")
+    return Trial(data["id"], data["title"], data.get("registration", data["id"]), criteria, source,
+                 hashlib.sha256(text.encode()).hexdigest(), planned)
+
+
+def load_trial(name_or_path: str = "nct04203017", overrides: list[str] | None = None) -> Trial:
+    """Load and check a trial definition, then apply `criterion.parameter=value` overrides."""
+    text, source = _load_text(name_or_path)
+    return apply_overrides(parse_trial(text, source), overrides or [])
+
+
+def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
+    """Apply `--set criterion.parameter=value`; the criterion is rebuilt and checked again (exit 2 on error)."""
+    trial = copy.deepcopy(trial)
+    by_id = {c.id: i for i, c in enumerate(trial.criteria)}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        cid, dot, param = name.strip().partition(".")
+        if not sep or not dot:
+            raise UsageError(f"--set {item!r}: expected criterion.parameter=value")
+        if cid not in by_id:
+            raise UsageError(f"--set {item!r}: no criterion {cid!r}; criteria: {', '.join(by_id)}")
+        crit = trial.criteria[by_id[cid]]
+        if param not in crit.parameters:
+            known = ", ".join(crit.parameters) or "none"
+            raise UsageError(f"--set {item!r}: criterion {cid} has no parameter {param!r} (parameters: {known})")
+        new = coerce(value, crit.param_types[param], f"--set {item}")
+        raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters}
+        trial.criteria[by_id[cid]] = build_criterion(raw, f"--set {item}", {param: new}, crit.overridden | {param})
+    return trial

@@ -1,0 +1,477 @@
+"""The criteria language compiled to SQL: one function per node type, building a sqlglot AST.
+
+A criterion becomes one `WITH ... SELECT` query whose result has one row per patient:
+`patient_id, status, <evidence...>`. Each node adds named CTEs (prefixed by its place
+in the tree, so a database administrator can follow them) and returns the name of the
+CTE holding its per-patient result. Nothing is pasted as text: values are typed
+literals (floats as `CAST('6.5' AS DOUBLE)`, exact to the last bit in every dialect),
+and the reference date is the named parameter `as_of` (`$as_of` in DuckDB, `:as_of`
+in Spark), which is also where a per-patient date can later come in.
+
+The one hand-written block, `sql/blocks/confirmed_progression.sql`, is parsed into the
+same AST; its `$name` placeholders are replaced by typed literals of the node's fields.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Callable
+
+import sqlglot
+from sqlglot import exp
+
+from pipeline.criteria import contract
+from pipeline.criteria.nodes import FAIL, NODE_TYPES, PASS, SCREENING, UNKNOWN, Node
+
+PID = "patient_id"
+DIALECTS = ("duckdb", "spark")
+
+
+# ---------------------------------------------------------------- literals and small builders
+
+def lit(value) -> exp.Expression:
+    """A typed literal: text, whole number, double (exact, via its shortest repr), boolean or NULL."""
+    if value is None:
+        return exp.null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int):
+        return exp.Literal.number(value)
+    if isinstance(value, float):
+        return exp.cast(exp.Literal.string(repr(value)), exp.DataType.build("double"))
+    if isinstance(value, (list, tuple)):
+        return exp.Array(expressions=[lit(v) for v in value])
+    return exp.Literal.string(str(value))
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table)
+
+
+def D() -> exp.Expression:
+    """The reference date."""
+    return exp.cast(exp.Placeholder(this="as_of"), exp.DataType.build("date"))
+
+
+def days_before(n: int) -> exp.Expression:
+    return exp.Sub(this=D(), expression=exp.Literal.number(n))
+
+
+def is_null(e: exp.Expression) -> exp.Expression:
+    return e.copy().is_(exp.null())
+
+
+def not_null(e: exp.Expression) -> exp.Expression:
+    return exp.not_(is_null(e))
+
+
+def case(pairs: list[tuple[exp.Expression, exp.Expression]], default: exp.Expression) -> exp.Case:
+    c = exp.Case()
+    for cond, then in pairs:
+        c = c.when(cond, then)
+    return c.else_(default)
+
+
+def status_lit(s: str) -> exp.Expression:
+    return exp.Literal.string(s)
+
+
+def and_(*conds: exp.Expression) -> exp.Expression:
+    conds = [c for c in conds if c is not None]
+    return exp.and_(*conds) if conds else exp.true()
+
+
+def or_(*conds: exp.Expression) -> exp.Expression:
+    conds = [c for c in conds if c is not None]
+    return exp.or_(*conds) if conds else exp.false()
+
+
+def table(name: str, alias: str | None = None) -> exp.Table:
+    t = exp.to_table(name)
+    return t.as_(alias) if alias else t
+
+
+def left_join_patients(source: str, cols: list[exp.Expression]) -> exp.Select:
+    """SELECT p.patient_id, <cols> FROM patients p LEFT JOIN <source> r ON r.patient_id = p.patient_id."""
+    return (exp.select(col(PID, "p"), *cols).from_(table("patients", "p"))
+            .join(table(source, "r"), on=col(PID, "r").eq(col(PID, "p")), join_type="left"))
+
+
+class Ctx:
+    """Collects the CTEs of one criterion, named after the nodes' places in the tree."""
+
+    def __init__(self):
+        self.ctes: list[tuple[str, exp.Expression]] = []
+        self.names: set[str] = set()
+
+    def cte(self, node: Node, step: str, query: exp.Expression) -> str:
+        base = "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+        name = f"{base}_{step}" if step else base
+        assert name not in self.names, name
+        self.names.add(name)
+        self.ctes.append((name, query))
+        return name
+
+
+COMPILERS: dict[str, Callable[[Node, Ctx], str]] = {}
+
+
+def compiles(name: str):
+    assert name in NODE_TYPES, name
+
+    def register(fn):
+        COMPILERS[name] = fn
+        return fn
+    return register
+
+
+def compile_node(node: Node, ctx: Ctx) -> str:
+    return COMPILERS[node.type](node, ctx)
+
+
+def criterion_query(node: Node) -> exp.Select:
+    """The whole query of a criterion: its CTEs, then its result (one row per patient)."""
+    ctx = Ctx()
+    root = compile_node(node, ctx)
+    query = exp.select(exp.Star()).from_(table(root))
+    for name, q in ctx.ctes:
+        query = query.with_(name, as_=q)
+    return query
+
+
+def render(query: exp.Expression, dialect: str, pretty: bool = True) -> str:
+    return query.sql(dialect=dialect, pretty=pretty)
+
+
+# ---------------------------------------------------------------- row filters and windows
+
+def _nodots(e: exp.Expression) -> exp.Expression:
+    return exp.func("replace", e, exp.Literal.string("."), exp.Literal.string(""))
+
+
+def _prefixed(c: exp.Expression, prefixes: list[str]) -> exp.Expression:
+    hits = [exp.StartsWith(this=_nodots(c.copy()), expression=exp.Literal.string(p.replace(".", "")))
+            for p in prefixes]
+    return and_(not_null(c), or_(*hits)) if hits else exp.false()
+
+
+def _in(c: exp.Expression, values: list) -> exp.Expression:
+    return and_(not_null(c), c.copy().isin(*[lit(v) for v in values])) if values else exp.false()
+
+
+PREDICATES: dict[str, Callable[[exp.Expression, object], exp.Expression]] = {
+    "equals": lambda c, v: and_(not_null(c), c.copy().eq(lit(v))),
+    "in": _in,
+    "not_in": lambda c, v: exp.not_(exp.paren(_in(c, v))) if v else exp.true(),
+    "prefix": _prefixed,
+    "not_prefix": lambda c, v: exp.not_(exp.paren(_prefixed(c, v))) if v else exp.true(),
+    "empty": lambda c, v: is_null(c) if v else not_null(c),
+    "min": lambda c, v: and_(not_null(c), c.copy() >= lit(v)),
+    "max": lambda c, v: and_(not_null(c), c.copy() <= lit(v)),
+}
+
+
+def where_sql(where: dict) -> list[exp.Expression]:
+    return [PREDICATES[key](col(column), value) for column, preds in where.items() for key, value in preds.items()]
+
+
+def window_sql(tbl: str, within_days: int | None) -> exp.Expression:
+    """Rows dated within the last `within_days` days before D (None: ever); see to_polars.window_expr."""
+    if tbl in contract.EPISODE_DATES:
+        start, end = (col(c) for c in contract.EPISODE_DATES[tbl])
+        began = exp.paren(or_(is_null(start), start.copy() <= D()))
+        if within_days is None:
+            return began
+        return and_(began, exp.paren(or_(is_null(end), end.copy() >= days_before(within_days))))
+    date = col(contract.EVENT_DATE[tbl])
+    if within_days is None:
+        return and_(not_null(date), date.copy() <= D())
+    return exp.Between(this=date, low=days_before(within_days), high=D())
+
+
+# ---------------------------------------------------------------- composites
+
+def _children(node: Node, ctx: Ctx) -> tuple[exp.Select, list[exp.Expression]]:
+    names = [compile_node(child, ctx) for child in node.children]
+    q = exp.select(col(PID, "c0")).from_(table(names[0], "c0"))
+    for i, name in enumerate(names[1:], start=1):
+        q = q.join(table(name, f"c{i}"), on=col(PID, f"c{i}").eq(col(PID, "c0")), join_type="inner")
+    evidence = []
+    for i, child in enumerate(node.children):
+        evidence += [col(e, f"c{i}") for e in child.evidence()]
+    return q, [col("status", f"c{i}") for i in range(len(names))], evidence
+
+
+def _combine(node: Node, ctx: Ctx, first: str, second: str, last: str) -> str:
+    """`first` if any child has it, else `second` if any has it, else `last` (three-valued all/any)."""
+    q, statuses, evidence = _children(node, ctx)
+    status = case([(or_(*[s.copy().eq(status_lit(first)) for s in statuses]), status_lit(first)),
+                   (or_(*[s.copy().eq(status_lit(second)) for s in statuses]), status_lit(second))],
+                  status_lit(last))
+    return ctx.cte(node, "", q.select(status.as_("status"), *evidence))
+
+
+@compiles("all")
+def _all(node: Node, ctx: Ctx) -> str:
+    return _combine(node, ctx, FAIL, UNKNOWN, PASS)
+
+
+@compiles("any")
+def _any(node: Node, ctx: Ctx) -> str:
+    return _combine(node, ctx, PASS, UNKNOWN, FAIL)
+
+
+@compiles("not")
+def _not(node: Node, ctx: Ctx) -> str:
+    child = compile_node(node.children[0], ctx)
+    s = col("status")
+    flipped = case([(s.eq(status_lit(PASS)), status_lit(FAIL)), (s.copy().eq(status_lit(FAIL)), status_lit(PASS))],
+                   status_lit(UNKNOWN))
+    return ctx.cte(node, "", exp.select(col(PID), flipped.as_("status"), *[col(e) for e in node.evidence()])
+                   .from_(table(child)))
+
+
+@compiles("screening")
+def _screening(node: Node, ctx: Ctx) -> str:
+    return ctx.cte(node, "", exp.select(col(PID), status_lit(SCREENING).as_("status")).from_(table("patients")))
+
+
+# ---------------------------------------------------------------- the patient's own fields
+
+@compiles("patient_code")
+def _patient_code(node: Node, ctx: Ctx) -> str:
+    c = col(node["column"])
+    pairs = [(is_null(c), status_lit(node["missing"]))]
+    pairs += [(_in(c, node[key]), status_lit(status)) for key, status in (("pass", PASS), ("unknown", UNKNOWN),
+                                                                           ("fail", FAIL)) if node[key]]
+    return ctx.cte(node, "", exp.select(col(PID), case(pairs, status_lit(node["otherwise"])).as_("status"))
+                   .from_(table("patients")))
+
+
+@compiles("date_on_or_before")
+def _date_on_or_before(node: Node, ctx: Ctx) -> str:
+    c = col(node["column"])
+    status = case([(and_(not_null(c), c.copy() <= D()), status_lit(PASS))], status_lit(FAIL))
+    return ctx.cte(node, "", exp.select(col(PID), status.as_("status")).from_(table("patients")))
+
+
+def age_sql(birth: exp.Expression) -> exp.Expression:
+    """Completed years at D: D.year - birth.year - ((D.month, D.day) < (birth.month, birth.day))."""
+    before_birthday = case([
+        (exp.Month(this=D()) < exp.Month(this=birth.copy()), exp.Literal.number(1)),
+        (and_(exp.Month(this=D()).eq(exp.Month(this=birth.copy())), exp.Day(this=D()) < exp.Day(this=birth.copy())),
+         exp.Literal.number(1))], exp.Literal.number(0))
+    years = exp.Sub(this=exp.Sub(this=exp.Year(this=D()), expression=exp.Year(this=birth.copy())),
+                    expression=before_birthday)
+    return exp.cast(years, exp.DataType.build("bigint"))
+
+
+@compiles("age")
+def _age(node: Node, ctx: Ctx) -> str:
+    aged = ctx.cte(node, "aged", exp.select(col(PID), col("birth_date"), age_sql(col("birth_date")).as_("age"))
+                   .from_(table("patients")))
+    a = col("age")
+    within = and_(a >= lit(node["min"]) if node["min"] is not None else None,
+                  a.copy() <= lit(node["max"]) if node["max"] is not None else None)
+    status = case([(is_null(col("birth_date")), status_lit(UNKNOWN)), (within, status_lit(PASS))], status_lit(FAIL))
+    return ctx.cte(node, "", exp.select(col(PID), status.as_("status"), col("age").as_(node["as"])).from_(table(aged)))
+
+
+def _years(column: str) -> exp.Expression:
+    # A date after D is not known at D: it counts as empty.
+    c = col(column)
+    days = exp.DateDiff(this=D(), expression=c, unit=exp.var("DAY"))
+    return case([(c.copy() <= D(), exp.Div(this=exp.cast(days, exp.DataType.build("double")), expression=lit(365.25)))],
+                exp.null())
+
+
+@compiles("years_since")
+def _years_since(node: Node, ctx: Ctx) -> str:
+    cols = [col(PID), _years(node["column"]).as_("primary_years")]
+    cols.append((_years(node["fallback"]) if node["fallback"] else exp.cast(exp.null(), exp.DataType.build("double")))
+                .as_("fallback_years"))
+    years = ctx.cte(node, "years", exp.select(*cols).from_(table("patients")))
+    p, f, limit = col("primary_years"), col("fallback_years"), lit(node["max_years"])
+    status = case([
+        (not_null(p), case([(p.copy() < limit, status_lit(PASS))], status_lit(FAIL))),
+        # The fallback date (diagnosis) can only follow the primary one (onset): that old already fails.
+        (and_(not_null(f), f.copy() >= limit.copy()), status_lit(FAIL))], status_lit(UNKNOWN))
+    return ctx.cte(node, "", exp.select(col(PID), status.as_("status"),
+                                        exp.func("coalesce", p.copy(), f.copy()).as_(node["as"])).from_(table(years)))
+
+
+# ---------------------------------------------------------------- events
+
+@compiles("count")
+def _count(node: Node, ctx: Ctx) -> str:
+    tbl = node["table"]
+    date = contract.EVENT_DATE.get(tbl) or contract.EPISODE_DATES[tbl][0]
+    n = (exp.Count(this=exp.Distinct(expressions=[col(date)])) if node["distinct_dates"]
+         else exp.Count(this=exp.Star()))
+    rows = ctx.cte(node, "rows", exp.select(col(PID), n.as_("n")).from_(table(tbl))
+                   .where(and_(*where_sql(node["where"]), window_sql(tbl, node["within_days"]))).group_by(col(PID)))
+    count = exp.func("coalesce", col("n", "r"), exp.Literal.number(0))
+    ok = and_(count >= lit(node["at_least"]) if node["at_least"] is not None else None,
+              count.copy() <= lit(node["at_most"]) if node["at_most"] is not None else None)
+    cols = [case([(ok, status_lit(PASS))], status_lit(node["otherwise"])).as_("status")]
+    if node["as"]:
+        cols.append(count.copy().as_(node["as"]))
+    return ctx.cte(node, "", left_join_patients(rows, cols))
+
+
+def latest_sql(node: Node, ctx: Ctx, step: str, tbl: str, column: str, days: int, tie: str,
+               where: list[exp.Expression]) -> str:
+    """CTE: per patient, the latest non-empty `column` dated in [D - days, D] (worst of a same-day tie): v, d."""
+    date = contract.EVENT_DATE[tbl]
+    recent = ctx.cte(node, f"{step}recent", exp.select(
+        col(PID), col(date).as_("d"), col(column).as_("v"),
+        exp.Window(this=exp.Max(this=col(date)), partition_by=[col(PID)]).as_("last_d"))
+        .from_(table(tbl))
+        .where(and_(not_null(col(column)), *where, exp.Between(this=col(date), low=days_before(days), high=D()))))
+    worst = exp.Max(this=col("v")) if tie == "highest" else exp.Min(this=col("v"))
+    return ctx.cte(node, f"{step}latest", exp.select(col(PID), worst.as_("v"), exp.Max(this=col("d")).as_("d"))
+                   .from_(table(recent)).where(col("d").eq(col("last_d"))).group_by(col(PID)))
+
+
+@compiles("latest_value")
+def _latest_value(node: Node, ctx: Ctx) -> str:
+    got = latest_sql(node, ctx, "", node["table"], node["column"], node["lookback_days"], node["tie"],
+                     where_sql(node["where"]))
+    v = col("v", "r")
+    within = and_(v >= lit(node["min"]) if node["min"] is not None else None,
+                  v.copy() <= lit(node["max"]) if node["max"] is not None else None)
+    status = case([(is_null(v), status_lit(UNKNOWN)), (within, status_lit(PASS))], status_lit(FAIL))
+    name = node["as"]
+    return ctx.cte(node, "", left_join_patients(got, [status.as_("status"), v.copy().as_(name),
+                                                      col("d", "r").as_(f"{name}_date")]))
+
+
+# ---------------------------------------------------------------- custom blocks
+
+def lab_results_sql(node: Node, ctx: Ctx, test: str, days: int, default_uln: float,
+                    umol_per_mg_dl: float | None) -> str:
+    """CTE: one test's results within `days` on each patient's latest date: ratio = value / ULN, mg_dl.
+
+    See to_polars.lab_results: the ULN is the row's ref_high, else the default
+    converted to the row's unit.
+    """
+    unit, value = col("unit"), col("value")
+    if umol_per_mg_dl is None:
+        default, mg_dl = lit(default_uln), exp.cast(exp.null(), exp.DataType.build("double"))
+    else:
+        mg_dl_unit = unit.eq(exp.Literal.string("mg/dL"))
+        default = case([(mg_dl_unit, lit(default_uln / umol_per_mg_dl))], lit(default_uln))
+        mg_dl = case([(mg_dl_unit.copy(), value.copy())], exp.Div(this=value.copy(), expression=lit(umol_per_mg_dl)))
+    ratio = exp.Div(this=value.copy(), expression=exp.func("coalesce", col("ref_high"), default))
+    recent = ctx.cte(node, "results", exp.select(
+        col(PID), col("sample_date"), ratio.as_("ratio"), mg_dl.as_("mg_dl"),
+        exp.Window(this=exp.Max(this=col("sample_date")), partition_by=[col(PID)]).as_("last_d"))
+        .from_(table("labs"))
+        .where(and_(col("test").eq(exp.Literal.string(test)),
+                    exp.Between(this=col("sample_date"), low=days_before(days), high=D()))))
+    return ctx.cte(node, "latest_results", exp.select(col(PID), col("ratio"), col("mg_dl")).from_(table(recent))
+                   .where(col("sample_date").eq(col("last_d"))))
+
+
+@compiles("lab_uln")
+def _lab_uln(node: Node, ctx: Ctx) -> str:
+    rows = lab_results_sql(node, ctx, node["test"], node["lookback_days"], node["default_uln"], node["umol_per_mg_dl"])
+    # The worst of a same-day tie: the highest ratio.
+    worst = ctx.cte(node, "worst", exp.select(col(PID), exp.Max(this=col("ratio")).as_("ratio"))
+                    .from_(table(rows)).group_by(col(PID)))
+    r = col("ratio", "r")
+    status = case([(is_null(r), status_lit(UNKNOWN)), (r.copy() > lit(node["max_uln"]), status_lit(FAIL))],
+                  status_lit(PASS))
+    return ctx.cte(node, "", left_join_patients(worst, [status.as_("status"), r.copy().as_(node["as"])]))
+
+
+@compiles("creatinine_clearance")
+def _creatinine_clearance(node: Node, ctx: Ctx) -> str:
+    rows = lab_results_sql(node, ctx, "CREAT", node["lab_lookback_days"], node["creat_default_uln_umol"],
+                           node["creat_umol_per_mg_dl"])
+    # The creatinine that lab_uln judges: highest ratio of a same-day tie, then highest mg/dL.
+    rank = exp.Window(this=exp.RowNumber(), partition_by=[col(PID)],
+                      order=exp.Order(expressions=[exp.Ordered(this=col("ratio"), desc=True, nulls_first=False),
+                                                   exp.Ordered(this=col("mg_dl"), desc=True, nulls_first=False)]))
+    ranked = ctx.cte(node, "creat_ranked", exp.select(col(PID), col("mg_dl"), rank.as_("rn")).from_(table(rows)))
+    creat = ctx.cte(node, "creat", exp.select(col(PID), col("mg_dl").as_("creat_mg_dl")).from_(table(ranked))
+                    .where(col("rn").eq(exp.Literal.number(1))))
+    weight = latest_sql(node, ctx, "weight_", "visits", "weight_kg", node["weight_lookback_days"], "lowest", [])
+    inputs = ctx.cte(node, "inputs", exp.select(
+        col(PID, "p"), col("sex", "p"), col("creat_mg_dl", "c"), col("v", "w").as_("weight"),
+        col("d", "w").as_("weight_date"), age_sql(col("birth_date", "p")).as_("age"))
+        .from_(table("patients", "p"))
+        .join(table(creat, "c"), on=col(PID, "c").eq(col(PID, "p")), join_type="left")
+        .join(table(weight, "w"), on=col(PID, "w").eq(col(PID, "p")), join_type="left"))
+    # Cockcroft-Gault, in the order the formula is written (every engine alike).
+    male = exp.Div(this=exp.Mul(this=exp.cast(exp.Sub(this=exp.Literal.number(140), expression=col("age")),
+                                              exp.DataType.build("double")), expression=col("weight")),
+                   expression=exp.paren(exp.Mul(this=lit(72.0), expression=col("creat_mg_dl"))))
+    both = ctx.cte(node, "both_sexes", exp.select(exp.Star(), male.as_("male")).from_(table(inputs)))
+    sexes = ctx.cte(node, "clearance", exp.select(
+        exp.Star(), exp.Mul(this=col("male"), expression=lit(node["female_factor"])).as_("female")).from_(table(both)))
+    sex, m, f, lo = col("sex"), col("male"), col("female"), lit(node["min_crcl"])
+    is_f, is_m = sex.eq(exp.Literal.string("F")), sex.copy().eq(exp.Literal.string("M"))
+    # Unknown sex: decided only when the male and the female value agree.
+    status = case([
+        (is_null(m), status_lit(UNKNOWN)),
+        (is_f, case([(f < lo, status_lit(FAIL))], status_lit(PASS))),
+        (is_m, case([(m.copy() < lo.copy(), status_lit(FAIL))], status_lit(PASS))),
+        (m.copy() < lo.copy(), status_lit(FAIL)),
+        (f.copy() >= lo.copy(), status_lit(PASS))], status_lit(UNKNOWN))
+    crcl = case([(is_f.copy(), f.copy()), (is_m.copy(), m.copy())], exp.null())
+    return ctx.cte(node, "", exp.select(col(PID), status.as_("status"), crcl.as_("crcl"), col("creat_mg_dl"),
+                                        col("weight"), col("weight_date")).from_(table(sexes)))
+
+
+def sql_dir() -> Path:
+    """`sql/` of the checkout (editable install) or the copy shipped inside the package."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_sql", here.parent / "sql"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("the sql/ folder of msfeas is missing from this installation")
+
+
+@cache
+def _block_text(name: str) -> str:
+    return (sql_dir() / "blocks" / f"{name}.sql").read_text("utf-8")
+
+
+def hand_written_block(node: Node, ctx: Ctx, name: str) -> str:
+    """A hand-written block: parsed, its `$field` placeholders replaced by typed literals, its CTEs
+    renamed after the node and hoisted into the criterion's query."""
+    tree = sqlglot.parse_one(_block_text(name), read="duckdb")
+
+    def substitute(e: exp.Expression) -> exp.Expression:
+        if isinstance(e, exp.Placeholder) and e.name != "as_of":
+            if e.name not in node.args:
+                raise KeyError(f"sql/blocks/{name}.sql uses ${e.name}, which the node has no field for")
+            return lit(node.args[e.name])
+        if isinstance(e, exp.Placeholder):
+            return D()
+        return e
+    tree = tree.transform(substitute)
+    prefix = ctx.cte(node, "", exp.select(exp.Star()).from_(table("patients")))  # reserve the node's name
+    ctx.ctes.pop()
+    ctx.names.discard(prefix)
+    renames = {c.alias: f"{prefix}_{c.alias}" for c in tree.ctes}
+
+    def rename(e: exp.Expression) -> exp.Expression:
+        if isinstance(e, exp.Table) and not e.args.get("db") and e.name in renames:
+            alias = e.alias or e.name
+            return exp.to_table(renames[e.name]).as_(alias)
+        return e
+    for c in tree.ctes:
+        ctx.ctes.append((renames[c.alias], c.this.transform(rename)))
+        ctx.names.add(renames[c.alias])
+    body = tree.copy()
+    body.set("with", None)
+    return ctx.cte(node, "", body.transform(rename))
+
+
+@compiles("confirmed_progression")
+def _confirmed_progression(node: Node, ctx: Ctx) -> str:
+    return hand_written_block(node, ctx, "confirmed_progression")

@@ -1,0 +1,200 @@
+"""The criteria language rendered as plain language: one function per node type.
+
+`sentence(node)` is the report's "how it is judged" and `settle(node)` its "what would
+settle the unknowns"; both are made from the resolved node, so a value changed with
+`--set` changes the text.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pipeline.criteria import contract
+from pipeline.criteria.nodes import NODE_TYPES, Node
+
+SENTENCES: dict[str, Callable[[Node], str]] = {}
+SETTLES: dict[str, Callable[[Node], str]] = {}
+
+
+def renders(name: str, settles: Callable[[Node], str]):
+    assert name in NODE_TYPES, name
+
+    def register(fn):
+        SENTENCES[name] = fn
+        SETTLES[name] = settles
+        return fn
+    return register
+
+
+def sentence(node: Node) -> str:
+    return SENTENCES[node.type](node)
+
+
+def settle(node: Node) -> str:
+    return SETTLES[node.type](node)
+
+
+def num(v) -> str:
+    return "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def listed(values: list, word: str = "or") -> str:
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} {word} {values[-1]}" if values else "none"
+
+
+def where_text(where: dict) -> str:
+    parts = []
+    for column, preds in where.items():
+        for key, v in preds.items():
+            parts.append({
+                "equals": lambda: f"{column} is {v}",
+                "in": lambda: f"{column} is {listed(v)}",
+                "not_in": lambda: f"{column} is not {listed(v)}",
+                "prefix": lambda: f"{column} starts with {listed(v)}",
+                "not_prefix": lambda: f"{column} does not start with {listed(v)}",
+                "empty": lambda: f"{column} is {'empty' if v else 'recorded'}",
+                "min": lambda: f"{column} >= {num(v)}",
+                "max": lambda: f"{column} <= {num(v)}",
+            }[key]())
+    return " and ".join(parts)
+
+
+def window_text(table: str, within_days: int | None) -> str:
+    if table in contract.EPISODE_DATES:
+        if within_days is None:
+            return "begun on or before D (or with no known start), ended or not"
+        if within_days == 0:
+            return "active at D"
+        return f"present within the {within_days} days before D (begun by D, not ended before D - {within_days} days)"
+    if within_days is None:
+        return "dated on or before D"
+    return f"dated within the {within_days} days before D"
+
+
+def _bounds(lo, hi, what: str) -> str:
+    if lo is not None and hi is not None:
+        return f"{what} between {num(lo)} and {num(hi)}"
+    return f"{what} at least {num(lo)}" if lo is not None else f"{what} at most {num(hi)}"
+
+
+def _children_settle(node: Node) -> str:
+    seen: list[str] = []
+    for child in node.children:
+        s = settle(child)
+        if s and s not in seen:
+            seen.append(s)
+    return "; ".join(seen)
+
+
+@renders("screening", lambda n: "the screening visit")
+def _screening(node: Node) -> str:
+    return "Judged at the screening visit; not evaluated from registry data."
+
+
+@renders("all", _children_settle)
+def _all(node: Node) -> str:
+    parts = " ".join(f"({i}) {sentence(c)}" for i, c in enumerate(node.children, start=1))
+    return f"All of: {parts} Fails if any fails; else unknown if any is unknown; else passes."
+
+
+@renders("any", _children_settle)
+def _any(node: Node) -> str:
+    parts = " ".join(f"({i}) {sentence(c)}" for i, c in enumerate(node.children, start=1))
+    return f"Any of: {parts} Passes if any passes; else unknown if any is unknown; else fails."
+
+
+@renders("not", lambda n: settle(n.children[0]))
+def _not(node: Node) -> str:
+    return f"The opposite of: {sentence(node.children[0])} (pass and fail swap; unknown stays unknown)"
+
+
+@renders("patient_code", lambda n: f"the {n['column']}")
+def _patient_code(node: Node) -> str:
+    parts = [f"{listed(node[k])} {word}" for k, word in (("pass", "passes"), ("unknown", "is unknown"),
+                                                         ("fail", "fails")) if node[k]]
+    return (f"The patient's {node['column']}: {'; '.join(parts)}; any other code {'fails' if node['otherwise'] == 'fail' else 'is ' + node['otherwise'] if node['otherwise'] != 'pass' else 'passes'}; "
+            f"empty is {node['missing']}.")
+
+
+@renders("date_on_or_before", lambda n: f"the {n['column']}")
+def _date_on_or_before(node: Node) -> str:
+    return f"Passes when the patient's {node['column']} is recorded and on or before D; otherwise fails."
+
+
+@renders("age", lambda n: "a birth date")
+def _age(node: Node) -> str:
+    return (f"Age in completed years at D: {_bounds(node['min'], node['max'], 'an age')} passes, otherwise fails; "
+            "unknown without a birth date.")
+
+
+@renders("years_since", lambda n: f"the {n['column']}")
+def _years_since(node: Node) -> str:
+    text = (f"Years from {node['column']} to D ((D - date) in days / 365.25): below {num(node['max_years'])} passes, "
+            "otherwise fails")
+    if node["fallback"]:
+        text += (f"; without {node['column']}, years from {node['fallback']} of at least {num(node['max_years'])} fail "
+                 f"({node['column']} can only be earlier), otherwise unknown")
+    return text + "; a date after D counts as empty."
+
+
+def _count_settle(node: Node) -> str:
+    what = f"{node['table']}" + (f" where {where_text(node['where'])}" if node["where"] else "")
+    return f"a review of {what}"
+
+
+@renders("count", _count_settle)
+def _count(node: Node) -> str:
+    unit = "distinct dates" if node["distinct_dates"] else "rows"
+    what = f"{node['table']} {unit}" + (f" where {where_text(node['where'])}" if node["where"] else "")
+    need = _bounds(node["at_least"], node["at_most"], "a number")
+    return f"Counts {what}, {window_text(node['table'], node['within_days'])}: {need} passes; otherwise {node['otherwise']}s." \
+        .replace("unknowns.", "is unknown.")
+
+
+def _value_name(node: Node) -> str:
+    return node["label"] or f"{node['table']}.{node['column']}" + (
+        f" ({where_text(node['where'])})" if node["where"] else "")
+
+
+@renders("latest_value", lambda n: f"a recent {_value_name(n)} (within {n['lookback_days']} days)")
+def _latest_value(node: Node) -> str:
+    tie = "highest" if node["tie"] == "highest" else "lowest"
+    return (f"The latest {_value_name(node)} dated within the {node['lookback_days']} days before D (the {tie} of a "
+            f"same-day tie): none is unknown; {_bounds(node['min'], node['max'], 'a value')} passes; otherwise fails.")
+
+
+@renders("lab_uln", lambda n: f"a recent {n['test']} (within {n['lookback_days']} days)")
+def _lab_uln(node: Node) -> str:
+    default = f"the default {num(node['default_uln'])}"
+    if node["umol_per_mg_dl"] is not None:
+        default += f" umol/L (converted to mg/dL at {num(node['umol_per_mg_dl'])} umol/L per mg/dL)"
+    return (f"The latest {node['test']} within the {node['lookback_days']} days before D as a multiple of the upper "
+            f"limit of normal (the laboratory's ref_high, else {default}; the highest of a same-day tie): none is "
+            f"unknown; above {num(node['max_uln'])} fails; otherwise passes.")
+
+
+@renders("creatinine_clearance", lambda n: (f"a recent creatinine (within {n['lab_lookback_days']} days) and weight "
+                                            f"(within {n['weight_lookback_days']} days)"))
+def _creatinine_clearance(node: Node) -> str:
+    return ("Cockcroft-Gault creatinine clearance, (140 - age) x weight / (72 x creatinine in mg/dL), "
+            f"x {num(node['female_factor'])} for women, from the latest creatinine within the "
+            f"{node['lab_lookback_days']} days before D (the highest ratio to the ULN of a same-day tie; default ULN "
+            f"{num(node['creat_default_uln_umol'])} umol/L, {num(node['creat_umol_per_mg_dl'])} umol/L per mg/dL), the "
+            f"latest weight within {node['weight_lookback_days']} days (lowest of a same-day tie) and the age at D: "
+            f"below {num(node['min_crcl'])} mL/min fails, otherwise passes; any input missing is unknown; for unknown "
+            "sex, passes only if even the female value passes and fails only if even the male value fails.")
+
+
+@renders("confirmed_progression", lambda n: (f"EDSS follow-up during line {listed(n['lines'])} therapy "
+                                             "(a confirmation visit)"))
+def _confirmed_progression(node: Node) -> str:
+    return (f"Confirmed EDSS worsening within a treatment episode of line {listed(node['lines'])} started by D: "
+            f"+{num(node['increase_below'])} from a baseline below {num(node['increase_step_edss'])}, "
+            f"+{num(node['increase_from'])} from {num(node['increase_step_edss'])}, in the window from "
+            f"{node['lag_days']} days after the start to the episode's end (or D), confirmed by a visit at least "
+            f"{node['confirmation_days']} days later with no lower visit between. Baseline: the latest visit in the "
+            f"{node['baseline_lookback_days']} days up to the start, else the earliest in the "
+            f"{node['late_baseline_days']} days after it. Visits within {node['relapse_exclusion_days']} days after "
+            "a relapse onset do not count. Passes on a confirmed worsening; unknown if an episode cannot be "
+            "judged or a worsening awaits confirmation; otherwise fails.")

@@ -1,3 +1,0 @@
--- screening: judged at the screening visit, not from registry data.
-select patient_id, 'screening' as status
-from patients
