@@ -8,7 +8,7 @@ SAMPLES := data_samples/default
 RUN_DIR ?= runs/sample
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run nightly test bench samples clean
+.PHONY: help setup browser run nightly test bench samples sql clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench: $(STAMP) ## benchmark at 100k and 1M patients against the read-only floor
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/regional --with-bad-rows --dialect regional
+
+sql: $(STAMP) ## regenerate sql/trials/: the SQL of each bundled trial per dialect, for review
+	$(BIN)/python -m pipeline.criteria.snapshot --out sql/trials
 
 clean: ## remove the virtual environment and sample runs
 	rm -rf $(VENV) runs
