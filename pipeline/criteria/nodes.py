@@ -244,3 +244,15 @@ TABLES_READ = {
     "creatinine_clearance": ["labs", "visits"],
     "confirmed_progression": ["visits", "treatments", "relapses"],
 }
+
+
+def registrar(table: dict):
+    """A decorator factory that files one function per node type in `table` (each compiler has one)."""
+    def per_type(name: str):
+        assert name in NODE_TYPES, name
+
+        def register(fn):
+            table[name] = fn
+            return fn
+        return register
+    return per_type

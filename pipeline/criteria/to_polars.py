@@ -18,7 +18,7 @@ from typing import Callable
 import polars as pl
 
 from pipeline.criteria import contract
-from pipeline.criteria.nodes import NODE_TYPES, Node
+from pipeline.criteria.nodes import Node, registrar
 from pipeline.criteria.polars_helpers import (FAIL, PASS, PID, SCREENING, UNKNOWN, Tables, age_years, days_before,
                                               divide, latest, lit, on_patients, patients)
 from pipeline.criteria.polars_progression import confirmed_progression
@@ -33,13 +33,7 @@ class Ctx:
 COMPILERS: dict[str, Callable[[Node, Ctx], pl.LazyFrame]] = {}
 
 
-def compiles(name: str):
-    assert name in NODE_TYPES, name
-
-    def register(fn):
-        COMPILERS[name] = fn
-        return fn
-    return register
+compiles = registrar(COMPILERS)
 
 
 def compile_node(node: Node, ctx: Ctx) -> pl.LazyFrame:
@@ -118,20 +112,22 @@ def _statuses(node: Node, ctx: Ctx) -> tuple[pl.LazyFrame, list[pl.Expr], list[s
     return wide, [pl.col(f"_s{i}") for i in range(len(frames))], node.evidence()
 
 
+def _combine(node: Node, ctx: Ctx, first: str, second: str, last: str) -> pl.LazyFrame:
+    """`first` if any child has it, else `second` if any has it, else `last` (three-valued all/any)."""
+    wide, s, ev = _statuses(node, ctx)
+    status = (pl.when(pl.any_horizontal(*[x == first for x in s])).then(lit(first))
+              .when(pl.any_horizontal(*[x == second for x in s])).then(lit(second)).otherwise(lit(last)))
+    return wide.select(PID, status.alias("status"), *ev)
+
+
 @compiles("all")
 def _all(node: Node, ctx: Ctx) -> pl.LazyFrame:
-    wide, s, ev = _statuses(node, ctx)
-    status = (pl.when(pl.any_horizontal(*[x == FAIL for x in s])).then(lit(FAIL))
-              .when(pl.any_horizontal(*[x == UNKNOWN for x in s])).then(lit(UNKNOWN)).otherwise(lit(PASS)))
-    return wide.select(PID, status.alias("status"), *ev)
+    return _combine(node, ctx, FAIL, UNKNOWN, PASS)
 
 
 @compiles("any")
 def _any(node: Node, ctx: Ctx) -> pl.LazyFrame:
-    wide, s, ev = _statuses(node, ctx)
-    status = (pl.when(pl.any_horizontal(*[x == PASS for x in s])).then(lit(PASS))
-              .when(pl.any_horizontal(*[x == UNKNOWN for x in s])).then(lit(UNKNOWN)).otherwise(lit(FAIL)))
-    return wide.select(PID, status.alias("status"), *ev)
+    return _combine(node, ctx, PASS, UNKNOWN, FAIL)
 
 
 @compiles("not")

@@ -23,7 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipeline.criteria import contract
-from pipeline.criteria.nodes import FAIL, NODE_TYPES, PASS, SCREENING, UNKNOWN, Node
+from pipeline.criteria.nodes import FAIL, PASS, SCREENING, UNKNOWN, Node, registrar
 
 PID = "patient_id"
 DIALECTS = ("duckdb", "spark")
@@ -118,13 +118,7 @@ class Ctx:
 COMPILERS: dict[str, Callable[[Node, Ctx], str]] = {}
 
 
-def compiles(name: str):
-    assert name in NODE_TYPES, name
-
-    def register(fn):
-        COMPILERS[name] = fn
-        return fn
-    return register
+compiles = registrar(COMPILERS)
 
 
 def compile_node(node: Node, ctx: Ctx) -> str:
