@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -54,7 +55,9 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 def export(n: int) -> Path:
     """The cached synthetic export of n patients (regenerated when the generator's stamp differs)."""
     folder = CACHE / f"{n}"
-    stamp = {"patients": n, "seed": SEED, "msfeas": metadata.version("msfeas")}
+    # The generator's source is in the stamp: an export cached before it changed (e.g. without mri.csv) is redone.
+    stamp = {"patients": n, "seed": SEED, "msfeas": metadata.version("msfeas"),
+             "synth": hashlib.sha256((ROOT / "pipeline" / "synth.py").read_bytes()).hexdigest()[:16]}
     stamp_file = folder / "stamp.json"
     if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
         return folder

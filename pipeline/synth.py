@@ -7,7 +7,13 @@ Python loop over patients): EDSS trajectories in 0.5 steps that drift upwards wi
 relapses, visits every 3-12 months, DMT sequences escalating from first to second
 line with brand and generic names mixed, labs with mixed units and laboratory ULNs,
 cardiac/pulmonary tests for a subset, comorbidities, missing values, several sites.
-`--with-bad-rows` adds a handful of the messy rows a real export has.
+MRI follow-up (a baseline scan near diagnosis, then every 6-24 months and around
+relapses, with gadolinium-enhancing and new T2 lesion counts) and the stop reasons of
+ended treatment episodes come from a second random generator, seeded from
+(seed, 13), so that every other table and column is exactly what this generator wrote
+before those additions for the same seed (tests/test_synth.py checks it).
+`--with-bad-rows` adds a handful of the messy rows a real export has, and a few stop
+reasons outside the contract's list or on ongoing episodes (findings, not quarantine).
 """
 
 from __future__ import annotations
@@ -28,6 +34,20 @@ FIRST_LINE = ["Avonex", "Rebif", "interferon beta-1a", "Copaxone", "glatiramer_a
               "Tecfidera", "dimethyl fumarate", "Plegridy", "Betaferon"]
 SECOND_LINE = ["Tysabri", "natalizumab", "Gilenya", "Ocrevus", "ocrelizumab", "Kesimpta", "Mavenclad",
                "Lemtrada", "rituximab", "Mayzent"]
+MRI_ERA = (dt.date(1992, 1, 1) - EPOCH).days
+PLANNED_COURSES = ["Mavenclad", "Lemtrada"]  # cladribine and alemtuzumab: stopped as planned after the last course
+# Stop reasons by the kind of episode that ended (probabilities; None = not recorded).
+STOP_CHOICES = ["inefficacy", "adverse_event", "patient_choice", "planned", "pregnancy", "other", None]
+STOP_P = {
+    "escalation": [.55, .12, .08, .0, .0, .05, .20],  # first line followed by second line
+    "planned_course": [.05, .08, .02, .65, .0, .02, .18],
+    "other": [.22, .25, .18, .0, .0, .08, .27],
+}
+PREGNANCY_P = {"escalation": .04, "planned_course": .0, "other": .15}  # women aged 18-45 at the end of the episode
+# --with-bad-rows: values outside the contract's list (read as `other`) and reasons on ongoing episodes.
+MESSY_STOP_REASONS = ["lack of efficacy", "Side effects", "LACK OF EFFICACY", "progression", "moved abroad",
+                      "lack of efficacy"]
+MESSY_ONGOING_REASONS = ["patient_choice", "planned", "Inefficacy"]
 DIALECTS = {"default": dict(separator=",", decimal=".", date_format="%Y-%m-%d", encoding="utf-8"),
             "regional": dict(separator=";", decimal=",", date_format="%d.%m.%Y", encoding="cp1251")}
 
@@ -171,13 +191,141 @@ def generate(n: int, seed: int) -> dict[str, pl.DataFrame]:
     }).with_columns(_date(pl.col("onset_date")).alias("onset_date"),
                     pl.when(pl.col("end_date") > -10**6).then(_date(pl.col("end_date"))).alias("end_date"))
 
+    # Additions to the contract, drawn from their own generator: the draws above stay as they were.
+    rng13 = np.random.default_rng([seed, 13])
+    death_day = patients["death_date"].cast(pl.Int32).to_numpy()  # null -> nan: no death
+    female = (patients["sex"] == "F").fill_null(False).to_numpy()
+    treatments = treatments.with_columns(stop_reason=stop_reasons(rng13, treatments, birth, female))
+    mri = mri_scans(rng13, n, birth, diagnosis, death_day, relapses, treatments)
+
     ids = pl.Series("patient_id", pid)
     out = {"patients": patients}
     for name, frame in (("visits", visits), ("relapses", relapses), ("treatments", treatments), ("labs", labs),
-                        ("function_tests", function_tests), ("conditions", conditions)):
+                        ("function_tests", function_tests), ("conditions", conditions), ("mri", mri)):
         out[name] = frame.with_columns(ids.gather(frame["i"]).alias("patient_id")).select(
             "patient_id", *[col for col in frame.columns if col != "i"])
     return out
+
+
+def _line(drug: pl.Expr) -> pl.Expr:
+    """1 or 2 for the first- and second-line names the generator uses, 0 for the others."""
+    return (pl.when(drug.is_in(FIRST_LINE)).then(1).when(drug.is_in(SECOND_LINE)).then(2).otherwise(0)
+            .cast(pl.Int8))
+
+
+def stop_reasons(rng, treatments: pl.DataFrame, birth: np.ndarray, female: np.ndarray) -> pl.Series:
+    """Why each ended episode ended (null on ongoing ones and where not recorded).
+
+    Inefficacy is common when a first-line drug is followed by a second-line one,
+    cladribine and alemtuzumab mostly end as planned, and some women of
+    childbearing age stop for a pregnancy. `treatments` is in patient, then start, order.
+    """
+    t = treatments.select(
+        pl.col("end_date").is_not_null().alias("ended"),
+        pl.when((_line(pl.col("drug")) == 1) & (_line(pl.col("drug").shift(-1).over("i")) == 2))
+        .then(pl.lit("escalation")).when(pl.col("drug").is_in(PLANNED_COURSES)).then(pl.lit("planned_course"))
+        .otherwise(pl.lit("other")).alias("kind"),
+        pl.col("end_date").cast(pl.Int32).alias("end"), pl.col("i"))
+    m = t.height
+    kind = t["kind"].to_numpy()
+    i = t["i"].to_numpy()
+    cum = {k: np.cumsum(p) for k, p in STOP_P.items()}
+    u = rng.random(m)
+    pick = np.zeros(m, dtype=np.int64)
+    for k, c in cum.items():
+        mine = kind == k
+        pick[mine] = np.minimum((u[mine, None] >= c[None, :-1]).sum(axis=1), len(STOP_CHOICES) - 1)
+    age = (t["end"].fill_null(0).to_numpy() - birth[i]) / 365.25
+    fertile = female[i] & (age >= 18) & (age <= 45)
+    pregnant = fertile & (rng.random(m) < np.vectorize(PREGNANCY_P.get)(kind).astype(float))
+    pick = np.where(pregnant, STOP_CHOICES.index("pregnancy"), pick)
+    reason = pl.Series(STOP_CHOICES, dtype=pl.Utf8).gather(pick)
+    return pl.select(pl.when(t["ended"]).then(reason)).to_series().alias("stop_reason")
+
+
+def mri_scans(rng, n: int, birth: np.ndarray, diagnosis: np.ndarray, death_day: np.ndarray,
+              relapses: pl.DataFrame, treatments: pl.DataFrame) -> pl.DataFrame:
+    """MRI follow-up: a baseline scan near diagnosis, then every 6-24 months, and a scan after
+    most relapses; up to the reference date or death. 85 % of patients have scans.
+
+    gd_lesions: mostly 0, sometimes 1-5, more likely within 90 days after a relapse and
+    on first-line than on second-line therapy; empty when no contrast was given.
+    new_t2_lesions: empty on a patient's first scan and sometimes where no comparison
+    was reported, otherwise mostly 0 and more likely positive with enhancing lesions.
+    A few scans have both counts empty.
+    """
+    idx = np.arange(n)
+    has = rng.random(n) < .85
+    first = diagnosis + rng.integers(-120, 31, n)
+    # Registries rarely hold scans from before the 1990s: earlier diagnoses start their record later.
+    first = np.where(first < MRI_ERA, MRI_ERA + rng.integers(0, 3653, n), first)
+    first = np.clip(first, birth + 1, REF_DAY)
+    last = np.where(np.isnan(death_day), REF_DAY, np.nan_to_num(death_day, nan=REF_DAY)).astype(np.int64)
+    last = np.minimum(last, REF_DAY)
+    has &= first <= last
+    # Routine scans: the gaps are at least 183 days, so span // 183 + 1 scans cover the span; the rest are cut.
+    k = np.where(has, np.minimum((last - first) // 183 + 1, 40), 0)
+    sp = np.repeat(idx, k)
+    gap = rng.uniform(183, 730, sp.size).astype(np.int64)
+    routine = pl.DataFrame({"i": sp, "gap": gap}).select(
+        "i", (pl.Series(np.repeat(first, k)) + pl.col("gap").cum_sum().over("i") - pl.col("gap")).alias("day"))
+    # A scan within a month after 60 % of the relapses that fall in the follow-up.
+    r = relapses.select("i", pl.col("onset_date").cast(pl.Int64).alias("onset"))
+    ri, onset = r["i"].to_numpy(), r["onset"].to_numpy()
+    scan_day = onset + rng.integers(3, 31, ri.size)
+    take = has[ri] & (onset >= first[ri]) & (scan_day <= last[ri]) & (rng.random(ri.size) < .6)
+    extra = pl.DataFrame({"i": ri[take], "day": scan_day[take]})
+    scans = pl.concat([routine.cast({"i": pl.Int64, "day": pl.Int64}), extra.cast({"i": pl.Int64, "day": pl.Int64})])
+    scans = (scans.filter(pl.Series(scans["day"].to_numpy() <= last[scans["i"].to_numpy()]))
+             .unique(["i", "day"]).sort("i", "day"))
+
+    # Context of each scan: days since the latest relapse, the line of the therapy running then.
+    pack = 1 << 20  # (patient, day) as one sortable key: days since 1970 + 2**19 fit in 20 bits
+
+    def key(day: pl.Expr) -> pl.Expr:
+        return pl.col("i").cast(pl.Int64) * pack + day.cast(pl.Int64) + (1 << 19)
+
+    rel = r.select(key(pl.col("onset")).alias("key"), pl.col("i").alias("r_i"), pl.col("onset")).sort("key")
+    ther = treatments.select(key(pl.col("start_date").cast(pl.Int64)).alias("key"), pl.col("i").alias("t_i"),
+                             pl.col("end_date").cast(pl.Int64).alias("t_end"), _line(pl.col("drug")).alias("line")
+                             ).sort("key")
+    scans = (scans.with_columns(key(pl.col("day")).alias("key"))
+             .join_asof(rel, on="key", strategy="backward")
+             .join_asof(ther, on="key", strategy="backward")
+             .select("i", "day",
+                     ((pl.col("r_i") == pl.col("i")) & (pl.col("day") - pl.col("onset") <= 90)).fill_null(False)
+                     .alias("near_relapse"),
+                     pl.when((pl.col("t_i") == pl.col("i"))
+                             & (pl.col("t_end").is_null() | (pl.col("day") <= pl.col("t_end"))))
+                     .then(pl.col("line")).otherwise(-1).alias("line"),
+                     (pl.col("day") == pl.col("day").min().over("i")).alias("first")))
+    m = scans.height
+    near, line, is_first = (scans[c].to_numpy() for c in ("near_relapse", "line", "first"))
+    p_active = np.where(near, np.where(line == 2, .3, .5), np.select([line == 1, line == 2], [.12, .04], .15))
+    active = rng.random(m) < p_active
+    gd = np.where(active, 1 + np.minimum(rng.poisson(.9, m), 4), 0)
+    gd = np.where(active & (rng.random(m) < .03), gd + rng.integers(1, 12, m), gd)  # now and then many
+    new_t2 = np.where(rng.random(m) < np.where(active, .75, .08), 1 + np.minimum(rng.poisson(.8, m), 6), 0)
+    no_contrast = rng.random(m) < .12
+    no_comparison = is_first | (rng.random(m) < .08)
+    neither = rng.random(m) < .04  # the scan is recorded, its counts are not
+    return scans.select(
+        "i", _date(pl.col("day")).alias("scan_date"),
+        pl.when(pl.Series(no_contrast | neither)).then(None).otherwise(pl.Series(gd)).alias("gd_lesions"),
+        pl.when(pl.Series(no_comparison | neither)).then(None).otherwise(pl.Series(new_t2)).alias("new_t2_lesions"))
+
+
+def messy_stop_reasons(text: pl.DataFrame) -> pl.DataFrame:
+    """A few stop reasons outside the contract's list on ended episodes, and a few on ongoing ones,
+    at evenly spread rows (the same rows in every dialect)."""
+    ended = text.select(pl.col("end_date").is_not_null() & pl.col("stop_reason").is_not_null()).to_series().arg_true()
+    ongoing = text.select(pl.col("end_date").is_null()).to_series().arg_true()
+    reason = text["stop_reason"].clone()
+    for rows, values in ((ended, MESSY_STOP_REASONS), (ongoing, MESSY_ONGOING_REASONS)):
+        if rows.len() >= len(values):
+            at = rows.gather(np.linspace(0, rows.len() - 1, len(values) + 2).astype(np.int64)[1:-1])
+            reason = reason.scatter(at, pl.Series(values, dtype=pl.Utf8))
+    return text.with_columns(reason)
 
 
 def bad_rows(dialect: str) -> dict[str, list[dict]]:
@@ -203,6 +351,12 @@ def bad_rows(dialect: str) -> dict[str, list[dict]]:
         ],
         "labs": [
             {"patient_id": "P0000005", "sample_date": d("2026-09-01"), "test": "CREAT", "value": num("80"), "unit": "mmol/L"},
+        ],
+        "mri": [
+            {"patient_id": "P0000006", "scan_date": d("2025-03-01"), "gd_lesions": num("1.5")},
+            {"patient_id": "P0000006", "scan_date": d("2025-03-02"), "gd_lesions": "0", "new_t2_lesions": "1000"},
+            {"patient_id": "P0000007", "scan_date": "", "gd_lesions": "0"},
+            {"patient_id": "X405", "scan_date": d("2025-06-01"), "gd_lesions": "0", "new_t2_lesions": "0"},
         ],
     }
 
@@ -237,6 +391,8 @@ def write_export(tables: dict[str, pl.DataFrame], out: Path, dialect: str = "def
             text = pl.concat([text, bad.select(text.columns)], how="vertical")
             if name == "visits":  # an exact duplicate row, dropped and counted
                 text = pl.concat([text, text.slice(10, 1)])
+        if with_bad_rows and name == "treatments" and "stop_reason" in text.columns:
+            text = messy_stop_reasons(text)
         csv = text.write_csv(separator=dd["separator"], null_value="")
         (out / f"{name}.csv").write_bytes(csv.encode(dd["encoding"]))
     if dialect != "default":

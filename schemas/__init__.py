@@ -4,13 +4,13 @@ Each module has `schema(ctx)`, the row rules of its table over the raw strings, 
 `typed(ctx)`, the expressions that turn an accepted row into typed columns.
 """
 
-from schemas import conditions, function_tests, labs, patients, relapses, treatments, visits
+from schemas import conditions, function_tests, labs, mri, patients, relapses, treatments, visits
 from schemas.contract import REQUIRED_TABLE, TABLES, ColumnSpec
 from schemas.rules import Context
 
 MODULES = {
     "patients": patients, "visits": visits, "relapses": relapses, "treatments": treatments,
-    "labs": labs, "function_tests": function_tests, "conditions": conditions,
+    "labs": labs, "function_tests": function_tests, "conditions": conditions, "mri": mri,
 }
 
 __all__ = ["MODULES", "TABLES", "REQUIRED_TABLE", "ColumnSpec", "Context"]

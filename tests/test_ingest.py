@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import polars as pl
 import pytest
 
 from pipeline.cli import main
@@ -63,6 +64,19 @@ def P(pid="A1", **kw):
     ("conditions", {"patient_id": "A1", "category": "Infection", "infection_type": "VIRAL", "controlled": "y"}, True, None),
     ("conditions", {"patient_id": "A1", "category": "tumour"}, False, "category 'tumour' is not one of"),
     ("conditions", {"patient_id": "A1", "category": "other", "onset_date": "2020-01-02", "end_date": "2020-01-01"}, False, "end_date '2020-01-01' is before onset_date"),
+    ("treatments", {"patient_id": "A1", "drug": "Tysabri", "start_date": "2020-01-01", "end_date": "2021-01-01", "stop_reason": "lack of efficacy"}, True, None),
+    ("treatments", {"patient_id": "A1", "drug": "Tysabri", "start_date": "2020-01-01", "stop_reason": "Inefficacy"}, True, None),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01"}, True, None),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01", "gd_lesions": "0", "new_t2_lesions": "999"}, True, None),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01", "gd_lesions": "2.0"}, True, None),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01", "gd_lesions": "1000"}, False, "gd_lesions '1000' is not a lesion count (a whole number 0 .. 999)"),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01", "new_t2_lesions": "-1"}, False, "new_t2_lesions '-1' is not a lesion count"),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01", "gd_lesions": "1.5"}, False, "gd_lesions '1.5' is not a whole number"),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01", "new_t2_lesions": "few"}, False, "new_t2_lesions 'few' is not a whole number"),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-01-01", "gd_lesions": "nan"}, False, "gd_lesions 'nan' is not a whole number"),
+    ("mri", {"patient_id": "A1", "scan_date": None, "gd_lesions": "1"}, False, "scan_date is empty but required"),
+    ("mri", {"patient_id": "A1", "scan_date": "2024-02-30"}, False, "scan_date '2024-02-30' is not a date"),
+    ("mri", {"patient_id": "ZZ", "scan_date": "2024-01-01"}, False, "patient_id 'ZZ' is not in patients.csv"),
 ])
 def test_row_rule(tmp_path, table, row, ok, reason):
     tables = {"patients": [P()] if table != "patients" else [row]}
@@ -214,3 +228,72 @@ def test_fast_reader_on_the_samples():
         slow = read_csv_text(decode(path.read_bytes(), "utf-8", path.name), ",", path.name)
         if fast is not None:
             assert fast.frame.equals(slow.frame), path.name
+
+
+# ---- the contract's additions: mri.csv and treatments.stop_reason --------------------------
+
+def test_stop_reason_read_only_with_an_end_date(tmp_path):
+    T = {"patient_id": "A1", "drug": "Tysabri", "start_date": "2020-01-01"}
+    rows = [T | {"end_date": "2021-01-01", "stop_reason": "Inefficacy"},
+            T | {"end_date": "2021-01-02", "stop_reason": "ADVERSE_EVENT"},
+            T | {"end_date": "2021-01-03", "stop_reason": "lack of efficacy"},  # outside the list: other
+            T | {"end_date": "2021-01-04", "stop_reason": None},
+            T | {"end_date": None, "stop_reason": "planned"},  # ongoing: ignored
+            T | {"end_date": None, "stop_reason": "whatever"},
+            T | {"end_date": "2021-01-05", "stop_reason": "Pregnancy"}]
+    reg = run_ingest(write_export(tmp_path / "e", {"patients": [P()], "treatments": rows}))
+    t = reg.tables["treatments"]
+    assert reg.inputs["treatments"].rows_accepted == 7 and reg.quarantine["treatments"].height == 0
+    assert t["stop_reason"].to_list() == ["inefficacy", "adverse_event", "other", None, None, None, "pregnancy"]
+    assert t["stop_reason_given"].to_list() == ["Inefficacy", "ADVERSE_EVENT", "lack of efficacy", None, "planned",
+                                                "whatever", "Pregnancy"]
+
+
+def test_export_without_the_additions(tmp_path):
+    """No mri.csv: an absent table; no stop_reason column: empty on every row."""
+    folder = tmp_path / "e"
+    write_export(folder, {"patients": [P()]})
+    (folder / "treatments.csv").write_text("patient_id,drug,start_date,end_date\nA1,Tysabri,2020-01-01,2021-01-01\n"
+                                           "A1,Avonex,2021-02-01,\n")
+    reg = run_ingest(folder)
+    assert "mri" in reg.absent and reg.inputs["mri"].as_dict() == {
+        "present": False, "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
+    assert reg.tables["mri"].height == 0
+    assert reg.tables["mri"].schema == {"patient_id": pl.Utf8, "scan_date": pl.Date, "gd_lesions": pl.Int64,
+                                        "new_t2_lesions": pl.Int64}
+    assert reg.tables["treatments"]["stop_reason"].to_list() == [None, None]
+    assert reg.quarantine["treatments"].columns[-3:] == ["stop_reason", "_line", "_reason"]
+
+
+def test_mri_rows_accounted_and_linked(tmp_path):
+    M = {"patient_id": "A1", "scan_date": "2024-01-01"}
+    folder = write_export(tmp_path / "e", {"patients": [P(), P("B2", site_id=None)], "mri": [
+        M, M, M | {"gd_lesions": "1"}, M | {"gd_lesions": "x"}, M | {"patient_id": "B2"}, M | {"patient_id": "C3"}]})
+    reg = run_ingest(folder)
+    inp = reg.inputs["mri"]
+    assert (inp.rows_read, inp.rows_accepted, inp.rows_quarantined, inp.duplicates_dropped) == (6, 2, 3, 1)
+    assert reg.quarantine["mri"]["_line"].to_list() == [5, 6, 7]
+    assert reg.quarantine["mri"]["_reason"].to_list() == [
+        "gd_lesions 'x' is not a whole number", "patient_id 'B2' was quarantined in patients.csv",
+        "patient_id 'C3' is not in patients.csv"]
+
+
+def test_mri_and_stop_reason_in_the_regional_dialect(tmp_path):
+    folder = tmp_path / "e"
+    folder.mkdir()
+    (folder / "export.toml").write_text('delimiter = ";"\ndecimal = ","\ndate_format = "%d.%m.%Y"\nencoding = "cp1251"\n')
+    (folder / "patients.csv").write_bytes("patient_id;site_id;birth_date\nA1;Сайт 1;01.02.1980\n".encode("cp1251"))
+    (folder / "MRI.csv").write_bytes(("patient_id;scan_date;gd_lesions;new_t2_lesions\n"
+                                      "A1;31.03.2024;1,0;\nA1;01.04.2024;;2\nA1;2024-04-02;;\nA1;03.04.2024;1,5;\n"
+                                      ).encode("cp1251"))
+    (folder / "treatments.csv").write_bytes(("patient_id;drug;start_date;end_date;stop_reason\n"
+                                             "A1;Tysabri;01.01.2020;01.01.2021;Беременность\n"
+                                             "A1;Gilenya;02.01.2021;;\n").encode("cp1251"))
+    from pipeline.dialect import load_dialect
+    reg = run_ingest(folder, dialect=load_dialect(folder, {}))
+    mri = reg.tables["mri"]
+    assert mri.rows() == [("A1", dt.date(2024, 3, 31), 1, None), ("A1", dt.date(2024, 4, 1), None, 2)]
+    assert reg.quarantine["mri"]["_reason"].to_list() == [
+        "scan_date '2024-04-02' is not a date like 31.03.2024 (%d.%m.%Y)", "gd_lesions '1,5' is not a whole number"]
+    assert reg.tables["treatments"]["stop_reason"].to_list() == ["other", None]
+    assert reg.tables["treatments"]["stop_reason_given"].to_list() == ["Беременность", None]

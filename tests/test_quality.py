@@ -36,9 +36,13 @@ def clean() -> dict[str, list[dict]]:
         "patients": pats, "visits": visits, "labs": labs,
         "function_tests": [{"patient_id": p, "test_date": day(10), "test": "LVEF", "value": "60"} for p in ("A", "B")],
         "relapses": [{"patient_id": p, "onset_date": "2015-01-01"} for p in ("A", "B")],
-        "treatments": [{"patient_id": p, "drug": "Tysabri", "start_date": "2012-01-01"} for p in ("A", "B")],
+        "treatments": [{"patient_id": p, "drug": d, "start_date": s, "end_date": e, "stop_reason": r}
+                       for p in ("A", "B") for d, s, e, r in (("Avonex", "2011-02-01", "2011-12-31", "Inefficacy"),
+                                                              ("Tysabri", "2012-01-01", None, None))],
         "conditions": [{"patient_id": p, "category": "other", "onset_date": "2000-01-01", "severity": "mild"}
                        for p in ("A", "B")],
+        "mri": [{"patient_id": p, "scan_date": s, "gd_lesions": g, "new_t2_lesions": t}
+                for p in ("A", "B") for s, g, t in (("2011-01-15", "1", None), ("2012-01-15", "0", "0"))],
     }
 
 
@@ -82,7 +86,7 @@ PLANTS = {
     "diagnosis_before_onset": (set_patient(diagnosis_date="2005-01-01"), set()),
     "death_before_birth": (set_patient(death_date="1979-12-31"),
                            {"visit_after_death", "relapse_after_death", "treatment_after_death", "lab_after_death",
-                            "function_test_after_death", "condition_before_birth"}),
+                            "function_test_after_death", "condition_before_birth", "mri_after_death"}),
     "birth_date_missing": (set_patient(birth_date=None), set()),
     "onset_date_missing": (set_patient(onset_date=None), set()),
     "no_visits": (drop("visits"), {"no_recent_edss"}),
@@ -107,6 +111,14 @@ PLANTS = {
     "function_test_after_death": (lambda d: (death(5)(d), d["function_tests"].append(
         {"patient_id": "A", "test_date": day(3), "test": "LVEF", "value": "60"})), set()),
     "condition_before_birth": (add("conditions", category="other", onset_date="1979-12-31", severity="mild"), set()),
+    "stop_reason_outside_list": (add("treatments", drug="Avonex", start_date="2010-06-01", end_date="2011-01-01",
+                                     stop_reason="lack of efficacy"), set()),
+    "stop_reason_on_ongoing": (add("treatments", drug="Gilenya", start_date="2013-01-01", stop_reason="planned"),
+                               set()),
+    "mri_before_birth": (add("mri", scan_date="1979-12-31", gd_lesions="0"), set()),
+    "mri_after_death": (lambda d: (death(5)(d), d["mri"].append({"patient_id": "A", "scan_date": day(3)})), set()),
+    "mri_new_t2_on_first_scan": (add("mri", scan_date="2010-06-01", gd_lesions="0", new_t2_lesions="2"), set()),
+    "mri_counts_empty": (set_all("mri", gd_lesions=None, new_t2_lesions=None), set()),
 }
 
 
@@ -196,3 +208,29 @@ def test_a_failing_quality_stage_does_not_stop_the_run(tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert "GE exploded" in summary["quality"]["error"]
     assert "GE exploded" in (out / "report.html").read_text()
+
+
+def test_stop_reason_suite_lists_the_contract_codes():
+    from schemas.treatments import STOP_REASONS
+    exp = next(e for e in load_suites()["treatments"]["expectations"] if e["meta"]["id"] == "stop_reason_outside_list")
+    assert exp["kwargs"]["value_set"] == STOP_REASONS
+
+
+def test_stop_reason_findings_count_rows(tmp_path):
+    data = clean()
+    T = {"patient_id": "B", "drug": "Avonex", "start_date": "2010-06-01"}
+    data["treatments"] += [T | {"end_date": "2010-07-01", "stop_reason": "lack of efficacy"},
+                           T | {"end_date": "2010-08-01", "stop_reason": "LACK OF EFFICACY"},
+                           T | {"end_date": "2010-09-01", "stop_reason": "PLANNED"},
+                           T | {"stop_reason": "whatever"}]  # ongoing: that finding only
+    got = findings(tmp_path, data)
+    assert got["stop_reason_outside_list"]["count"] == 2
+    assert got["stop_reason_on_ongoing"]["count"] == 1
+
+
+def test_mri_counts_empty_share(tmp_path):
+    data = clean()
+    data["mri"] += [{"patient_id": "A", "scan_date": f"2013-0{m}-01"} for m in range(1, 4)]  # 3 of 7 scans
+    got = findings(tmp_path, data)
+    assert not got["mri_counts_empty"]["ok"]
+    assert got["mri_counts_empty"]["observed"] == pytest.approx(3 / 7)
