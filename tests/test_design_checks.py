@@ -109,3 +109,28 @@ def test_codes_are_folded_to_the_contract_case():
 def test_bundled_trials_load():
     for path in sorted((ROOT / "pipeline" / "trials").glob("*.toml")):
         assert load_trial(str(path)).criteria
+
+
+def test_lists_on_decimal_columns_and_unknown_drugs_are_design_errors():
+    with pytest.raises(UsageError, match=r"rule.where.edss.in: visits.edss is a decimal number: use min/max"):
+        parse_trial(HEAD + criterion('{ type = "count", table = "visits", where = { edss = ["6.5"] }, at_most = 0 }'),
+                    "bad.toml")
+    with pytest.raises(UsageError, match=r"rule.where.drug.in: unknown drug 'Tysabryl'"):
+        parse_trial(HEAD + criterion('{ type = "count", table = "treatments", where = { drug = ["Tysabryl"] }, '
+                                     'at_most = 0 }'), "bad.toml")
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(UsageError, match=r"bad.toml: unknown key `planned_enrollment`"):
+        parse_trial(HEAD + "planned_enrollment = 20\n" + criterion('{ type = "screening" }'), "bad.toml")
+
+
+def test_values_are_folded_as_the_tables_hold_them():
+    body = criterion('{ type = "all", of = [{ type = "count", table = "treatments", where = { drug = ["Tysabri", '
+                     '"interferon beta-1a"] }, at_most = 0 }, { type = "count", table = "conditions", where = '
+                     '{ category = { prefix = ["Malig"] } }, at_most = 0 }, { type = "lab_uln", test = "ast", '
+                     'lookback_days = 90, max_uln = 5.0, default_uln = 40.0, as = "ast" }] }')
+    a, b, c = parse_trial(HEAD + body, "t.toml").criteria[0].node.children
+    assert a["where"] == {"drug": {"in": ["natalizumab", "interferon_beta_1a"]}}
+    assert b["where"] == {"category": {"prefix": ["malig"]}}
+    assert c["test"] == "AST"

@@ -25,6 +25,7 @@ from pipeline.errors import UsageError
 
 KINDS = {"inclusion", "exclusion", "registry status"}
 CRITERION_KEYS = {"id", "kind", "text", "parameters", "rule"}
+TRIAL_KEYS = {"id", "title", "registration", "planned_enrolment", "criteria"}
 TIES = ("highest", "lowest")
 
 
@@ -219,6 +220,8 @@ class _Builder:
     def codes(self, col: contract.Column, values: list, path: str) -> list:
         if not col.is_code:
             return values
+        if (col.table, col.name) == ("treatments", "drug"):
+            return [self.drug(v, path) for v in values]
         folded = [col.fold(v) for v in values]
         if col.codes is not None:
             bad = [v for v in folded if v not in col.codes]
@@ -226,6 +229,16 @@ class _Builder:
                 raise DesignError(path, f"unknown code {bad[0]!r} for {col.table}.{col.name}; "
                                         f"codes: {', '.join(col.codes)}")
         return folded
+
+    @staticmethod
+    def drug(name: str, path: str) -> str:
+        """A drug as treatments holds it: the generic name of the bundled vocabulary (brands map to it)."""
+        from pipeline.vocabulary import _fold, load_vocabulary
+
+        vocab = load_vocabulary()
+        if _fold(name) not in vocab.generic_of:
+            raise DesignError(path, f"unknown drug {name!r}: not in the drug vocabulary ({vocab.source})")
+        return vocab.generic_of[_fold(name)]
 
     def where(self, raw: Any, table: str, path: str, refs: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not isinstance(raw, dict):
@@ -256,6 +269,8 @@ class _Builder:
                     continue
                 if key in ("prefix", "not_prefix") and col.type != "str":
                     raise DesignError(at, f"{table}.{colname} is {col.type}: prefixes need a text column")
+                if key in ("in", "not_in") and col.type == "float":
+                    raise DesignError(at, f"{table}.{colname} is a decimal number: use min/max, not a list")
                 if col.type == "date":
                     raise DesignError(at, f"{table}.{colname} is a date: filter dates with the node's window")
                 if key == "equals":
@@ -267,8 +282,8 @@ class _Builder:
                     v = self.value(value, typ, at, refs, f"where.{colname}.{key}")
                     if key in ("in", "not_in"):
                         v = self.codes(col, v, at) if typ == "str_list" else v
-                    else:  # prefixes: compared upper-case, without dots ("A81.2" matches "a812")
-                        v = [x.strip().upper() for x in v]
+                    else:  # prefixes: in the column's case, compared without dots ("A81.2" matches "a812")
+                        v = [col.fold(x) if col.is_code else x.strip() for x in v]
                     got[key] = v
             if "min" in got and "max" in got and got["min"] > got["max"]:
                 raise DesignError(f"{where}.min", f"min {got['min']} is greater than max {got['max']}")
@@ -341,6 +356,9 @@ def parse_trial(text: str, source: str) -> Trial:
     for key in ("id", "title", "criteria"):
         if key not in data:
             raise UsageError(f"{source}: missing `{key}`")
+    extra = sorted(set(data) - TRIAL_KEYS)
+    if extra:
+        raise UsageError(f"{source}: unknown key `{extra[0]}`; a trial file has {', '.join(sorted(TRIAL_KEYS))}")
     if not isinstance(data["criteria"], list) or not data["criteria"]:
         raise UsageError(f"{source}: `criteria` must be a non-empty list ([[criteria]] tables)")
     criteria: list[Criterion] = []

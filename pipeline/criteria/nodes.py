@@ -2,7 +2,7 @@
 
 A criterion is a tree of nodes. Each node type is declared here once, as data: its
 fields with their types and defaults. The compilers (`to_polars`, `to_sql`) and the
-text renderer (`to_text`) each have one function per node type; `tests/test_language.py`
+text renderer (`to_text`) each have one function per node type; `tests/test_golden.py`
 fails when a node type lacks one of them or a golden case.
 
 Every node evaluates, for every patient, to one status (`pass`, `fail`, `unknown`,
@@ -166,6 +166,7 @@ def _check_latest(n: Node):
 
 
 def _check_lab(n: Node):
+    n.args["test"] = n["test"].strip().upper()  # labs.test is held upper-case
     _non_negative(n, "lookback_days")
     _positive(n, "max_uln", "default_uln", "umol_per_mg_dl")
 

@@ -201,7 +201,8 @@ def _count(node: Node, ctx: Ctx) -> pl.LazyFrame:
     table = node["table"]
     rows = ctx.tables[table].filter(where_expr(node["where"]) & window_expr(table, ctx.D, node["within_days"]))
     date = contract.EVENT_DATE.get(table) or contract.EPISODE_DATES[table][0]
-    n = pl.col(date).n_unique() if node["distinct_dates"] else pl.len()
+    # An empty date (a condition of unknown onset) is no date: it is not counted among distinct dates.
+    n = pl.col(date).drop_nulls().n_unique() if node["distinct_dates"] else pl.len()
     per = rows.group_by(PID).agg(n.cast(pl.Int64).alias("_n"))
     count = pl.col("_n").fill_null(0)
     ok = pl.lit(True)

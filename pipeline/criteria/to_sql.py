@@ -462,7 +462,7 @@ def hand_written_block(node: Node, ctx: Ctx, name: str) -> str:
         ctx.ctes.append((renames[c.alias], c.this.transform(rename)))
         ctx.names.add(renames[c.alias])
     body = tree.copy()
-    body.set("with", None)
+    body.set("with_", None)
     return ctx.cte(node, "", body.transform(rename))
 
 

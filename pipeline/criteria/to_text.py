@@ -148,8 +148,8 @@ def _count(node: Node) -> str:
     unit = "distinct dates" if node["distinct_dates"] else "rows"
     what = f"{node['table']} {unit}" + (f" where {where_text(node['where'])}" if node["where"] else "")
     need = _bounds(node["at_least"], node["at_most"], "a number")
-    return f"Counts {what}, {window_text(node['table'], node['within_days'])}: {need} passes; otherwise {node['otherwise']}s." \
-        .replace("unknowns.", "is unknown.")
+    otherwise = {"pass": "passes", "fail": "fails", "unknown": "is unknown"}[node["otherwise"]]
+    return f"Counts {what}, {window_text(node['table'], node['within_days'])}: {need} passes; otherwise {otherwise}."
 
 
 def _value_name(node: Node) -> str:
