@@ -92,9 +92,13 @@ def load_dialect(folder: Path, overrides: dict[str, str | None]) -> Dialect:
     """Dialect of an export folder: `export.toml` if present, CLI overrides on top."""
     dialect = Dialect()
     toml_path = folder / "export.toml"
-    if toml_path.exists() and not toml_path.is_file():
+    try:
+        exists, is_file = toml_path.exists(), toml_path.is_file()
+    except OSError as exc:  # the folder itself cannot be searched
+        raise FatalInputError(str(folder), f"the export folder cannot be read: {exc.strerror}") from None
+    if exists and not is_file:
         raise FatalInputError("export.toml", "is not a regular file (a folder, or a link to one)")
-    if toml_path.is_file():
+    if is_file:
         try:
             data = tomllib.loads(toml_path.read_text("utf-8"))
         except OSError as exc:
