@@ -141,16 +141,17 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
                        .sort(PID, "visit_date"))
     values = registry.tables["visits"].select("edss", "weight_kg")  # in memory already: sampled eagerly
     plans["visits.sample"] = values.sample(min(SAMPLE_ROWS, values.height), seed=SEED).lazy()
-    plans["relapses"] = t["relapses"].join(life, on=PID, how="left").filter(
+    plans["relapses"] = t["relapses"].join(life, on=PID, how="left", maintain_order="left").filter(
         pl.col("ms_onset_date").is_not_null() | pl.col("death_date").is_not_null()).select(
         PID, "onset_date", "ms_onset_date", "death_date")
-    plans["treatments"] = t["treatments"].join(life, on=PID, how="left").filter(
+    plans["treatments"] = t["treatments"].join(life, on=PID, how="left", maintain_order="left").filter(
         pl.col("birth_date").is_not_null() | pl.col("death_date").is_not_null()).select(
         PID, "drug", "start_date", "birth_date", "death_date")
-    plans["labs"] = t["labs"].join(dead, on=PID).select(PID, "sample_date", "death_date")
-    plans["function_tests"] = t["function_tests"].join(dead, on=PID).select(PID, "test_date", "death_date")
+    plans["labs"] = t["labs"].join(dead, on=PID, maintain_order="left").select(PID, "sample_date", "death_date")
+    plans["function_tests"] = t["function_tests"].join(dead, on=PID, maintain_order="left").select(PID, "test_date", "death_date")
     plans["conditions"] = t["conditions"].filter(pl.col("onset_date").is_not_null()).join(
-        life, on=PID, how="left").filter(pl.col("birth_date").is_not_null()).select(PID, "onset_date", "birth_date")
+        life, on=PID, how="left", maintain_order="left").filter(pl.col("birth_date").is_not_null()).select(
+        PID, "onset_date", "birth_date")
     return dict(zip(plans, pl.collect_all(list(plans.values()))))
 
 
