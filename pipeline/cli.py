@@ -1,9 +1,12 @@
 """The command line: a thin layer over `pipeline.run` that maps errors to exit codes.
 
-Exit codes: 0 done; 1 the input could not be used (named file, line, column, rule);
-2 wrong usage; 3 (nightly) another nightly holds the runs folder; 4 (nightly) the
-export shrank suspiciously since the previous run; 70 an internal error. No traceback
-reaches the user for bad input.
+Exit codes (`pipeline.errors.EXIT_CODES`, also in `msfeas --help` and the README): 0
+done; 1 the input could not be used (named file, line, column, rule); 2 wrong usage;
+3 (nightly) another nightly holds the runs folder; 4 (nightly) the export shrank
+suspiciously since the previous run; 73 the output cannot be written where asked; 74
+writing failed (disk full, file size limit); 130 SIGINT; 143 SIGTERM; 70 an internal
+error, kept for bugs. No traceback reaches the user for bad input or a faulty
+environment, and every message is one bounded line (`errors.describe`).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.errors import FatalInputError, UsageError
+from pipeline.errors import (EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_SOFTWARE,
+                             EXIT_TERMINATED, EXIT_USAGE, EXIT_VOLUME, Terminated, UsageError, cap, clip, describe)
 
 EXAMPLES = """examples:
   msfeas run --input data_samples/default --out runs/today
@@ -25,19 +30,21 @@ EXAMPLES = """examples:
   msfeas nightly --input /srv/registry/export --runs-dir /srv/msfeas/runs --keep 30
 """
 
+EXIT_HELP = "exit codes:\n" + "".join(f"  {code:>3}  {text}\n" for code, text in EXIT_CODES.items())
+
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors exit 2 with one clear line
         self.print_usage(sys.stderr)
-        print(f"msfeas: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+        print(f"msfeas: error: {cap(message)}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
 
 
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(f"{clip(text)} is not a date YYYY-MM-DD") from None
 
 
 def _share(text: str) -> float:
@@ -45,9 +52,9 @@ def _share(text: str) -> float:
     try:
         value = float(text.rstrip("%")) / 100
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
+        raise argparse.ArgumentTypeError(f"{clip(text)} is not a percentage") from None
     if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100 %")
+        raise argparse.ArgumentTypeError(f"{clip(text)} must be between 0 and 100 %")
     return value
 
 
@@ -55,18 +62,17 @@ def _min_cell(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{clip(text)} is not a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1 (1: no suppression)")
+        raise argparse.ArgumentTypeError(f"{clip(text)} must be at least 1 (1: no suppression)")
     return value
 
 
-NIGHTLY_HELP = """exit codes: 0 done; 1 the export could not be used; 2 wrong usage;
-  3 another nightly is running on this runs folder; 4 the export shrank by more than
-  --max-drop since the previous run (the message names the table); 70 internal error.
-files: RUNS/<as-of>/ (run folder + manifest.json, changes.csv, run.log), RUNS/latest,
-  RUNS/failed-<as-of>.log when a night stops.
-"""
+NIGHTLY_HELP = """files: RUNS/<as-of>/ (run folder + manifest.json, changes.csv, run.log), RUNS/latest,
+  RUNS/failed-<as-of>.log when a night stops. Read a run through RUNS/latest resolved once
+  (cd "$(readlink -f RUNS/latest)"; see the README).
+
+""" + EXIT_HELP
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -90,15 +96,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="msfeas", description="Recruitment feasibility of an MS trial on a registry export.",
-                    epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                    epilog=EXAMPLES + "\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"msfeas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     run = sub.add_parser("run", help="evaluate a trial's criteria on an export folder",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=EXAMPLES + "\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--input", required=True, type=Path, help="the export folder (patients.csv and others)")
     run.add_argument("--out", required=True, type=Path, help="the run folder to create")
     _common(run)
-    run.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    run.add_argument("--force", action="store_true",
+                     help="replace an existing run folder at --out (refused for a folder that is not a run folder)")
     night = sub.add_parser(
         "nightly", help="the scheduled run: RUNS/<as-of>/ atomically, lock, manifest, changes, volume guard",
         epilog=NIGHTLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,7 +143,59 @@ def print_summary(result) -> None:
         print(f"absent tables (their criteria are unknown): {', '.join(s['absent_tables'])}")
 
 
+def _say(text: str) -> None:
+    """A line on stderr; a closed stderr (a reader that went away) is not an error of the run."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _on_terminate(signum, frame):  # noqa: ARG001 - signal handler signature
+    """SIGTERM (systemctl stop, a timeout): unwind like Ctrl-C, so that partial folders go and the
+    nightly writes its failed log. A second SIGTERM during that cleanup is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated("terminated by SIGTERM")
+
+
+def _install_signals() -> dict:
+    """SIGTERM unwinds (exit 143); SIGXFSZ is ignored so that a file size limit makes a write fail
+    with an error we can report (EFBIG, exit 74) instead of killing the process silently."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGXFSZ: signal.getsignal(signal.SIGXFSZ)}
+    signal.signal(signal.SIGTERM, _on_terminate)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return old
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe on stdout, point it at /dev/null so that the flush at exit stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    old = _install_signals()
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `msfeas run ... | head`: the reader stopped reading the summary. The run itself is
+        # complete (the summary is printed after publishing), so this is not a failure.
+        _silence_stdout()
+        return EXIT_OK
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(0o077)  # patient-level files are created readable by the owner only
     try:
@@ -163,33 +222,41 @@ def main(argv: list[str] | None = None) -> int:
                              RunLog(verbose=args.verbose, echo=True))
         else:
             result = run(opts)
-    except UsageError as exc:
-        print(f"msfeas: error: {exc}", file=sys.stderr)
-        return 2
-    except FatalInputError as exc:
-        print(f"msfeas: input error: {exc}", file=sys.stderr)
-        if args.command == "nightly":
-            print(f"msfeas: no run folder was written; the log is in {args.runs_dir}/failed-<date>.log",
-                  file=sys.stderr)
-        else:
-            print("msfeas: nothing was written.", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("msfeas: interrupted; nothing was written.", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - last resort: a clear line, the traceback on request
-        code = getattr(exc, "exit_code", None)
-        if code in (3, 4):  # nightly: locked, volume guard
-            print(f"msfeas: {exc}", file=sys.stderr)
-            return code
-        if os.environ.get("MSFEAS_DEBUG"):
+    except (Exception, KeyboardInterrupt, Terminated) as exc:  # noqa: BLE001 - every failure: one clear line
+        code, message = describe(exc)
+        if code == EXIT_SOFTWARE and os.environ.get("MSFEAS_DEBUG"):
             raise
-        print(f"msfeas: internal error ({type(exc).__name__}: {exc}); nothing was written. "
-              "Set MSFEAS_DEBUG=1 for details and report it.", file=sys.stderr)
-        return 70
+        _failure(args, exc, code, message)
+        return code
+    if args.command == "run":
+        for warning in result.summary.get("warnings", []):  # the nightly's log already said them on stderr
+            _say(f"msfeas: warning: {cap(warning)}")
     if args.command == "run" or sys.stdout.isatty():
         print_summary(result)
-    return 0
+    return EXIT_OK
+
+
+def _failure(args, exc: BaseException, code: int, message: str) -> None:
+    """The message of a run that stopped, and what was (not) written."""
+    nightly = args.command == "nightly"
+    log = getattr(exc, "failed_log", None)
+    if nightly:
+        after = "latest is unchanged" + (f"; the log is in {log}" if log else "")
+    else:
+        after = "nothing was written"
+    if code == EXIT_INPUT:
+        _say(f"msfeas: input error: {message}")
+        _say(f"msfeas: {'no run folder was written; ' + after if nightly else after}.")
+    elif code == EXIT_USAGE:
+        _say(f"msfeas: error: {message}")
+    elif code in (EXIT_LOCKED, EXIT_VOLUME):
+        _say(f"msfeas: {message}")
+    elif code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        _say(f"msfeas: {message}; {after}.")
+    elif code == EXIT_SOFTWARE:
+        _say(f"msfeas: internal error ({message}); {after}. Set MSFEAS_DEBUG=1 for details and report it.")
+    else:  # 73, 74: where the output could not be written
+        _say(f"msfeas: {message}; {after}.")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,88 @@
-"""The two kinds of error a user can meet, each mapped to an exit code by the CLI.
+"""The errors a user can meet, each mapped to one exit code and one clear line.
 
-A user must never see a bare traceback for bad input: every problem the export
-contract calls fatal is raised as `FatalInputError`, naming the file and, where it
-applies, the line and column and the rule that was broken.
+A user must never see a bare traceback for bad input or a faulty environment: every
+problem the export contract calls fatal is raised as `FatalInputError`, naming the
+file and, where it applies, the line and column and the rule that was broken; a path
+that cannot be written, a full disk, a signal each have their own code (`EXIT_*`
+below, listed in the README and `msfeas --help`). `describe` turns any exception
+into (exit code, message); 70 is left for what is really a bug.
+
+Messages land in terminals, cron mail and logs, so they are bounded: `clip` quotes
+a value at most ~60 characters long, `some` lists a few items and counts the rest,
+and `describe` caps the whole message.
 """
 
 from __future__ import annotations
+
+import errno
+import re
+
+EXIT_OK = 0
+EXIT_INPUT = 1  # the export cannot be used
+EXIT_USAGE = 2  # wrong usage
+EXIT_LOCKED = 3  # nightly: another nightly holds the runs folder
+EXIT_VOLUME = 4  # nightly: the export shrank by more than --max-drop
+EXIT_SOFTWARE = 70  # internal error: a bug
+EXIT_CANTCREAT = 73  # the output cannot be written where asked (permissions, a file or folder in the way)
+EXIT_IOERR = 74  # writing failed: disk full, file size limit, I/O error
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (systemctl stop, a timeout)
+
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_INPUT: "the export cannot be used (the message names the file, and line, column and rule where they apply)",
+    EXIT_USAGE: "wrong usage (options, trial file, --out not empty or not a run folder)",
+    EXIT_LOCKED: "nightly: another nightly is running on this runs folder",
+    EXIT_VOLUME: "nightly: a table or the patient count fell by more than --max-drop",
+    EXIT_CANTCREAT: "the output cannot be written where asked (permission denied, a file or folder in the way)",
+    EXIT_IOERR: "writing failed: disk full, file size limit or I/O error",
+    EXIT_SOFTWARE: "internal error (a bug: please report it)",
+    EXIT_INTERRUPTED: "interrupted (SIGINT, Ctrl-C)",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
+}
+
+MAX_MESSAGE = 600  # characters of any one message
+QUOTE = 60  # characters of a quoted value
+
+SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+               errno.ENOTEMPTY, errno.ELOOP, errno.ENAMETOOLONG, errno.EXDEV}
+
+
+def clip(value: object, limit: int = QUOTE) -> str:
+    """`value` quoted (repr) and cut to about `limit` characters, saying how long it was."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+def some(items, limit: int = 5, sep: str = ", ") -> str:
+    """The first `limit` items, then "and N more"."""
+    items = [str(i) for i in items]
+    if len(items) <= limit:
+        return sep.join(items)
+    return f"{sep.join(items[:limit])} and {len(items) - limit:,} more"
+
+
+def cap(message: str, limit: int = MAX_MESSAGE) -> str:
+    """One line of at most about `limit` characters."""
+    message = " ".join(str(message).split())
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}… ({len(message) - limit:,} more characters)"
 
 
 class UsageError(Exception):
     """Wrong usage of the command line (exit code 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class FatalInputError(Exception):
     """The export cannot be used at all (exit code 1): nothing is written."""
 
-    exit_code = 1
+    exit_code = EXIT_INPUT
 
     def __init__(self, file: str, rule: str, *, line: int | None = None, column: str | None = None):
         self.file, self.rule, self.line, self.column = file, rule, line, column
@@ -27,3 +92,58 @@ class FatalInputError(Exception):
         if column is not None:
             where += f", column '{column}'"
         super().__init__(f"{where}: {rule}")
+
+
+class OutputError(Exception):
+    """The output cannot be written where asked (exit code 73): a path problem found before or while writing."""
+
+    exit_code = EXIT_CANTCREAT
+
+
+class Terminated(BaseException):
+    """SIGTERM: raised in the main thread by the handler the CLI installs, so that cleanup runs (exit 143).
+
+    A BaseException like KeyboardInterrupt, so that no `except Exception` swallows it.
+    """
+
+    exit_code = EXIT_TERMINATED
+
+
+_OS_ERROR_IN_TEXT = re.compile(r"os error (\d+)")
+
+
+def os_errno(exc: BaseException) -> int | None:
+    """The errno of an OSError, or of a Polars error that wraps one ("... (os error 28)")."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno
+    m = _OS_ERROR_IN_TEXT.search(str(exc)) if isinstance(exc, Exception) else None
+    return int(m.group(1)) if m else None
+
+
+def io_message(exc: BaseException, path: object = None) -> str:
+    """A write failure in words: what happened and, when known, to which file."""
+    code = os_errno(exc)
+    where = path if path is not None else getattr(exc, "filename", None)
+    what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "file size limit reached (ulimit -f)", errno.EIO: "input/output error"}.get(code)
+    if what is None:
+        what = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]) or \
+            type(exc).__name__
+    return f"{what}: {where}" if where else what
+
+
+def describe(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception that ends a run."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, Terminated):
+        return EXIT_TERMINATED, cap(str(exc) or "terminated")
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int) and code != EXIT_SOFTWARE:
+        return code, cap(str(exc))
+    number = os_errno(exc)
+    if number in SPACE_ERRNOS:
+        return EXIT_IOERR, cap(f"cannot write: {io_message(exc)}")
+    if number in PATH_ERRNOS:
+        return EXIT_CANTCREAT, cap(f"cannot write: {io_message(exc)}")
+    return EXIT_SOFTWARE, cap(f"{type(exc).__name__}: {exc}")

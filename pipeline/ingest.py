@@ -9,6 +9,7 @@ can be checked by anyone.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,12 +19,16 @@ import polars as pl
 
 import schemas
 from pipeline.dialect import Dialect
-from pipeline.errors import FatalInputError
+from pipeline.errors import FatalInputError, cap, some
 from pipeline.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
 from pipeline.vocabulary import DrugVocabulary
 from schemas import rules
 
 REASON = "_reason"
+# What a header name looks like (every name of the contract does): a header "name" that does not,
+# such as an id or a date, is not quoted in a message, because the line may be a data row.
+HEADER_NAME = re.compile(r"[a-z][a-z_ ]{0,39}")
+LINES_SHOWN = 5  # line numbers listed in a conflict reason, then "and N more"
 
 
 @dataclass
@@ -80,9 +85,52 @@ def first_distinct(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
 
 
 def find_files(folder: Path) -> dict[str, Path]:
-    """Table name -> file, matching `<table>.csv` case-insensitively."""
-    by_name = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
-    return {t: by_name[f"{t}.csv"] for t in schemas.TABLES if f"{t}.csv" in by_name}
+    """Table name -> file, matching `<table>.csv` case-insensitively.
+
+    Fatal (never silently absent or chosen by listing order): two files for one table
+    (`patients.csv` beside `Patients.CSV`), and a table name that is not a readable
+    regular file (a folder, a broken symbolic link, a pipe).
+    """
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise FatalInputError(str(folder), f"the export folder cannot be read: {exc.strerror}") from None
+    found: dict[str, list[Path]] = {}
+    for p in entries:
+        name = p.name.lower()
+        if name.endswith(".csv") and name[:-4] in schemas.TABLES:
+            found.setdefault(name[:-4], []).append(p)
+    files: dict[str, Path] = {}
+    for table in schemas.TABLES:
+        paths = found.get(table, [])
+        if len(paths) > 1:
+            raise FatalInputError(f"{table}.csv", f"{len(paths)} files in {folder} are this table "
+                                  f"({some(p.name for p in paths)}); keep one")
+        if not paths:
+            continue
+        path = paths[0]
+        if not path.is_file():
+            if path.is_symlink() and not path.exists():
+                kind = "a broken symbolic link"
+            elif path.is_dir():
+                kind = "a folder"
+            else:
+                kind = "not a regular file"
+            raise FatalInputError(path.name, f"is {kind}, not a table file: remove it or put the "
+                                  f"{table} table there (an absent table must have no file at all)")
+        files[table] = path
+    return files
+
+
+def header_found(header: list[str], n_fields: int) -> str:
+    """What a header holds, for a message: names that look like column names, a count of the rest."""
+    names = [h for h in header if HEADER_NAME.fullmatch(h)]
+    text = f"found: {some(names, 12)}" if names else "found no column names"
+    other = n_fields - len(names)
+    if other > 0:
+        text += (f"; {other:,} more field(s) not shown, as they do not look like column names "
+                 "(is the first line a header, and are the delimiter and encoding right?)")
+    return text
 
 
 def _reasons(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series:
@@ -171,12 +219,14 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         inp = inputs[table]
         inp.rows_quarantined, inp.rows_accepted = bad.height, n_good
         if inp.rows_read and bad.height / inp.rows_read > max_reject:
-            top = bad.group_by(REASON).len().sort(["len", REASON], descending=[True, False])[REASON][0]
-            line = bad.filter(pl.col(REASON) == top)[LINE][0]
+            # Values quoted in reasons are row data: the message shows them as '…', like the report.
+            general = bad.select(pl.col(LINE), pl.col(REASON).str.replace_all(r"'[^']*'", "'…'"))
+            top, n_top = general.group_by(REASON).len().sort(["len", REASON], descending=[True, False]).row(0)
+            line = general.filter(pl.col(REASON) == top)[LINE][0]
             raise FatalInputError(inp.file, (
-                f"{bad.height} of {inp.rows_read} rows ({bad.height / inp.rows_read:.1%}) would be quarantined, "
-                f"above the limit of {max_reject:.1%} (--max-reject); the most common reason, e.g. "
-                f"line {line}: {top}"))
+                f"{bad.height:,} of {inp.rows_read:,} rows ({bad.height / inp.rows_read:.1%}) would be quarantined, "
+                f"above the limit of {max_reject:.1%} (--max-reject); the most common reason ({n_top:,} rows, "
+                f"e.g. line {line}): {cap(top, 200)}"))
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
         tables[table] = parsed[table].filter(frame[REASON].is_null())
         checked[table] = parsed[table] = None  # free the raw strings early
@@ -197,7 +247,7 @@ def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame,
     missing = [c.name for c in cols if not c.optional and c.name not in raw.header]
     if missing:
         raise FatalInputError(path.name, f"required column '{missing[0]}' is missing from the header "
-                              f"(found: {', '.join(raw.header) or 'nothing'})", line=1, column=missing[0])
+                              f"({header_found(raw.header, raw.n_fields)})", line=1, column=missing[0])
     frame = raw.frame.select(
         pl.col(LINE), pl.col(NFIELDS),
         *[pl.col(c.name) if c.name in raw.header else pl.lit(None, pl.Utf8).alias(c.name) for c in cols],
@@ -217,8 +267,10 @@ def _link_patients(checked: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     if shared.len():
         sub = patients[shared]
         n_rows = pl.len().over(pid)
-        conflict = pl.format("patient_id '{}' is on {} rows with different content (lines {})",
-                             pid, n_rows, pl.col(LINE).cast(pl.Utf8).implode().over(pid).list.join(", "))
+        lines = pl.col(LINE).cast(pl.Utf8).implode().over(pid).list.head(LINES_SHOWN).list.join(", ")
+        more = pl.when(n_rows > LINES_SHOWN).then(pl.format(" and {} more", n_rows - LINES_SHOWN)).otherwise(pl.lit(""))
+        conflict = pl.format("patient_id '{}' is on {} rows with different content (lines {}{})",
+                             pid, n_rows, lines, more)
         checked["patients"] = _add_reasons(patients, shared, sub.select(_joined(conflict)).to_series())
     patients = checked["patients"]
     accepted = patients.filter(pl.col(REASON).is_null())["patient_id"]

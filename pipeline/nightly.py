@@ -10,6 +10,14 @@
 - Atomic: the run is built in a hidden `.<date>.partial-*` folder and put in place by
   one rename (or an atomic exchange when the day is re-run); `latest` is switched
   after that, also atomically. A kill at any moment leaves `latest` on a complete run.
+  A replaced same-day run stays complete under a hidden `.<date>.replaced-*` name (a
+  reader inside it keeps reading it) until the next night's sweep.
+- Out of sight first: retention renames an old run to a hidden `.deleting-*` name and
+  then removes it, so a kill leaves nothing half-deleted under a run's name; the
+  next night sweeps every hidden leftover (partial, replaced, deleting, a `latest`
+  link not yet renamed).
+- SIGTERM is handled like Ctrl-C (the CLI raises `Terminated`): the partial folder is
+  removed and the log goes to `failed-<date>.log`, with the exit status (143, 130).
 - One at a time: an exclusive `flock` on `.lock`. The kernel drops it when its holder
   dies, however it dies, so a lock left by a killed run is simply taken over (and
   logged); a live one makes the second run exit 3 at once.
@@ -40,13 +48,12 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import __version__, outputs, quality
-from pipeline.atomic import PARTIAL, point
+from pipeline.atomic import DELETING, LINK_TMP, PARTIAL, REPLACED, path_error, point, remove
+from pipeline.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, clip, describe
 from pipeline.ingest import Registry
 from pipeline.run import Hooks, RunOptions, RunResult, run
 from pipeline.runlog import RunLog
 
-EXIT_LOCKED = 3
-EXIT_VOLUME = 4
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CANDIDATE = ("eligible", "possible")
 DEPENDENCIES = ("polars", "duckdb", "pandera", "great-expectations", "pyarrow", "numpy", "pandas", "jinja2")
@@ -73,15 +80,20 @@ class RunLock:
         self.stale: str = ""
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise path_error(exc, f"cannot open the lock file {self.path}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
             os.close(fd)
             raise LockedError(f"another msfeas nightly is running on {self.path.parent} "
-                              f"({holder or 'holder unknown'}); this run stops without touching it") from None
-        self.stale = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                              f"({clip(holder, 200) if holder else 'holder unknown'}); "
+                              "this run stops without touching it") from None
+        stale = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        self.stale = clip(stale, 200) if stale else ""
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                   "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
@@ -237,32 +249,84 @@ class NightlyHooks(Hooks):
 
 
 def _sweep(runs_dir: Path, log: RunLog) -> None:
-    """Remove what killed runs left (hidden partial and set-aside folders). Called under the lock."""
-    for p in runs_dir.iterdir():
-        if p.name.startswith(".") and (PARTIAL in p.name or ".old-" in p.name) and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-            log.event("sweep", f"removed {p.name}, left by an interrupted run", level="warning")
+    """Remove the hidden leftovers of earlier runs. Called under the lock, so none is in use by a run.
+
+    Killed runs leave partial folders (or, for a replaced link, a partial *link*), set-aside
+    `.old-` folders, half-deleted `.deleting-` folders and `.latest.tmp-<pid>` links; a
+    same-day re-run leaves the replaced run as `.replaced-`, kept for its readers until now.
+    """
+    for p in sorted(runs_dir.iterdir()):
+        name = p.name
+        if not name.startswith("."):
+            continue
+        interrupted = PARTIAL in name or ".old-" in name or name.startswith(DELETING) or \
+            name.startswith(f".latest{LINK_TMP}")
+        if not (interrupted or REPLACED in name):
+            continue
+        try:
+            remove(p)
+        except OSError as exc:
+            log.event("sweep", f"cannot remove {name}: {exc.strerror}", level="warning")
+            continue
+        if interrupted:
+            log.event("sweep", f"removed {name}, left by an interrupted run", level="warning")
+        else:
+            log.event("sweep", f"removed {name}, a run replaced by a re-run of its day")
 
 
 def retain(runs_dir: Path, keep: int, log: RunLog) -> list[str]:
-    """Keep the newest `keep` run folders (and always the one `latest` points to)."""
+    """Keep the newest `keep` run folders (and always the one `latest` points to).
+
+    Each old run is first renamed out of sight (`.deleting-<name>-<pid>`, atomic), then
+    removed: a kill during the removal leaves only a hidden folder, which the next
+    night sweeps. A run that cannot be removed is a warning, not a failed night: the
+    new run is already published.
+    """
     runs = completed_runs(runs_dir)
     latest = (runs_dir / "latest").resolve() if (runs_dir / "latest").is_symlink() else None
     removed = []
     for p in runs[:-keep] if keep > 0 else runs:
         if latest is not None and p.resolve() == latest:
             continue
-        shutil.rmtree(p)
+        hidden = runs_dir / f"{DELETING}{p.name}-{os.getpid()}"
+        try:
+            os.rename(p, hidden)
+        except OSError as exc:
+            log.event("retention", f"cannot remove the old run {p.name}: {exc.strerror}", level="warning")
+            continue
         removed.append(p.name)
+        shutil.rmtree(hidden, ignore_errors=True)
+        if hidden.exists():
+            log.event("retention", f"{hidden.name} could not be removed completely; the next night tries again",
+                      level="warning")
     if removed:
         log.event("retention", f"removed {len(removed)} old runs (keeping {keep})", removed=removed)
     return removed
 
 
+def _runs_folder(runs_dir: Path) -> None:
+    """The runs folder exists (created if need be) and is a folder; else exit 73, before anything."""
+    if (runs_dir.exists() or runs_dir.is_symlink()) and not runs_dir.is_dir():
+        raise OutputError(f"--runs-dir {runs_dir} is not a folder")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise path_error(exc, f"cannot create --runs-dir {runs_dir}") from None
+
+
+def _check_latest(runs_dir: Path) -> None:
+    """`latest` must be our link (or absent): a real folder or file there is someone's, and a run
+    that cannot switch `latest` must not start (it would publish a run nobody is pointed to)."""
+    link = runs_dir / "latest"
+    if (link.exists() or link.is_symlink()) and not link.is_symlink():
+        raise OutputError(f"{link} is a real {'folder' if link.is_dir() else 'file'}, not the link msfeas keeps; "
+                          "move it away, then run again")
+
+
 def nightly(opts: NightlyOptions, log: RunLog) -> RunResult:
     os.umask(0o077)  # patient-level files: owner only (files 0600, folders 0700)
     runs_dir = opts.runs_dir
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    _runs_folder(runs_dir)
     lock = RunLock(runs_dir)
     lock.acquire()  # LockedError: exit 3, nothing touched
     started = dt.datetime.now(dt.timezone.utc)
@@ -272,10 +336,12 @@ def nightly(opts: NightlyOptions, log: RunLog) -> RunResult:
                   argv=sys.argv[1:], version=__version__)
         if lock.stale:
             log.event("lock", f"took over a stale lock ({lock.stale})", level="warning")
+        _check_latest(runs_dir)
         _sweep(runs_dir, log)
         previous = previous_run(runs_dir, opts.run.as_of)
         opts.run.out = runs_dir / day
         opts.run.force = True  # a re-run of the same day replaces it, atomically
+        opts.run.keep_replaced = True  # ... and the replaced run stays readable until the next sweep
         result = run(opts.run, NightlyHooks(opts, previous, started), log)
         point(runs_dir / "latest", day)
         log.event("latest", f"latest -> {day}")
@@ -283,11 +349,16 @@ def nightly(opts: NightlyOptions, log: RunLog) -> RunResult:
         log.event("end", "done", exit_status=0)
         return result
     except BaseException as exc:
-        code = getattr(exc, "exit_code", 70)
-        log.event("end", str(exc) or type(exc).__name__, level="error", exit_status=code)
+        code, message = describe(exc)  # the same code and words as the CLI's exit
+        failed = runs_dir / f"failed-{day}.log"
         try:
-            log.write_to(runs_dir / f"failed-{day}.log")
-        except OSError:
+            log.event("end", message, level="error", exit_status=code)
+        except OSError:  # run.log on a full disk: the event is kept for the failed log below
+            pass
+        try:
+            log.write_to(failed)
+            exc.failed_log = str(failed)
+        except OSError:  # an unwritable or full runs folder: the message on stderr is all there is
             pass
         raise
     finally:

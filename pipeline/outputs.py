@@ -8,10 +8,13 @@ this criterion (the candidates gained if it were dropped).
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 
+from pipeline.errors import os_errno
 from pipeline.trial import Trial
 
 STATUSES = ("eligible", "possible", "ineligible")
@@ -67,8 +70,14 @@ def by_site(evaluation: pl.DataFrame) -> dict[str, dict[str, int]]:
     return {row["site_id"]: {s: int(row[s]) for s in STATUSES} for row in wide.iter_rows(named=True)}
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-FORMULA_START = r"^[=+\-@\t\r]"
+# A spreadsheet reads a cell that starts with `=`, `+`, `-` or `@` as a formula (CSV injection;
+# some also strip a leading tab or CR first). A formula can only call something (a function, a
+# DDE link `cmd|...`, another file) through a character other than letters, digits, `_`, `.`
+# and `-`: so a cell starting with `+` or `-` is neutralised only if such a character follows.
+# `-R000360` (a valid patient id), `-2.5` or `+B12` are written as they are: at most a number
+# or a cell reference, and the ids then match evaluation.parquet; `-2+3`, `+SUM(1,2)`,
+# `-cmd|' /C calc'!A0` get the `'`. `=`, `@`, tab and CR always do.
+FORMULA_START = r"(?s)^[=@\t\r]|^[+\-].*[^A-Za-z0-9_.\-]"
 
 
 def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
@@ -76,7 +85,7 @@ def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
 
     Only text columns: numbers (a negative EDSS change) are written as numbers. Values
     from the export (site ids, drug names, quarantined fields as written) are data,
-    and the same rule applies to them in every CSV a run writes.
+    and the same rule (`FORMULA_START`) applies to them in every CSV a run writes.
     """
     text = [c for c, t in frame.schema.items() if t == pl.Utf8]
     return frame.with_columns([
@@ -84,9 +93,34 @@ def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
         for c in text])
 
 
+@contextmanager
+def writing(path: Path):
+    """Name `path` in a failed write: Polars reports a full disk as "... (os error 28)" without
+    the file, so its errors that wrap an OS error become OSError(errno, text, path)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        code = os_errno(exc)
+        raise OSError(code, os.strerror(code) if code else str(exc), str(path)) from None
+    except pl.exceptions.PolarsError as exc:
+        code = os_errno(exc)
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
-    neutralise(frame).write_csv(path, date_format="%Y-%m-%d", null_value="")
+    with writing(path):
+        neutralise(frame).write_csv(path, date_format="%Y-%m-%d", null_value="")
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    with writing(path):
+        frame.write_parquet(path, statistics=False)
 
 
 def write_json(data: dict, path: Path) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    with writing(path):
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")

@@ -4,8 +4,12 @@ pandera gates what makes a row unusable (quarantine). What is left is data that 
 usable but doubtful, or missing where the criteria need it: a birth after the MS
 onset, an EDSS that jumps 4 points in a fortnight, a visit after death, patients
 without a recent EDSS or echocardiogram. Those are *findings* for the registry's
-data managers, written to `summary.json` (`quality`), the report, and GE's own Data
-Docs in `quality/` of the run folder.
+data managers, written to `summary.json` (`quality`) and the report, which renders
+them itself; `quality/<suite>.json` of the run folder holds GE's raw validation
+results (GE's JSON, without its run ids and times, so two runs give the same bytes).
+GE's Data Docs are not built: offline they rendered unstyled, and a full disk made
+GE print pages of tracebacks while rendering them. GE's own logging is silenced: a
+problem it meets is reported as a finding's error, never as text on stderr.
 
 The expectation suites are files (`pipeline/expectations/<table>.json`, GE's suite
 format plus `meta.id`, `meta.finding` and `meta.sample`). What they check are
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +39,7 @@ import polars as pl
 
 import schemas
 from pipeline.ingest import Registry
+from pipeline.outputs import write_json
 from pipeline.trial import Trial
 
 PID = "patient_id"
@@ -142,22 +149,22 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
                        .sort(PID, "visit_date"))
     values = registry.tables["visits"].select("edss", "weight_kg")  # in memory already: sampled eagerly
     plans["visits.sample"] = values.sample(min(SAMPLE_ROWS, values.height), seed=SEED).lazy()
-    plans["relapses"] = t["relapses"].join(life, on=PID, how="left").filter(
+    plans["relapses"] = t["relapses"].join(life, on=PID, how="left", maintain_order="left").filter(
         pl.col("ms_onset_date").is_not_null() | pl.col("death_date").is_not_null()).select(
         PID, "onset_date", "ms_onset_date", "death_date")
     # The stop reason as written: outside the list on an ended episode (read as `other`), or given
     # on an ongoing one (ignored); each column is null where its check does not apply.
     given = pl.col("stop_reason_given")
     ended = pl.col("end_date").is_not_null()
-    plans["treatments"] = t["treatments"].join(life, on=PID, how="left").filter(
+    plans["treatments"] = t["treatments"].join(life, on=PID, how="left", maintain_order="left").filter(
         pl.col("birth_date").is_not_null() | pl.col("death_date").is_not_null() | given.is_not_null()).select(
         PID, "drug", "start_date", "birth_date", "death_date",
         pl.when(ended).then(given.str.to_lowercase()).alias("stop_reason_ended"),
         pl.when(~ended).then(given).alias("stop_reason_ongoing"))
-    plans["labs"] = t["labs"].join(dead, on=PID).select(PID, "sample_date", "death_date")
-    plans["function_tests"] = t["function_tests"].join(dead, on=PID).select(PID, "test_date", "death_date")
+    plans["labs"] = t["labs"].join(dead, on=PID, maintain_order="left").select(PID, "sample_date", "death_date")
+    plans["function_tests"] = t["function_tests"].join(dead, on=PID, maintain_order="left").select(PID, "test_date", "death_date")
     plans["conditions"] = t["conditions"].filter(pl.col("onset_date").is_not_null()).join(
-        life, on=PID, how="left").filter(pl.col("birth_date").is_not_null()).select(PID, "onset_date", "birth_date")
+        life, on=PID, how="left", maintain_order="left").filter(pl.col("birth_date").is_not_null()).select(PID, "onset_date", "birth_date")
     plans["mri"] = mri_frame(t["mri"], life)
     plans["mri.sample"] = (registry.tables["mri"].sample(min(SAMPLE_ROWS, registry.tables["mri"].height), seed=SEED)
                            .select((pl.col("gd_lesions").is_null() & pl.col("new_t2_lesions").is_null())
@@ -196,21 +203,39 @@ def _to_pandas(frame: pl.DataFrame):
     return frame.with_columns(pl.col(pl.Date).cast(pl.Datetime("ms"))).to_pandas()
 
 
-def _context(docs_dir: Path | None):
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no calls home from a hospital network
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+def _silence_ge() -> None:
+    """GE logs its own errors (with tracebacks) to stderr when nothing else handles them; a run
+    reports GE's problems itself (a finding's `error`, the quality stage's error), in one line."""
+    gx_log = logging.getLogger("great_expectations")
+    if not any(isinstance(h, logging.NullHandler) for h in gx_log.handlers):
+        gx_log.addHandler(logging.NullHandler())
+    gx_log.propagate = False
 
-    # In memory, and no temporary docs site of GE's own (it would leave a folder in /tmp each run).
-    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
-    ctx = gx.get_context(mode="ephemeral", project_config=config)
+
+def _context():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no calls home from a hospital network
+    _silence_ge()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+
+        # In memory, and no temporary docs site of GE's own (it would leave a folder in /tmp each run).
+        config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+        ctx = gx.get_context(mode="ephemeral", project_config=config)
     ctx.variables.progress_bars = {"globally": False}  # quiet under cron
-    if docs_dir is not None:
-        ctx.add_data_docs_site("quality", {
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
     return gx, ctx
+
+
+def raw_result(result) -> dict:
+    """GE's validation result as JSON, minus what differs between two runs of the same data
+    (run and validation ids, times, batch markers, the expectations' random ids)."""
+    d = result.to_json_dict()
+    for r in d.get("results", []):
+        r.get("expectation_config", {}).pop("id", None)
+    return {"suite_name": d.get("suite_name"), "success": d.get("success"), "statistics": d.get("statistics"),
+            "great_expectations_version": (d.get("meta") or {}).get("great_expectations_version"),
+            "results": d.get("results", [])}
 
 
 def _finding(table: str, exp: dict, result, sampled: bool, rows: int) -> dict:
@@ -237,19 +262,24 @@ def _validate(gx, ctx, name: str, expectations: list[dict], frame, result_format
     source = ctx.data_sources.add_pandas(name)
     batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("accepted rows")
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
-def run_quality(registry: Registry, trial: Trial, as_of: dt.date, docs_dir: Path | None = None) -> dict:
+def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: Path | None = None) -> dict:
     """Validate every present table's quality frame against its suite; return `summary.json` `quality`.
 
     Nothing here raises for bad data: a failed expectation is a finding; an
-    expectation GE cannot evaluate is reported with its error.
+    expectation GE cannot evaluate is reported with its error. With `results_dir`, GE's
+    raw result of each suite goes to `<results_dir>/<suite>.json`.
     """
     t0 = time.perf_counter()
     frames = quality_frames(registry, trial, as_of)
     t_frames = time.perf_counter() - t0
-    gx, ctx = _context(docs_dir)
+    gx, ctx = _context()
+    if results_dir is not None:
+        results_dir.mkdir(exist_ok=True)
     findings = []
     for table, suite in load_suites().items():
         if table not in registry.tables or table in registry.absent:
@@ -262,12 +292,12 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, docs_dir: Path
             frame = frames[name]
             used = frame.select(_columns_used(exps, frame.columns))
             result = _validate(gx, ctx, name, exps, _to_pandas(used), "BASIC", suite.get("meta"))
+            if results_dir is not None:
+                write_json(raw_result(result), results_dir / f"{name}.json")
             by_id = {e.get("meta", {}).get("id"): e for e in exps}
             for res in result.results:
                 exp = by_id.get((res.expectation_config.meta or {}).get("id"), {"type": res.expectation_config.type})
                 findings.append(_finding(table, exp, res, sampled, frame.height))
-    if docs_dir is not None and findings:
-        ctx.build_data_docs(site_names=["quality"])
     return {
         "sample_rows": SAMPLE_ROWS,
         "n_findings": sum(1 for f in findings if not f["ok"]),
@@ -291,7 +321,7 @@ def check_volume(now: dict[str, int], before: dict[str, int], max_drop: float) -
     frame = pd.DataFrame({"table": names, "rows": [now.get(t, 0) for t in names],
                           "previous_rows": [before[t] for t in names],
                           "min_rows": [before[t] * (1.0 - max_drop) for t in names]})
-    gx, ctx = _context(None)
+    gx, ctx = _context()
     suite = load_suite("volume")
     result = _validate(gx, ctx, "volume", suite["expectations"], frame,
                        {"result_format": "COMPLETE", "unexpected_index_column_names": ["table"]}, suite.get("meta"))

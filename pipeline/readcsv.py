@@ -7,6 +7,10 @@ span lines, and blank lines are skipped), and rows with the wrong number of fiel
 lines grouped into records by quote parity, blank records dropped, and each record
 prefixed with its line number before polars parses the fields. Every step is a
 vectorised polars expression: the cost is linear in the file size.
+
+Line ends are read as a spreadsheet (and Python's csv module) reads them: LF, CRLF
+and a lone CR (old Mac files) each end a line, and line numbers count them so. A
+file that used only CRs was once read as one header line with no rows.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.errors import FatalInputError
+from pipeline.errors import FatalInputError, clip
 
 CHUNK = 1 << 24
 
@@ -35,6 +39,11 @@ class RawTable:
     n_fields: int  # fields of the header line: what every row must have
 
 
+def line_ends(text: str) -> str:
+    """`text` with every line end (CRLF, a lone CR, LF) as LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def decode(raw: bytes, encoding: str, file: str) -> str:
     """Decode a file's bytes strictly: an undecodable file is fatal, with its line."""
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -42,18 +51,25 @@ def decode(raw: bytes, encoding: str, file: str) -> str:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
+        try:  # the line as the reader counts lines: the text before the bad byte decodes
+            line = line_ends(raw[:exc.start].decode(encoding)).count("\n") + 1
+        except (UnicodeError, LookupError):
+            line = None
         raise FatalInputError(
-            file, f"cannot be decoded as {encoding} (byte 0x{raw[exc.start]:02x}); "
+            file, f"cannot be decoded as {clip(encoding)} (byte 0x{raw[exc.start]:02x}); "
             "set `encoding` in export.toml or pass --encoding", line=line) from None
+    except (UnicodeError, LookupError, ValueError) as exc:  # codecs such as punycode or idna raise these
+        raise FatalInputError(file, f"cannot be decoded as {clip(encoding)} (the codec refuses it: "
+                              f"{type(exc).__name__}); set `encoding` in export.toml or pass --encoding") from None
     return text.lstrip("\ufeff")
 
 
 def _records(text: str) -> pl.DataFrame:
     """Cut text into records (line, text): quoted newlines join lines, blank records go."""
+    text = line_ends(text)
     lines = (
         pl.DataFrame({"t": [text]})
-        .select(pl.col("t").str.replace_all("\r\n", "\n", literal=True).str.split("\n"))
+        .select(pl.col("t").str.split("\n"))
         .explode("t")
         .with_row_index(LINE, offset=1)
     )
@@ -109,7 +125,7 @@ def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
                 truncate_ragged_lines=True, raise_if_empty=False,
             )
         except Exception as exc:  # noqa: BLE001 - a parser failure is the file's problem, said plainly
-            raise FatalInputError(file, f"is not valid CSV: {str(exc).splitlines()[0]}") from None
+            raise FatalInputError(file, f"is not valid CSV: {clip(str(exc).splitlines()[0], 120)}") from None
         if parsed.height != body.height or not parsed[LINE].cast(pl.Int64, strict=False).equals(
             body[LINE].cast(pl.Int64), check_names=False
         ):

@@ -18,10 +18,10 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import __version__, disclosure, outputs, quality, report
-from pipeline.atomic import partial_dir, publish
+from pipeline.atomic import partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
-from pipeline.errors import UsageError
+from pipeline.errors import OutputError, UsageError, cap
 from pipeline.ingest import Registry, ingest
 from pipeline.runlog import RunLog
 from pipeline.trial import Trial
@@ -41,6 +41,7 @@ class RunOptions:
     min_cell: int = 5
     force: bool = False
     today: dt.date = field(default_factory=dt.date.today)
+    keep_replaced: bool = False  # the nightly: a replaced run stays readable (hidden) until the next sweep
 
 
 @dataclass
@@ -64,9 +65,43 @@ class Hooks:
         """Add the last files to the finished folder (manifest.json) before it is put in place."""
 
 
+# What every run folder holds (a run folder appears only when complete): `--force` replaces
+# only a folder that has them, never a folder of other files.
+RUN_FOLDER_FILES = ("summary.json", "evaluation.parquet")
+
+
+def looks_like_run(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in RUN_FOLDER_FILES)
+
+
 def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+    """Refuse an --out that is in the way: not a folder (73), not empty without --force, or not a
+    run folder even with --force (2). An empty folder is simply used."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        kind = "a broken symbolic link" if out.is_symlink() and not out.exists() else "not a folder"
+        raise OutputError(f"--out {out} exists and is {kind}")
+    try:
+        empty = not any(out.iterdir())
+    except OSError as exc:
+        raise OutputError(f"--out {out} cannot be read: {exc.strerror}") from None
+    if empty:
+        return
+    if not force:
         raise UsageError(f"--out {out} exists and is not empty; pass --force to replace it")
+    if not looks_like_run(out):
+        raise UsageError(f"--out {out} is not a run folder (it lacks {' or '.join(RUN_FOLDER_FILES)}); "
+                         "--force replaces only a run folder: choose another --out, or empty it yourself")
+
+
+def _warnings(opts: RunOptions) -> list[str]:
+    """What a reader of this run must know about how it was asked for."""
+    out = []
+    if opts.as_of > opts.today:
+        out.append(f"--as-of {opts.as_of} is after today ({opts.today}): no data after today exist, so the "
+                   "criteria are judged on today's data as if nothing happened until then")
+    return out
 
 
 class _Stage:
@@ -93,9 +128,14 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     _check_out(opts.out, opts.force)
+    for name in sweep_dead_partials(opts.out):
+        log.event("sweep", f"removed {name}, left by an interrupted run", level="warning")
     tmp = partial_dir(opts.out)
     try:
         log.attach(tmp / "run.log")
+        warnings = _warnings(opts)
+        for w in warnings:
+            log.event("start", w, level="warning")
         with _Stage("ingest_validate", timings, log):
             dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
             vocab = load_vocabulary(opts.drug_lines)
@@ -120,6 +160,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             "dialect": vars(registry.dialect) if registry.dialect else None,
             "drug_lines": vocab.source,
             "quality": None,
+            "warnings": warnings,
             "timings_seconds": None,  # filled below; the only engine- and machine-dependent field
         }
         log.event("evaluate", "counts", **{k: summary[k] for k in ("population", *outputs.STATUSES)})
@@ -130,13 +171,15 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
                 seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
                 timings["quality_frames"] = seconds["frames"]
                 log.event("quality", f"{summary['quality']['n_findings']} findings")
+            except OSError:  # writing its results failed (a full disk): an error of the run
+                raise
             except Exception as exc:  # noqa: BLE001 - quality findings never stop a run, nor does their failure
-                summary["quality"] = {"error": f"the quality stage failed: {type(exc).__name__}: {exc}",
+                summary["quality"] = {"error": cap(f"the quality stage failed: {type(exc).__name__}: {exc}", 300),
                                       "n_findings": 0, "findings": []}
                 log.event("quality", summary["quality"]["error"], level="warning")
 
         with _Stage("write", timings, log):
-            evaluation.write_parquet(tmp / "evaluation.parquet", statistics=False)
+            outputs.write_parquet(evaluation, tmp / "evaluation.parquet")
             outputs.write_csv(cands, tmp / "candidates.csv")
             outputs.write_csv(attr, tmp / "attrition.csv")
             qdir = tmp / "quarantine"
@@ -152,7 +195,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         summary["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
         outputs.write_json(summary, tmp / "summary.json")
         hooks.before_publish(tmp, summary, timings, log)
-        publish(tmp, opts.out)
+        publish(tmp, opts.out, keep_replaced=opts.keep_replaced)
         # The log file stays open across the rename: later events (retention) still reach it.
         log.event("publish", f"run folder {opts.out}", seconds=round(timings["total"], 3))
         if own_log:

@@ -8,6 +8,9 @@ place). On stderr, what is written depends on who is watching:
 - otherwise (cron, systemd) only warnings and errors, as JSON lines, so that a quiet
   night sends no mail and a bad one sends something a script can parse;
 - `verbose` sends every event as JSON lines.
+
+A closed stderr (a reader that went away) stops the echo, never the run; a failed
+write to `run.log` (a full disk) is an error of the run, with the file named.
 """
 
 from __future__ import annotations
@@ -35,34 +38,47 @@ class RunLog:
         self.tty = self.stream.isatty() if tty is None else tty
         self.verbose, self.echo = verbose, echo
         self.file: IO[str] | None = None
+        self.path: Path | None = None
         self.events: list[dict] = []
 
     def attach(self, path: Path) -> None:
         """Start writing to `path`, with what was logged before."""
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - stays open across the folder's rename
-        self.file.writelines(_line(e) for e in self.events)
-        self.file.flush()
+        self.path = path
+        self._write("".join(_line(e) for e in self.events))
+
+    def _write(self, text: str) -> None:
+        try:
+            self.file.write(text)
+            self.file.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from None
 
     def detach(self) -> None:
         if self.file is not None:
-            self.file.close()
-            self.file = None
+            file, self.file = self.file, None
+            try:
+                file.close()
+            except OSError:  # a full disk at the last flush: the run has failed already or will say so
+                pass
 
     def event(self, stage: str, message: str, level: str = "info", **fields) -> None:
         record = {"time": _now(), "level": level, "stage": stage, "message": message, **fields}
         self.events.append(record)
         line = _line(record)
         if self.file is not None:  # before `attach`, the event waits in `events`
-            self.file.write(line)
-            self.file.flush()
+            self._write(line)
         if not self.echo:
             return
-        if self.verbose or (not self.tty and level in ("warning", "error")):
-            self.stream.write(line)
-        elif self.tty:
-            extra = f" ({fields['seconds']} s)" if "seconds" in fields else ""
-            self.stream.write(f"{stage}: {message}{extra}\n")
-        self.stream.flush()
+        try:
+            if self.verbose or (not self.tty and level in ("warning", "error")):
+                self.stream.write(line)
+            elif self.tty:
+                extra = f" ({fields['seconds']} s)" if "seconds" in fields else ""
+                self.stream.write(f"{stage}: {message}{extra}\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed (a broken pipe): stop echoing, go on
+            self.echo = False
 
     def write_to(self, path: Path) -> None:
         """Write every event so far to `path` (the log of a run that produced no folder)."""
