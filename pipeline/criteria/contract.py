@@ -39,7 +39,7 @@ def _codes() -> dict[tuple[str, str], tuple[list[str] | None, str]]:
         ("conditions", "code"): (None, "upper"),
         ("function_tests", "test"): (function_tests.TESTS, "upper"),
         ("labs", "test"): (None, "upper"),
-        ("labs", "unit"): (None, "as written"),
+        ("labs", "unit"): (None, "unit"),
         # Drugs are held as generic names (the vocabulary is configuration, so any name).
         ("treatments", "drug"): (None, "lower"),
     }
@@ -64,6 +64,9 @@ class Column:
     def fold(self, code: str) -> str:
         """A code as the accepted table holds it (codes are matched case-insensitively)."""
         code = code.strip()
+        if self.case == "unit":  # the spelling ingest gives the criteria's units (IU/L is held as U/L)
+            from schemas.labs import UNITS
+            return {k: v for units in UNITS.values() for k, v in units.items()}.get(code.lower(), code)
         return code.upper() if self.case == "upper" else code.lower() if self.case == "lower" else code
 
 

@@ -164,14 +164,16 @@ def _date_on_or_before(node: Node, ctx: Ctx) -> pl.LazyFrame:
 
 @compiles("age")
 def _age(node: Node, ctx: Ctx) -> pl.LazyFrame:
-    a = age_years(pl.col("birth_date"), ctx.D)
+    # A birth date after D is not known at D (nothing dated after D is used): unknown, as empty.
+    born = pl.col("birth_date").is_not_null() & (pl.col("birth_date") <= ctx.D)
+    a = pl.when(born).then(age_years(pl.col("birth_date"), ctx.D))
     within = pl.lit(True)
     if node["min"] is not None:
         within = within & (a >= node["min"])
     if node["max"] is not None:
         within = within & (a <= node["max"])
     return ctx.tables["patients"].select(
-        PID, pl.when(pl.col("birth_date").is_null()).then(lit(UNKNOWN))
+        PID, pl.when(~born).then(lit(UNKNOWN))
         .when(within).then(lit(PASS)).otherwise(lit(FAIL)).alias("status"), a.alias(node["as"]))
 
 

@@ -264,12 +264,15 @@ def age_sql(birth: exp.Expression) -> exp.Expression:
 
 @compiles("age")
 def _age(node: Node, ctx: Ctx) -> str:
-    aged = ctx.cte(node, "aged", exp.select(col(PID), col("birth_date"), age_sql(col("birth_date")).as_("age"))
+    # A birth date after D is not known at D (nothing dated after D is used): unknown, as empty.
+    born = and_(not_null(col("birth_date")), col("birth_date") <= D())
+    aged = ctx.cte(node, "aged", exp.select(col(PID), born.as_("born"),
+                                            case([(born.copy(), age_sql(col("birth_date")))], exp.null()).as_("age"))
                    .from_(table("patients")))
     a = col("age")
     within = and_(a >= lit(node["min"]) if node["min"] is not None else None,
                   a.copy() <= lit(node["max"]) if node["max"] is not None else None)
-    status = case([(is_null(col("birth_date")), status_lit(UNKNOWN)), (within, status_lit(PASS))], status_lit(FAIL))
+    status = case([(exp.not_(col("born")), status_lit(UNKNOWN)), (within, status_lit(PASS))], status_lit(FAIL))
     return ctx.cte(node, "", exp.select(col(PID), status.as_("status"), col("age").as_(node["as"])).from_(table(aged)))
 
 

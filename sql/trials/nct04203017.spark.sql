@@ -39,20 +39,24 @@ FROM n;
 WITH n_aged AS (
   SELECT
     patient_id,
-    birth_date,
-    CAST(YEAR(CAST(:as_of AS DATE)) - YEAR(birth_date) - CASE
-      WHEN MONTH(CAST(:as_of AS DATE)) < MONTH(birth_date)
-      THEN 1
-      WHEN MONTH(CAST(:as_of AS DATE)) = MONTH(birth_date)
-      AND DAY(CAST(:as_of AS DATE)) < DAY(birth_date)
-      THEN 1
-      ELSE 0
-    END AS BIGINT) AS age
+    NOT birth_date IS NULL AND birth_date <= CAST(:as_of AS DATE) AS born,
+    CASE
+      WHEN NOT birth_date IS NULL AND birth_date <= CAST(:as_of AS DATE)
+      THEN CAST(YEAR(CAST(:as_of AS DATE)) - YEAR(birth_date) - CASE
+        WHEN MONTH(CAST(:as_of AS DATE)) < MONTH(birth_date)
+        THEN 1
+        WHEN MONTH(CAST(:as_of AS DATE)) = MONTH(birth_date)
+        AND DAY(CAST(:as_of AS DATE)) < DAY(birth_date)
+        THEN 1
+        ELSE 0
+      END AS BIGINT)
+      ELSE NULL
+    END AS age
   FROM patients
 ), n AS (
   SELECT
     patient_id,
-    CASE WHEN birth_date IS NULL THEN 'unknown' WHEN age >= 18 THEN 'pass' ELSE 'fail' END AS status,
+    CASE WHEN NOT born THEN 'unknown' WHEN age >= 18 THEN 'pass' ELSE 'fail' END AS status,
     age AS age
   FROM n_aged
 )
