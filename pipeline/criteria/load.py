@@ -203,8 +203,13 @@ class _Builder:
                 if col is not None and contract.column(table, col) is None:
                     raise DesignError(where, f"no column {col!r} in {table}; columns: {', '.join(contract.columns(table))}")
                 node.args[name] = col
-            elif fld.type == "where":
-                node.args[name] = self.where(value, table, where, node.params)
+            elif fld.type == "where?" and value in (None, "none"):
+                node.args[name] = None
+            elif fld.type.startswith("where"):
+                on = node.args[fld.type.split("@")[1]] if "@" in fld.type else table
+                node.args[name] = self.where(value, on, where, node.params)
+            elif fld.type == "sources":
+                node.args[name] = self.sources(value, where, node.params)
             else:
                 node.args[name] = self.value(value, fld.type, where, node.params, name)
         if typ == "screening" and not top:
@@ -230,6 +235,27 @@ class _Builder:
                                         f"codes: {', '.join(col.codes)}")
         return folded
 
+    def sources(self, raw: Any, path: str, refs: dict[str, str]) -> list[dict[str, Any]]:
+        """Event sources: [{table, where (the rows that are events), possible (rows that may be)}]."""
+        if not isinstance(raw, list) or not raw:
+            raise DesignError(path, "must be a non-empty list of { table, where, possible }")
+        out = []
+        for i, src in enumerate(raw):
+            at = f"{path}[{i}]"
+            if not isinstance(src, dict) or "table" not in src:
+                raise DesignError(at, "an event source is a table { table = ..., where = ..., possible = ... }")
+            extra = sorted(set(src) - {"table", "where", "possible"})
+            if extra:
+                raise DesignError(f"{at}.{extra[0]}", "an event source has table, where and possible")
+            tbl = self.value(src["table"], "str", f"{at}.table", refs, f"events[{i}].table")
+            if tbl not in contract.EVENT_DATE:
+                raise DesignError(f"{at}.table", f"events come from a table of dated events "
+                                                 f"({', '.join(contract.EVENT_DATE)}), not {tbl!r}")
+            out.append({"table": tbl, "where": self.where(src.get("where", {}), tbl, f"{at}.where", refs),
+                        "possible": self.where(src["possible"], tbl, f"{at}.possible", refs)
+                        if "possible" in src else None})
+        return out
+
     @staticmethod
     def drug(name: str, path: str) -> str:
         """A drug as treatments holds it: the generic name of the bundled vocabulary (brands map to it)."""
@@ -243,9 +269,14 @@ class _Builder:
     def where(self, raw: Any, table: str, path: str, refs: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not isinstance(raw, dict):
             raise DesignError(path, "must be a table of column = condition")
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Any] = {}
         for colname, pred in raw.items():
             where = f"{path}.{colname}"
+            if colname == "any":  # one of several filters: { any = [{ a = ... }, { b = ... }] }
+                if not isinstance(pred, list) or not pred:
+                    raise DesignError(where, "must be a non-empty list of filters")
+                out["any"] = [self.where(w, table, f"{where}[{i}]", refs) for i, w in enumerate(pred)]
+                continue
             col = contract.column(table, colname)
             if col is None:
                 raise DesignError(where, f"no column {colname!r} in {table}; columns: {', '.join(contract.columns(table))}")
@@ -267,9 +298,9 @@ class _Builder:
                         raise DesignError(at, f"{table}.{colname} is {col.type}: min/max need a number column")
                     got[key] = self.value(value, "number", at, refs, f"where.{colname}.{key}")
                     continue
-                if key in ("prefix", "not_prefix") and col.type != "str":
+                if key in ("prefix", "not_prefix", "prefix_listed") and col.type != "str":
                     raise DesignError(at, f"{table}.{colname} is {col.type}: prefixes need a text column")
-                if key in ("in", "not_in") and col.type == "float":
+                if key in ("in", "not_in", "in_listed") and col.type == "float":
                     raise DesignError(at, f"{table}.{colname} is a decimal number: use min/max, not a list")
                 if col.type == "date":
                     raise DesignError(at, f"{table}.{colname} is a date: filter dates with the node's window")
@@ -280,7 +311,7 @@ class _Builder:
                 else:
                     typ = "int_list" if col.type == "int" else "str_list"
                     v = self.value(value, typ, at, refs, f"where.{colname}.{key}")
-                    if key in ("in", "not_in"):
+                    if key in ("in", "not_in", "in_listed"):
                         v = self.codes(col, v, at) if typ == "str_list" else v
                     else:  # prefixes: in the column's case, compared without dots ("A81.2" matches "a812")
                         v = [col.fold(x) if col.is_code else x.strip() for x in v]

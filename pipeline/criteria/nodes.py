@@ -24,7 +24,9 @@ REQUIRED = object()
 #   int, number, str, bool, status (pass/fail/unknown), tie (highest/lowest),
 #   str_list, int_list, table, column (of the node's table), where (a row filter),
 #   node, node_list.
-PREDICATES = ("equals", "in", "not_in", "prefix", "not_prefix", "empty", "min", "max")
+# `in_listed` and `prefix_listed` are `in` and `prefix`, except that an empty list puts no condition
+# (a trial parameter such as "categories = []" meaning any category).
+PREDICATES = ("equals", "in", "not_in", "prefix", "not_prefix", "in_listed", "prefix_listed", "empty", "min", "max")
 
 
 class DesignError(Exception):
@@ -51,6 +53,7 @@ class NodeType:
     check: Callable[["Node"], None] | None = None
     evidence: Callable[["Node"], list[str]] = lambda n: []
     custom: bool = False  # a named block: a whole computation, not a composition
+    reads: Callable[["Node"], list[str]] | None = None  # the tables it reads, when not just `table()`
 
 
 @dataclass
@@ -82,7 +85,8 @@ class Node:
         """The optional tables this node reads (an absent one makes the criterion unknown)."""
         out: list[str] = []
         for n in self.walk():
-            for t in TABLES_READ.get(n.type, [n.table()] if n.table() else []):
+            read = n.spec.reads(n) if n.spec.reads else [n.table()] if n.table() else []
+            for t in read:
                 if t and t != "patients" and t not in out:
                     out.append(t)
         return out
@@ -181,6 +185,41 @@ def _check_progression(n: Node):
     _positive(n, "confirmation_days", "increase_below", "increase_from")
 
 
+def _check_episodes(n: Node):
+    _non_negative(n, "window_days", "gap_days")
+    _positive(n, "min_episodes")
+    if n["min_episodes"] is not None and n["min_episodes"] > 12:
+        _fail(n, "min_episodes", "at most 12 (episodes are counted up to min_episodes, one step each)")
+
+
+def _check_events_during(n: Node):
+    if n.table() not in contract.EPISODE_DATES:
+        _fail(n, "table", f"events_during needs a table of episodes ({', '.join(contract.EPISODE_DATES)})")
+    _non_negative(n, "window_days", "start_offset_days")
+
+
+def _check_years_by_value(n: Node):
+    _check_years_since(n)
+    _positive(n, "max_years_above", "max_years_at_or_below")
+    if n["value_table"] not in contract.EVENT_DATE:
+        _fail(n, "value_table", f"needs a table of dated events ({', '.join(contract.EVENT_DATE)})")
+    col = contract.column(n["value_table"], n["value_column"])
+    if col is None:
+        _fail(n, "value_column", f"no column {n['value_column']!r} in {n['value_table']}")
+    if col.type not in ("float", "int"):
+        _fail(n, "value_column", f"column {col.table}.{col.name} is {col.type}; this needs float or int")
+    _non_negative(n, "lookback_days")
+
+
+def _check_recent_progression(n: Node):
+    _non_negative(n, "window_days", "baseline_lookback_days", "relapse_exclusion_days")
+    _positive(n, "confirmation_days", "increase_below", "increase_from")
+
+
+def _sources_tables(n: Node) -> list[str]:
+    return [s["table"] for s in n["events"]]
+
+
 def _check_children(n: Node):
     if not n.children:
         _fail(n, "of", "needs at least one sub-criterion")
@@ -228,24 +267,47 @@ NODE_TYPES: dict[str, NodeType] = {t.name: t for t in [
              {"lab_lookback_days": Field("int"), "weight_lookback_days": Field("int"), "min_crcl": Field("number"),
               "female_factor": Field("number"), "creat_default_uln_umol": Field("number"),
               "creat_umol_per_mg_dl": Field("number")},
-             table="labs", check=_check_crcl, custom=True,
+             table="labs", check=_check_crcl, custom=True, reads=lambda n: ["labs", "visits"],
              evidence=lambda n: ["crcl", "creat_mg_dl", "weight", "weight_date"]),
+    NodeType("episodes", "Episodes of activity: distinct event dates within a window, merged by a gap rule, "
+             "counted up to min_episodes; known events decide, possible events can only make it unknown.",
+             {"events": Field("sources"), "window_days": Field("int"), "gap_days": Field("int"),
+              "min_episodes": Field("int"), "as": Field("str", "episodes", _AS)},
+             check=_check_episodes, reads=_sources_tables,
+             evidence=lambda n: [f"{n['as']}_known", f"{n['as']}_possible"]),
+    NodeType("events_during", "An event dated within the on-treatment period of an episode of a table "
+             "(from start + start_offset_days to its end or D).",
+             {"events": Field("sources"), "window_days": Field("int"), "table": Field("table"), "where": _WHERE,
+              "start_offset_days": Field("int", 0), "unknown_when": Field("where?", None)},
+             check=_check_events_during, reads=lambda n: _sources_tables(n) + [n["table"]]),
+    NodeType("years_since_by_value", "Years since a patient's date below a limit that depends on the latest value "
+             "of a measurement (above a step or at or below it).",
+             {"column": Field("column"), "fallback": Field("column?", None), "value_table": Field("str"),
+              "value_column": Field("str"), "where": Field("where@value_table", {}), "lookback_days": Field("int"),
+              "tie": Field("tie"), "step": Field("number"), "max_years_above": Field("number"),
+              "max_years_at_or_below": Field("number"), "as": Field("str", "years", _AS),
+              "value_as": Field("str", "value", "name of the evidence column of the value used")},
+             table="patients", check=_check_years_by_value,
+             reads=lambda n: [n["value_table"]], evidence=lambda n: [n["as"], n["value_as"]]),
+    NodeType("recent_progression", "Confirmed EDSS worsening in the last window_days before D, from the EDSS of "
+             "the year before that window.",
+             {"window_days": Field("int"), "baseline_lookback_days": Field("int"), "increase_below": Field("number"),
+              "increase_from": Field("number"), "increase_step_edss": Field("number"),
+              "confirmation_days": Field("int"), "relapse_exclusion_days": Field("int")},
+             table="visits", check=_check_recent_progression, custom=True,
+             reads=lambda n: ["visits", "relapses"],
+             evidence=lambda n: ["baseline_date", "baseline_edss", "worsening_date", "worsening_edss",
+                                 "confirmed_date"]),
     NodeType("confirmed_progression", "Confirmed EDSS worsening within a treatment episode of the listed lines.",
              {"lines": Field("int_list"), "lag_days": Field("int"), "baseline_lookback_days": Field("int"),
               "late_baseline_days": Field("int"), "increase_below": Field("number"), "increase_from": Field("number"),
               "increase_step_edss": Field("number"), "confirmation_days": Field("int"),
               "relapse_exclusion_days": Field("int")},
              table="treatments", check=_check_progression, custom=True,
+             reads=lambda n: ["visits", "treatments", "relapses"],
              evidence=lambda n: ["drug", "episode_start", "episode_end", "baseline_date", "baseline_edss",
                                  "worsening_date", "worsening_edss", "confirmed_date"]),
 ]}
-
-# Node types that read more than their one table.
-TABLES_READ = {
-    "creatinine_clearance": ["labs", "visits"],
-    "confirmed_progression": ["visits", "treatments", "relapses"],
-}
-
 
 def registrar(table: dict):
     """A decorator factory that files one function per node type in `table` (each compiler has one)."""

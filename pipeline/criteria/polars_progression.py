@@ -167,3 +167,55 @@ def confirmed_progression(t, p, D):
         as_date("b_day").alias("baseline_date"), pl.col("b").alias("baseline_edss"),
         as_date("w_day").alias("worsening_date"), pl.col("w_edss").alias("worsening_edss"),
         as_date("w_c_day").alias("confirmed_date"))
+
+
+def recent_progression(t, p, D):
+    """Confirmed EDSS worsening in the recent window [D - window_days, D] (docs/criteria-nct04411641.md).
+
+    Baseline: the latest valid visit in [ws - baseline_lookback_days, ws), else the earliest
+    valid visit in [ws, D] (ws = D - window_days). Worsening candidates are the valid visits
+    of the recent window after the baseline's date; confirmation as in `confirmed_progression`
+    (the confirming visit may be any valid visit up to D). `p`: window_days,
+    baseline_lookback_days, increase_below, increase_from, increase_step_edss,
+    confirmation_days, relapse_exclusion_days. The SQL twin: sql/blocks/recent_progression.sql.
+    """
+    ids = patients(t).with_row_index("pk")
+    valid = valid_edss_visits(t, p, D, ids).collect().lazy()
+    levels = visit_levels(valid, p)
+    d = pl.lit(D).cast(pl.Int64)
+    ws = d - p["window_days"]
+    early = (valid.filter((pl.col("day") >= ws - p["baseline_lookback_days"]) & (pl.col("day") < ws))
+             .group_by("pk").agg(pl.col("day").max().alias("b1_day"),
+                                 pl.col("edss").sort_by("day").last().alias("b1_edss")))
+    late = (valid.filter(pl.col("day").is_between(ws, d))
+            .group_by("pk").agg(pl.col("day").min().alias("b2_day"),
+                                pl.col("edss").sort_by("day").first().alias("b2_edss")))
+    base = (ids.join(early, on="pk", how="left", maintain_order="left")
+            .join(late, on="pk", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("b1_edss", "b2_edss").alias("b"),
+                          pl.when(pl.col("b1_day").is_not_null()).then(pl.col("b1_day"))
+                          .otherwise(pl.col("b2_day")).alias("b_day"))
+            .with_columns((pl.col("b") + pl.when(pl.col("b") < p["increase_step_edss"])
+                           .then(pl.lit(p["increase_below"])).otherwise(pl.lit(p["increase_from"]))).alias("thr")))
+    cand = (levels.filter(pl.col("day").is_between(ws, d))
+            .join(base.select("pk", "b_day", "thr"), on="pk", how="inner")
+            .filter(pl.col("day") > pl.col("b_day")))
+    confirmed = (pl.col("conf_level") >= pl.col("thr")).fill_null(False)
+    judged = cand.group_by("pk").agg(
+        pl.len().alias("n_window"), confirmed.any().alias("confirmed"),
+        (pl.col("pend_level") >= pl.col("thr")).fill_null(False).any().alias("pending"),
+        pl.col("day").filter(confirmed).min().alias("w_day"))
+    first_w = cand.filter(confirmed).select("pk", pl.col("day").alias("w_day"), pl.col("edss").alias("w_edss"),
+                                            pl.col("c_day").alias("w_c_day"))
+    out = (base.join(judged, on="pk", how="left", maintain_order="left")
+           .join(first_w, on=["pk", "w_day"], how="left", maintain_order="left"))
+    status = (pl.when(pl.col("confirmed").fill_null(False)).then(lit(PASS))
+              .when(pl.col("b").is_null() | pl.col("n_window").is_null()).then(lit(UNKNOWN))
+              .when(pl.col("pending").fill_null(False)).then(lit(UNKNOWN)).otherwise(lit(FAIL)))
+
+    def as_date(col):
+        return pl.col(col).cast(pl.Int32).cast(pl.Date)
+
+    return out.select(PID, status.alias("status"), as_date("b_day").alias("baseline_date"),
+                      pl.col("b").alias("baseline_edss"), as_date("w_day").alias("worsening_date"),
+                      pl.col("w_edss").alias("worsening_edss"), as_date("w_c_day").alias("confirmed_date"))

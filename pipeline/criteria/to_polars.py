@@ -21,7 +21,7 @@ from pipeline.criteria import contract
 from pipeline.criteria.nodes import Node, registrar
 from pipeline.criteria.polars_helpers import (FAIL, PASS, PID, SCREENING, UNKNOWN, Tables, age_years, days_before,
                                               divide, latest, lit, on_patients, patients)
-from pipeline.criteria.polars_progression import confirmed_progression
+from pipeline.criteria.polars_progression import confirmed_progression, recent_progression
 
 
 @dataclass
@@ -64,6 +64,8 @@ PREDICATES: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
     "not_in": lambda c, v: ~_in(c, v),
     "prefix": _prefixed,
     "not_prefix": lambda c, v: ~_prefixed(c, v),
+    "in_listed": lambda c, v: _in(c, v) if v else pl.lit(True),
+    "prefix_listed": lambda c, v: _prefixed(c, v) if v else pl.lit(True),
     "empty": lambda c, v: c.is_null() if v else c.is_not_null(),
     "min": lambda c, v: c.is_not_null() & (c >= v),
     "max": lambda c, v: c.is_not_null() & (c <= v),
@@ -73,6 +75,12 @@ PREDICATES: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
 def where_expr(where: dict) -> pl.Expr:
     cond = pl.lit(True)
     for column, preds in where.items():
+        if column == "any":
+            either = pl.lit(False)
+            for sub in preds:
+                either = either | where_expr(sub)
+            cond = cond & either
+            continue
         for key, value in preds.items():
             cond = cond & PREDICATES[key](pl.col(column), value)
     return cond
@@ -294,3 +302,119 @@ def _creatinine_clearance(node: Node, ctx: Ctx) -> pl.LazyFrame:
 @compiles("confirmed_progression")
 def _confirmed_progression(node: Node, ctx: Ctx) -> pl.LazyFrame:
     return confirmed_progression(ctx.tables, node.args, ctx.D)
+
+
+# ---------------------------------------------------------------- activity: events, episodes, on-treatment periods
+
+def _day(expr: pl.Expr) -> pl.Expr:
+    """A date as whole days since 1970-01-01 (windows are integer ranges)."""
+    return expr.cast(pl.Int64)
+
+
+def event_days(node: Node, ctx: Ctx) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The distinct (patient, day) of the known events and of the possible events (known ones included),
+    dated within the node's window."""
+    known, possible = [], []
+    for src in node["events"]:
+        tbl = src["table"]
+        rows = ctx.tables[tbl].filter(window_expr(tbl, ctx.D, node["window_days"]))
+        is_known = where_expr(src["where"])
+        may_be = is_known | where_expr(src["possible"]) if src["possible"] is not None else is_known
+        day = _day(pl.col(contract.EVENT_DATE[tbl])).alias("day")
+        known.append(rows.filter(is_known).select(PID, day))
+        possible.append(rows.filter(may_be).select(PID, day))
+    return pl.concat(known).unique(), pl.concat(possible).unique()
+
+
+def _episode_count(days: pl.LazyFrame, gap: int, most: int, name: str) -> pl.LazyFrame:
+    """Episodes of each patient's event days, counted up to `most`: the earliest day opens one; the
+    earliest day at least `gap` days after an opening day opens the next (one join per step)."""
+    opened = days.group_by(PID).agg(pl.col("day").min())
+    count = opened.select(PID, pl.lit(1, pl.Int64).alias(name))
+    for _ in range(1, most):
+        opened = (opened.join(days.rename({"day": "next"}), on=PID)
+                  .filter(pl.col("next") >= pl.col("day") + gap)
+                  .group_by(PID).agg(pl.col("next").min().alias("day")))
+        count = (count.join(opened.select(PID, pl.lit(1, pl.Int64).alias("_step")), on=PID, how="left")
+                 .select(PID, (pl.col(name) + pl.col("_step").fill_null(0)).alias(name)))
+    return count
+
+
+@compiles("episodes")
+def _episodes(node: Node, ctx: Ctx) -> pl.LazyFrame:
+    known, possible = event_days(node, ctx)
+    k, name = node["min_episodes"], node["as"]
+    kn, pn = f"{name}_known", f"{name}_possible"
+    got = on_patients(patients(ctx.tables), _episode_count(known, node["gap_days"], k, kn),
+                      _episode_count(possible, node["gap_days"], k, pn))
+    n_known, n_possible = pl.col(kn).fill_null(0), pl.col(pn).fill_null(0)
+    status = (pl.when(n_known >= k).then(lit(PASS)).when(n_possible >= k).then(lit(UNKNOWN)).otherwise(lit(FAIL)))
+    return got.select(PID, status.alias("status"), n_known.alias(kn), n_possible.alias(pn))
+
+
+@compiles("events_during")
+def _events_during(node: Node, ctx: Ctx) -> pl.LazyFrame:
+    D, tbl, offset = ctx.D, node["table"], node["start_offset_days"]
+    start, end = (pl.col(c) for c in contract.EPISODE_DATES[tbl])
+    qualifying = ctx.tables[tbl].filter(where_expr(node["where"]) & start.is_not_null() & (start <= D))
+    periods = (qualifying.select(PID, (_day(start) + offset).alias("lo"),
+                                 pl.when(end.is_not_null() & (end <= D)).then(_day(end))
+                                 .otherwise(_day(pl.lit(D))).alias("hi"))
+               .filter(pl.col("hi") >= pl.col("lo")))
+    known, possible = event_days(node, ctx)
+
+    def during(days: pl.LazyFrame, name: str) -> pl.LazyFrame:
+        return (days.join(periods, on=PID).filter(pl.col("day").is_between(pl.col("lo"), pl.col("hi")))
+                .select(PID).unique().with_columns(pl.lit(True).alias(name)))
+
+    frames = [during(known, "_known"), during(possible, "_possible")]
+    doubt = pl.lit(False)
+    if node["unknown_when"] is not None:
+        # An episode ended for a reason that implies activity on it (e.g. inefficacy), after at least the
+        # offset of treatment and within the window: the registry may lack the event itself.
+        ended = (qualifying.filter(where_expr(node["unknown_when"]) & end.is_not_null()
+                                   & end.is_between(days_before(D, node["window_days"]), D)
+                                   & (_day(end) >= _day(start) + offset))
+                 .select(PID).unique().with_columns(pl.lit(True).alias("_ended")))
+        frames.append(ended)
+        doubt = pl.col("_ended").fill_null(False)
+    got = on_patients(patients(ctx.tables), *frames)
+    status = (pl.when(pl.col("_known").fill_null(False)).then(lit(PASS))
+              .when(pl.col("_possible").fill_null(False) | doubt).then(lit(UNKNOWN)).otherwise(lit(FAIL)))
+    return got.select(PID, status.alias("status"))
+
+
+@compiles("years_since_by_value")
+def _years_since_by_value(node: Node, ctx: Ctx) -> pl.LazyFrame:
+    D = ctx.D
+    tbl = node["value_table"]
+    worst = "max" if node["tie"] == "highest" else "min"
+    value = latest(ctx.tables[tbl].filter(where_expr(node["where"])), contract.EVENT_DATE[tbl], node["value_column"],
+                   D, node["lookback_days"], worst, "_v")
+    above, below = node["max_years_above"], node["max_years_at_or_below"]
+    lo, hi = min(above, below), max(above, below)
+
+    def years(column):
+        known = pl.col(column).is_not_null() & (pl.col(column) <= D)
+        return pl.when(known).then(divide((pl.lit(D) - pl.col(column)).dt.total_days().cast(pl.Float64), 365.25))
+
+    y = years(node["column"])
+    yd = years(node["fallback"]) if node["fallback"] else pl.lit(None, pl.Float64)
+    v = pl.col("_v")
+    limit = pl.when(v > node["step"]).then(pl.lit(float(above))).otherwise(pl.lit(float(below)))
+    status = (pl.when(y.is_not_null() & v.is_not_null()).then(pl.when(y < limit).then(lit(PASS)).otherwise(lit(FAIL)))
+              # Without the value, only a duration below both limits passes and one above both fails.
+              .when(y.is_not_null()).then(pl.when(y < lo).then(lit(PASS)).when(y >= hi).then(lit(FAIL))
+                                          .otherwise(lit(UNKNOWN)))
+              # The fallback date (diagnosis) follows the primary one: the duration is at least that long.
+              .when(yd.is_not_null() & v.is_not_null()).then(pl.when(yd >= limit).then(lit(FAIL)).otherwise(lit(UNKNOWN)))
+              .when(yd.is_not_null()).then(pl.when(yd >= hi).then(lit(FAIL)).otherwise(lit(UNKNOWN)))
+              .otherwise(lit(UNKNOWN)))
+    return on_patients(ctx.tables["patients"].select(PID, node["column"], *([node["fallback"]] if node["fallback"]
+                                                                              else [])), value).select(
+        PID, status.alias("status"), pl.coalesce(y, yd).alias(node["as"]), v.alias(node["value_as"]))
+
+
+@compiles("recent_progression")
+def _recent_progression(node: Node, ctx: Ctx) -> pl.LazyFrame:
+    return recent_progression(ctx.tables, node.args, ctx.D)

@@ -161,6 +161,8 @@ PREDICATES: dict[str, Callable[[exp.Expression, object], exp.Expression]] = {
     "not_in": lambda c, v: exp.not_(exp.paren(_in(c, v))) if v else exp.true(),
     "prefix": _prefixed,
     "not_prefix": lambda c, v: exp.not_(exp.paren(_prefixed(c, v))) if v else exp.true(),
+    "in_listed": lambda c, v: _in(c, v) if v else exp.true(),
+    "prefix_listed": lambda c, v: _prefixed(c, v) if v else exp.true(),
     "empty": lambda c, v: is_null(c) if v else not_null(c),
     "min": lambda c, v: and_(not_null(c), c.copy() >= lit(v)),
     "max": lambda c, v: and_(not_null(c), c.copy() <= lit(v)),
@@ -168,7 +170,13 @@ PREDICATES: dict[str, Callable[[exp.Expression, object], exp.Expression]] = {
 
 
 def where_sql(where: dict) -> list[exp.Expression]:
-    return [PREDICATES[key](col(column), value) for column, preds in where.items() for key, value in preds.items()]
+    out = []
+    for column, preds in where.items():
+        if column == "any":
+            out.append(exp.paren(or_(*[exp.paren(and_(*where_sql(sub))) for sub in preds])))
+            continue
+        out += [PREDICATES[key](col(column), value) for key, value in preds.items()]
+    return out
 
 
 def window_sql(tbl: str, within_days: int | None) -> exp.Expression:
@@ -276,9 +284,9 @@ def _age(node: Node, ctx: Ctx) -> str:
     return ctx.cte(node, "", exp.select(col(PID), status.as_("status"), col("age").as_(node["as"])).from_(table(aged)))
 
 
-def _years(column: str) -> exp.Expression:
+def _years(column: str, tbl: str | None = None) -> exp.Expression:
     # A date after D is not known at D: it counts as empty.
-    c = col(column)
+    c = col(column, tbl)
     days = exp.DateDiff(this=D(), expression=c, unit=exp.var("DAY"))
     return case([(c.copy() <= D(), exp.Div(this=exp.cast(days, exp.DataType.build("double")), expression=lit(365.25)))],
                 exp.null())
@@ -437,38 +445,165 @@ def _block_text(name: str) -> str:
     return (sql_dir() / "blocks" / f"{name}.sql").read_text("utf-8")
 
 
+INCLUDE = re.compile(r"^-- include: (\w+)$", re.M)
+
+
 def hand_written_block(node: Node, ctx: Ctx, name: str) -> str:
-    """A hand-written block: parsed, its `$field` placeholders replaced by typed literals, its CTEs
-    renamed after the node and hoisted into the criterion's query."""
-    tree = sqlglot.parse_one(_block_text(name), read="duckdb")
+    """A hand-written block: parsed, its `$field` placeholders replaced by typed literals of the node's
+    fields, its CTEs (and those of the blocks it includes with `-- include: NAME`) renamed after the
+    node and hoisted into the criterion's query."""
+    text = _block_text(name)
+    prefix = "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+    renames: dict[str, str] = {}
 
     def substitute(e: exp.Expression) -> exp.Expression:
-        if isinstance(e, exp.Placeholder) and e.name != "as_of":
+        if isinstance(e, exp.Placeholder) and e.name == "as_of":
+            return D()
+        if isinstance(e, exp.Placeholder):
             if e.name not in node.args:
                 raise KeyError(f"sql/blocks/{name}.sql uses ${e.name}, which the node has no field for")
             return lit(node.args[e.name])
-        if isinstance(e, exp.Placeholder):
-            return D()
         return e
-    tree = tree.transform(substitute)
-    prefix = ctx.cte(node, "", exp.select(exp.Star()).from_(table("patients")))  # reserve the node's name
-    ctx.ctes.pop()
-    ctx.names.discard(prefix)
-    renames = {c.alias: f"{prefix}_{c.alias}" for c in tree.ctes}
 
     def rename(e: exp.Expression) -> exp.Expression:
         if isinstance(e, exp.Table) and not e.args.get("db") and e.name in renames:
-            alias = e.alias or e.name
-            return exp.to_table(renames[e.name]).as_(alias)
+            return exp.to_table(renames[e.name]).as_(e.alias or e.name)
         return e
-    for c in tree.ctes:
-        ctx.ctes.append((renames[c.alias], c.this.transform(rename)))
-        ctx.names.add(renames[c.alias])
-    body = tree.copy()
-    body.set("with_", None)
+
+    def hoist(tree: exp.Expression) -> exp.Expression:
+        for c in tree.ctes:
+            renames[c.alias] = f"{prefix}_{c.alias}"
+            ctx.ctes.append((renames[c.alias], c.this.transform(rename)))
+            ctx.names.add(renames[c.alias])
+        body = tree.copy()
+        body.set("with_", None)
+        return body
+
+    for included in INCLUDE.findall(text):
+        hoist(sqlglot.parse_one(_block_text(included), read="duckdb").transform(substitute))
+    body = hoist(sqlglot.parse_one(text, read="duckdb").transform(substitute))
     return ctx.cte(node, "", body.transform(rename))
 
 
 @compiles("confirmed_progression")
 def _confirmed_progression(node: Node, ctx: Ctx) -> str:
     return hand_written_block(node, ctx, "confirmed_progression")
+
+
+@compiles("recent_progression")
+def _recent_progression(node: Node, ctx: Ctx) -> str:
+    return hand_written_block(node, ctx, "recent_progression")
+
+
+# ---------------------------------------------------------------- activity: events, episodes, on-treatment periods
+
+def event_dates_sql(node: Node, ctx: Ctx) -> tuple[str, str]:
+    """CTEs of the distinct (patient_id, d) of the known events and of the possible events (known included),
+    dated within the node's window; see to_polars.event_days."""
+    def dates(step: str, possible: bool) -> str:
+        parts = []
+        for src in node["events"]:
+            tbl = src["table"]
+            known = and_(*where_sql(src["where"]))
+            cond = exp.paren(or_(known, exp.paren(and_(*where_sql(src["possible"]))))) \
+                if possible and src["possible"] is not None else known
+            parts.append(exp.select(col(PID), col(contract.EVENT_DATE[tbl]).as_("d")).from_(table(tbl))
+                         .where(and_(window_sql(tbl, node["window_days"]), cond)))
+        union = parts[0]
+        for part in parts[1:]:
+            union = exp.union(union, part, distinct=False)
+        return ctx.cte(node, step, exp.select(col(PID), col("d")).distinct()
+                       .from_(exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("e")))))
+    return dates("known_dates", False), dates("possible_dates", True)
+
+
+def episode_count_sql(node: Node, ctx: Ctx, dates: str, step: str) -> str:
+    """CTE patient_id, n: episodes counted up to min_episodes (see to_polars._episode_count)."""
+    opened = ctx.cte(node, f"{step}_0", exp.select(col(PID), exp.Min(this=col("d")).as_("d"))
+                     .from_(table(dates)).group_by(col(PID)))
+    steps = [opened]
+    for i in range(1, node["min_episodes"]):
+        nxt = exp.Add(this=col("d", "s"), expression=exp.Literal.number(node["gap_days"]))
+        opened = ctx.cte(node, f"{step}_{i}", exp.select(col(PID, "s"), exp.Min(this=col("d", "x")).as_("d"))
+                         .from_(table(opened, "s"))
+                         .join(table(dates, "x"), on=and_(col(PID, "x").eq(col(PID, "s")), col("d", "x") >= nxt),
+                               join_type="inner")
+                         .group_by(col(PID, "s")))
+        steps.append(opened)
+    total = exp.Literal.number(0)
+    q = exp.select(col(PID, "p")).from_(table("patients", "p"))
+    for i, name in enumerate(steps):
+        q = q.join(table(name, f"s{i}"), on=col(PID, f"s{i}").eq(col(PID, "p")), join_type="left")
+        total = exp.Add(this=total, expression=case([(not_null(col("d", f"s{i}")), exp.Literal.number(1))],
+                                                     exp.Literal.number(0)))
+    return ctx.cte(node, step, q.select(exp.cast(total, exp.DataType.build("bigint")).as_("n")))
+
+
+@compiles("episodes")
+def _episodes(node: Node, ctx: Ctx) -> str:
+    known, possible = event_dates_sql(node, ctx)
+    kn, pn = episode_count_sql(node, ctx, known, "known"), episode_count_sql(node, ctx, possible, "possible")
+    k, name = lit(node["min_episodes"]), node["as"]
+    status = case([(col("n", "k") >= k, status_lit(PASS)), (col("n", "q") >= k.copy(), status_lit(UNKNOWN))],
+                  status_lit(FAIL))
+    return ctx.cte(node, "", exp.select(col(PID, "k"), status.as_("status"), col("n", "k").as_(f"{name}_known"),
+                                        col("n", "q").as_(f"{name}_possible"))
+                   .from_(table(kn, "k")).join(table(pn, "q"), on=col(PID, "q").eq(col(PID, "k")), join_type="inner"))
+
+
+@compiles("events_during")
+def _events_during(node: Node, ctx: Ctx) -> str:
+    tbl, offset = node["table"], exp.Literal.number(node["start_offset_days"])
+    start, end = (col(c) for c in contract.EPISODE_DATES[tbl])
+    qualifying = [*where_sql(node["where"]), not_null(start), start.copy() <= D()]
+    periods = ctx.cte(node, "periods", exp.select(
+        col(PID), exp.Add(this=start.copy(), expression=offset).as_("lo"),
+        case([(and_(not_null(end), end.copy() <= D()), end.copy())], D()).as_("hi"))
+        .from_(table(tbl)).where(and_(*qualifying)))
+    known, possible = event_dates_sql(node, ctx)
+
+    def during(dates: str, step: str) -> str:
+        return ctx.cte(node, step, exp.select(col(PID, "e")).distinct().from_(table(dates, "e"))
+                       .join(table(periods, "t"), on=and_(col(PID, "t").eq(col(PID, "e")), col("hi", "t") >= col("lo", "t"),
+                                                          exp.Between(this=col("d", "e"), low=col("lo", "t"),
+                                                                      high=col("hi", "t"))), join_type="inner"))
+    hits = [(during(known, "known_during"), "k"), (during(possible, "possible_during"), "q")]
+    if node["unknown_when"] is not None:
+        # An episode ended for a reason that implies activity on it, after at least the offset and in the window.
+        ended = ctx.cte(node, "ended", exp.select(col(PID)).distinct().from_(table(tbl)).where(and_(
+            *qualifying, *where_sql(node["unknown_when"]), not_null(end),
+            exp.Between(this=end.copy(), low=days_before(node["window_days"]), high=D()),
+            end.copy() >= exp.Add(this=start.copy(), expression=offset.copy()))))
+        hits.append((ended, "x"))
+    q = exp.select(col(PID, "p")).from_(table("patients", "p"))
+    for name, alias in hits:
+        q = q.join(table(name, alias), on=col(PID, alias).eq(col(PID, "p")), join_type="left")
+    doubt = or_(*[not_null(col(PID, a)) for _, a in hits[1:]])
+    status = case([(not_null(col(PID, "k")), status_lit(PASS)), (doubt, status_lit(UNKNOWN))], status_lit(FAIL))
+    return ctx.cte(node, "", q.select(status.as_("status")))
+
+
+@compiles("years_since_by_value")
+def _years_since_by_value(node: Node, ctx: Ctx) -> str:
+    value = latest_sql(node, ctx, "value_", node["value_table"], node["value_column"], node["lookback_days"],
+                       node["tie"], where_sql(node["where"]))
+    above, below = node["max_years_above"], node["max_years_at_or_below"]
+    fallback = (_years(node["fallback"], "p") if node["fallback"]
+                else exp.cast(exp.null(), exp.DataType.build("double")))
+    years = ctx.cte(node, "years", left_join_patients(value, [
+        _years(node["column"], "p").as_("primary_years"), fallback.as_("fallback_years"), col("v", "r").as_("v")]))
+    y, yd, v = col("primary_years"), col("fallback_years"), col("v")
+    limit = case([(v > lit(node["step"]), lit(float(above)))], lit(float(below)))
+    lo, hi = lit(float(min(above, below))), lit(float(max(above, below)))
+    status = case([
+        (and_(not_null(y), not_null(v)), case([(y.copy() < limit, status_lit(PASS))], status_lit(FAIL))),
+        # Without the value, only a duration below both limits passes and one above both fails.
+        (not_null(y), case([(y.copy() < lo, status_lit(PASS)), (y.copy() >= hi, status_lit(FAIL))],
+                           status_lit(UNKNOWN))),
+        # The fallback date (diagnosis) follows the primary one: the duration is at least that long.
+        (and_(not_null(yd), not_null(v)), case([(yd.copy() >= limit.copy(), status_lit(FAIL))], status_lit(UNKNOWN))),
+        (not_null(yd), case([(yd.copy() >= hi.copy(), status_lit(FAIL))], status_lit(UNKNOWN)))],
+        status_lit(UNKNOWN))
+    return ctx.cte(node, "", exp.select(col(PID), status.as_("status"),
+                                        exp.func("coalesce", y.copy(), yd.copy()).as_(node["as"]),
+                                        v.copy().as_(node["value_as"])).from_(table(years)))

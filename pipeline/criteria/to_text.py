@@ -46,6 +46,9 @@ def listed(values: list, word: str = "or") -> str:
 def where_text(where: dict) -> str:
     parts = []
     for column, preds in where.items():
+        if column == "any":
+            parts.append("(" + " or ".join(where_text(sub) for sub in preds) + ")")
+            continue
         for key, v in preds.items():
             parts.append({
                 "equals": lambda: f"{column} is {v}",
@@ -53,6 +56,8 @@ def where_text(where: dict) -> str:
                 "not_in": lambda: f"{column} is not {listed(v)}",
                 "prefix": lambda: f"{column} starts with {listed(v)}",
                 "not_prefix": lambda: f"{column} does not start with {listed(v)}",
+                "in_listed": lambda: f"{column} is {listed(v)}" if v else f"{column} is any",
+                "prefix_listed": lambda: f"{column} starts with {listed(v)}" if v else f"{column} is any",
                 "empty": lambda: f"{column} is {'empty' if v else 'recorded'}",
                 "min": lambda: f"{column} >= {num(v)}",
                 "max": lambda: f"{column} <= {num(v)}",
@@ -198,3 +203,66 @@ def _confirmed_progression(node: Node) -> str:
             f"{node['late_baseline_days']} days after it. Visits within {node['relapse_exclusion_days']} days after "
             "a relapse onset do not count. Passes on a confirmed worsening; unknown if an episode cannot be "
             "judged or a worsening awaits confirmation; otherwise fails.")
+
+
+def _sources_text(node: Node) -> str:
+    parts = []
+    for src in node["events"]:
+        what = src["table"] + (f" rows where {where_text(src['where'])}" if src["where"] else " rows")
+        if src["possible"] is not None:
+            what += f" (possibly, also rows where {where_text(src['possible'])})"
+        parts.append(what)
+    return "; ".join(parts)
+
+
+def _sources_settle(node: Node) -> str:
+    tables = [s["table"] for s in node["events"] if s["possible"] is not None]
+    return f"the undetermined {listed(tables, 'and')} records" if tables else f"{listed(_tables(node), 'and')} records"
+
+
+def _tables(node: Node) -> list[str]:
+    return [s["table"] for s in node["events"]]
+
+
+@renders("episodes", _sources_settle)
+def _episodes(node: Node) -> str:
+    return (f"Episodes of events ({_sources_text(node)}) dated within the {node['window_days']} days before D: the "
+            f"distinct dates in order, the earliest opening an episode and a date {node['gap_days']} or more days "
+            f"after the opening date opening the next. At least {node['min_episodes']} episodes of known events "
+            "pass; else at least that many counting the possible events is unknown; otherwise fails.")
+
+
+@renders("events_during", lambda n: f"{_sources_settle(n)} during {n['table']}")
+def _events_during(node: Node) -> str:
+    what = node["table"] + (f" where {where_text(node['where'])}" if node["where"] else "")
+    text = (f"An event ({_sources_text(node)}) dated within the {node['window_days']} days before D and within "
+            f"the period of a {what} episode started by D, from {node['start_offset_days']} days after its start to "
+            "its end (or D), passes; a possible event there is unknown")
+    if node["unknown_when"] is not None:
+        text += (f"; so is such an episode ended where {where_text(node['unknown_when'])}, within the window and "
+                 f"at least {node['start_offset_days']} days after its start")
+    return text + "; otherwise fails."
+
+
+@renders("years_since_by_value", lambda n: f"the {n['column']} and a recent {n['value_table']}.{n['value_column']}")
+def _years_since_by_value(node: Node) -> str:
+    v = f"the latest {node['value_table']}.{node['value_column']} within {node['lookback_days']} days"
+    text = (f"Years from {node['column']} to D ((D - date) in days / 365.25) below a limit: "
+            f"{num(node['max_years_above'])} when {v} is above {num(node['step'])}, "
+            f"{num(node['max_years_at_or_below'])} when it is at or below; without that value, below both limits "
+            "passes, at or above both fails, otherwise unknown")
+    if node["fallback"]:
+        text += f"; without {node['column']}, years from {node['fallback']} at or above the limit fail, else unknown"
+    return text + "; a date after D counts as empty."
+
+
+@renders("recent_progression", lambda n: "EDSS follow-up in the last year (a confirmation visit)")
+def _recent_progression(node: Node) -> str:
+    return (f"Confirmed EDSS worsening in the {node['window_days']} days before D: +{num(node['increase_below'])} "
+            f"from a baseline below {num(node['increase_step_edss'])}, +{num(node['increase_from'])} from "
+            f"{num(node['increase_step_edss'])}, confirmed by a visit at least {node['confirmation_days']} days later "
+            f"with no lower visit between. Baseline: the latest visit in the {node['baseline_lookback_days']} days "
+            "before the window, else the earliest visit in it. Visits within "
+            f"{node['relapse_exclusion_days']} days after a relapse onset do not count. Passes on a confirmed "
+            "worsening; unknown without a baseline, without a later visit in the window, or when a worsening "
+            "awaits confirmation; otherwise fails.")
