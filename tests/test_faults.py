@@ -50,7 +50,10 @@ def cli(*args) -> tuple[int, str]:
     """msfeas in this process (great-expectations imported once): exit code and stderr."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main([str(a) for a in args])
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            rc = exc.code
     return rc, err.getvalue()
 
 
@@ -481,6 +484,7 @@ def test_as_of_after_today_is_allowed_but_warned(small, tmp_path):
     ('date_format = "%Y-%m"', "toml", 1),
     (["--encoding", "rot13"], "cli", 2), (["--date-format", "%Y-%m-%d %H"], "cli", 2),
     (["--delimiter", "x" * 100_000], "cli", 2), (["--set", "edss_range.max_edss=" + "x" * 100_000], "cli", 2),
+    (["--engine", "x" * 100_000], "cli", 2), (["--as-of", "9" * 100_000], "cli", 2),
 ])
 def test_bad_dialects_are_user_errors(tiny, tmp_path, setting, where, code):
     export = tmp_path / "e"
