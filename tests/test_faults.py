@@ -402,9 +402,10 @@ def test_the_nightly_sweeps_every_leftover(small, tmp_path):
     (runs / f".{D2}.partial-xyz").mkdir()  # an older partial name, without pid
     (runs / ".deleting-2026-10-01-99999" / "quarantine").mkdir(parents=True)  # retention, killed
     (runs / f".{D1}.replaced-20261101T031500-99999").mkdir()  # a same-day re-run's old run
+    (runs / ".notes.old-backup").write_text("the operator's")  # not ours: never swept
     rc, err = cli("nightly", "--input", small, "--runs-dir", runs, "--as-of", D2)
     assert rc == 0, err
-    assert sorted(p.name for p in runs.iterdir()) == [".lock", D1, D2, "latest"]
+    assert sorted(p.name for p in runs.iterdir()) == [".lock", ".notes.old-backup", D1, D2, "latest"]
     assert comparable(runs / D1)  # the target of the swept link is untouched
     log = (runs / D2 / "run.log").read_text()
     assert log.count("left by an interrupted run") == 4 and "replaced by a re-run" in log
