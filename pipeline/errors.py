@@ -65,7 +65,9 @@ def some(items, limit: int = 5, sep: str = ", ") -> str:
     return f"{sep.join(items[:limit])} and {len(items) - limit:,} more"
 
 
-_LONG_QUOTE = re.compile(r"'([^'\n]{%d,})'" % (QUOTE + 1))
+# A quoted value: an opening quote not inside a word, a closing one not followed by a word character
+# (so the apostrophes of "the table's" never pair with a quote).
+_LONG_QUOTE = re.compile(r"(?<!\w)'([^'\n]{%d,}?)'(?!\w)" % (QUOTE + 1))
 _LONG_WORD = re.compile(r"\S{301,}")  # longer than any path: a value given on the command line
 
 

@@ -283,6 +283,16 @@ def test_exit_codes_of_environment_faults(exc, code):
     assert "\n" not in message and len(message) < 700
 
 
+def test_cap_clips_long_values_and_nothing_else():
+    from pipeline.errors import cap
+    text = ("required column 'patient_id' is missing from the header (the first line has 1 field(s) and none "
+            "of the table's column names: is the first line a header?)")
+    assert cap(text) == text
+    clipped = cap("--delimiter: not '" + "x" * 5000 + "' (the table's)")
+    assert clipped == "--delimiter: not '" + "x" * 60 + "'… (5,000 characters) (the table's)"
+    assert len(cap("y" * 100_000)) < 200
+
+
 def test_a_full_disk_mid_write_is_exit_74(small, tmp_path, monkeypatch):
     """ENOSPC while the results are written (simulated where Polars writes): exit 74, the file named."""
     from pipeline import outputs
