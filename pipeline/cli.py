@@ -233,6 +233,7 @@ def _main(argv: list[str] | None) -> int:
             _say(f"msfeas: warning: {cap(warning)}")
     if args.command == "run" or sys.stdout.isatty():
         print_summary(result)
+        sys.stdout.flush()  # here, so that a closed pipe is met in main() and not at interpreter exit
     return EXIT_OK
 
 

@@ -65,9 +65,19 @@ def some(items, limit: int = 5, sep: str = ", ") -> str:
     return f"{sep.join(items[:limit])} and {len(items) - limit:,} more"
 
 
+# A quoted value: an opening quote not inside a word, a closing one not followed by a word character
+# (so the apostrophes of "the table's" never pair with a quote).
+_LONG_QUOTE = re.compile(r"(?<!\w)'([^'\n]{%d,}?)'(?!\w)" % (QUOTE + 1))
+_LONG_WORD = re.compile(r"\S{301,}")  # longer than any path: a value given on the command line
+
+
 def cap(message: str, limit: int = MAX_MESSAGE) -> str:
-    """One line of at most about `limit` characters."""
-    message = " ".join(str(message).split())
+    """One line of at most about `limit` characters. A long quoted value in it is clipped first,
+    and so is any unquoted word longer than a path can be (messages of argparse and of the trial
+    file repeat what was given, however long)."""
+    message = _LONG_QUOTE.sub(lambda m: clip(m.group(1)), str(message))
+    message = _LONG_WORD.sub(lambda m: f"{m.group(0)[:QUOTE]}… ({len(m.group(0)):,} characters)", message)
+    message = " ".join(message.split())
     if len(message) <= limit:
         return message
     return f"{message[:limit]}… ({len(message) - limit:,} more characters)"

@@ -122,14 +122,21 @@ def find_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def header_found(header: list[str], n_fields: int) -> str:
-    """What a header holds, for a message: names that look like column names, a count of the rest."""
+def header_found(header: list[str], n_fields: int, table: str) -> str:
+    """What a header holds, for a message, without quoting row data.
+
+    A first line with none of the table's column names is not shown at all (it is
+    likely a data row, or the delimiter or encoding is wrong); otherwise the names that
+    look like column names are listed (a few, then "and N more") and the rest counted.
+    """
+    hint = "is the first line a header, and are the delimiter and encoding right?"
+    if not {c.name for c in schemas.TABLES[table]} & set(header):
+        return f"the first line has {n_fields:,} field(s) and none of the table's column names: {hint}"
     names = [h for h in header if HEADER_NAME.fullmatch(h)]
-    text = f"found: {some(names, 12)}" if names else "found no column names"
+    text = f"found: {some(names, 12)}"
     other = n_fields - len(names)
     if other > 0:
-        text += (f"; {other:,} more field(s) not shown, as they do not look like column names "
-                 "(is the first line a header, and are the delimiter and encoding right?)")
+        text += f"; {other:,} more field(s) not shown, as they do not look like column names ({hint})"
     return text
 
 
@@ -247,7 +254,7 @@ def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame,
     missing = [c.name for c in cols if not c.optional and c.name not in raw.header]
     if missing:
         raise FatalInputError(path.name, f"required column '{missing[0]}' is missing from the header "
-                              f"({header_found(raw.header, raw.n_fields)})", line=1, column=missing[0])
+                              f"({header_found(raw.header, raw.n_fields, table)})", line=1, column=missing[0])
     frame = raw.frame.select(
         pl.col(LINE), pl.col(NFIELDS),
         *[pl.col(c.name) if c.name in raw.header else pl.lit(None, pl.Utf8).alias(c.name) for c in cols],

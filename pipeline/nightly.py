@@ -48,13 +48,17 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import __version__, outputs, quality
-from pipeline.atomic import DELETING, LINK_TMP, PARTIAL, REPLACED, path_error, point, remove
+from pipeline.atomic import DELETING, path_error, point, remove
 from pipeline.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, clip, describe
 from pipeline.ingest import Registry
 from pipeline.run import Hooks, RunOptions, RunResult, run
 from pipeline.runlog import RunLog
 
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The hidden names the nightly itself makes (and only those are ever swept): a run's partial or
+# set-aside folder, a replaced run, a run being deleted, the `latest` link before its rename.
+LEFTOVER = re.compile(r"^\.(?:\d{4}-\d{2}-\d{2}\.(?P<kind>partial|old|replaced)-.+|deleting-\d{4}-\d{2}-\d{2}-\d+"
+                      r"|latest\.tmp-\d+)$")
 CANDIDATE = ("eligible", "possible")
 DEPENDENCIES = ("polars", "duckdb", "pandera", "great-expectations", "pyarrow", "numpy", "pandas", "jinja2")
 
@@ -257,12 +261,10 @@ def _sweep(runs_dir: Path, log: RunLog) -> None:
     """
     for p in sorted(runs_dir.iterdir()):
         name = p.name
-        if not name.startswith("."):
+        m = LEFTOVER.match(name)
+        if not m:
             continue
-        interrupted = PARTIAL in name or ".old-" in name or name.startswith(DELETING) or \
-            name.startswith(f".latest{LINK_TMP}")
-        if not (interrupted or REPLACED in name):
-            continue
+        interrupted = m.group("kind") != "replaced"
         try:
             remove(p)
         except OSError as exc:

@@ -16,6 +16,7 @@ file that used only CRs was once read as one header line with no rows.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,16 @@ def _records(text: str) -> pl.DataFrame:
     return lines.filter(pl.col("t").str.strip_chars().str.len_chars() > 0)
 
 
+def _misquoted(body: pl.DataFrame, delimiter: str) -> int | None:
+    """The line of the first record whose double quotes break RFC 4180 (a field is quoted whole,
+    with "" for a quote inside it), or None. Used to explain a file the parser refuses, by line
+    and never by quoting its content (which is patient data)."""
+    d = re.escape(delimiter)
+    field = rf'(?: *"(?:[^"]|"")*" *|[^"{d}]*)'
+    bad = body.filter(~pl.col("t").str.contains(rf"^{field}(?:{d}{field})*$"))
+    return int(bad[LINE][0]) if bad.height else None
+
+
 def _named(parsed: pl.DataFrame, header: list[str]) -> RawTable:
     """Name columns c0, c1, ... by the header, keeping the first of each (case-insensitive) name."""
     seen: dict[str, str] = {}
@@ -103,10 +114,14 @@ def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
     if recs.height == 0:
         raise FatalInputError(file, "has no header line (the file is empty)")
     header_text = recs["t"][0]
-    header_frame = pl.read_csv(
-        io.StringIO(header_text), has_header=False, separator=delimiter,
-        infer_schema=False, quote_char='"', truncate_ragged_lines=True,
-    )
+    try:
+        header_frame = pl.read_csv(
+            io.StringIO(header_text), has_header=False, separator=delimiter,
+            infer_schema=False, quote_char='"', truncate_ragged_lines=True,
+        )
+    except Exception:  # noqa: BLE001 - the parser's message quotes the line: say it without that
+        raise FatalInputError(file, "the header line is not valid CSV (check its double quotes and the delimiter)",
+                              line=int(recs[LINE][0])) from None
     header = [(h or "").strip().lower() for h in header_frame.row(0)]
     n = len(header)
     body = recs.slice(1)
@@ -117,21 +132,31 @@ def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
     body = body.with_columns(nfields.alias(NFIELDS))
     names = [LINE] + [f"c{i}" for i in range(n)]
     if body.height:
-        prefixed = body.select(pl.concat_str(pl.col(LINE).cast(pl.Utf8), pl.lit(delimiter), pl.col("t")).str.join("\n")).item()
+        # A first line of exactly the header's field count (all empty, line 0): Polars takes the
+        # number of columns from the first line it reads, so a short or long first row would
+        # otherwise fail the whole file instead of being quarantined for its field count.
+        sentinel = "0" + delimiter * n
+        prefixed = sentinel + "\n" + body.select(
+            pl.concat_str(pl.col(LINE).cast(pl.Utf8), pl.lit(delimiter), pl.col("t")).str.join("\n")).item()
         try:
             parsed = pl.read_csv(
                 io.StringIO(prefixed), has_header=False, separator=delimiter, new_columns=names,
                 schema_overrides={c: pl.Utf8 for c in names}, infer_schema=False, quote_char='"',
                 truncate_ragged_lines=True, raise_if_empty=False,
-            )
-        except Exception as exc:  # noqa: BLE001 - a parser failure is the file's problem, said plainly
-            raise FatalInputError(file, f"is not valid CSV: {clip(str(exc).splitlines()[0], 120)}") from None
+            ).slice(1)
+        except Exception:  # noqa: BLE001 - a parser failure is the file's problem, said by line, not by content
+            line = _misquoted(body, delimiter)
+            if line is not None:
+                raise FatalInputError(file, 'has a misplaced or unbalanced double quote (a field is quoted whole, '
+                                      'with "" for a quote inside it)', line=line) from None
+            raise FatalInputError(file, "is not valid CSV: the parser refuses it (check its double quotes and "
+                                  "the delimiter)") from None
         if parsed.height != body.height or not parsed[LINE].cast(pl.Int64, strict=False).equals(
             body[LINE].cast(pl.Int64), check_names=False
         ):
             # Our record cutting and the parser disagree only for broken quoting.
             mism = parsed.height if parsed.height < body.height else 0
-            line = body[LINE][min(mism, body.height - 1)]
+            line = _misquoted(body, delimiter) or body[LINE][min(mism, body.height - 1)]
             raise FatalInputError(file, "has unbalanced double quotes", line=line)
         parsed = parsed.with_columns(pl.col(LINE).cast(pl.Int64), body[NFIELDS].alias(NFIELDS))
     else:

@@ -81,18 +81,18 @@ def _check_out(out: Path, force: bool) -> None:
         return
     if not out.is_dir():
         kind = "a broken symbolic link" if out.is_symlink() and not out.exists() else "not a folder"
-        raise OutputError(f"--out {out} exists and is {kind}")
+        raise OutputError(f"{out} exists and is {kind}")
     try:
         empty = not any(out.iterdir())
     except OSError as exc:
-        raise OutputError(f"--out {out} cannot be read: {exc.strerror}") from None
+        raise OutputError(f"{out} cannot be read: {exc.strerror}") from None
     if empty:
         return
     if not force:
         raise UsageError(f"--out {out} exists and is not empty; pass --force to replace it")
     if not looks_like_run(out):
-        raise UsageError(f"--out {out} is not a run folder (it lacks {' or '.join(RUN_FOLDER_FILES)}); "
-                         "--force replaces only a run folder: choose another --out, or empty it yourself")
+        raise UsageError(f"{out} is not a run folder (it lacks {' or '.join(RUN_FOLDER_FILES)}): msfeas "
+                         "replaces only a run folder, even with --force; choose another --out, or empty it yourself")
 
 
 def _warnings(opts: RunOptions) -> list[str]:

@@ -114,6 +114,26 @@ def test_duplicates_conflicts_and_lines(tmp_path):
     assert "was quarantined in patients.csv" in reg.quarantine["visits"]["_reason"][0]
 
 
+@pytest.mark.parametrize("first", ["A1", "A1,S1,F,x,y"])
+def test_a_first_row_with_the_wrong_field_count_is_quarantined_not_fatal(tmp_path, first):
+    """Polars takes the column count from the first line it reads: a short or long first row once
+    made the whole file 'not valid CSV'; it is one quarantined row like any other."""
+    folder = tmp_path / "e"
+    folder.mkdir()
+    (folder / "patients.csv").write_text(f'patient_id,site_id,sex\n{first}\n"B2",S1,F\n')
+    reg = run_ingest(folder)
+    assert (reg.inputs["patients"].rows_read, reg.inputs["patients"].rows_quarantined) == (2, 1)
+    assert "fields where the header has 3" in reg.quarantine["patients"]["_reason"][0]
+
+
+def test_broken_quoting_is_reported_by_line_without_the_content(tmp_path):
+    from pipeline.errors import FatalInputError
+    text = 'patient_id,site_id\nA1,S1\nB2,"S1\nC3,SECRET"X\n'
+    with pytest.raises(FatalInputError) as exc:
+        read_csv_text(text, ",", "patients.csv")
+    assert exc.value.line == 3 and "SECRET" not in str(exc.value) and "double quote" in str(exc.value)
+
+
 def test_samples_account_for_every_row():
     from pipeline.dialect import load_dialect
     for name in ("default", "regional"):

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -68,7 +69,7 @@ def comparable(folder: Path) -> dict[str, bytes]:
     out = {}
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
-        if p.is_dir() or rel == "run.log" or rel.startswith("quality/"):
+        if p.is_dir() or rel == "run.log":
             continue
         data = p.read_bytes()
         if rel == "summary.json":
@@ -219,8 +220,11 @@ def test_formula_cells_are_neutralised_and_modes_are_private(tmp_path):
     pats = [{"patient_id": f"P{i}", "site_id": site, "sex": "F", "birth_date": "1980-01-01",
              "onset_date": "2015-01-01", "ms_course": "RRMS", "research_consent": "Y"}
             for i, site in enumerate(FORMULAS)]
+    pats.append({"patient_id": "-R000360", "site_id": "S1", "sex": "F", "birth_date": "1980-01-01",
+                 "onset_date": "2015-01-01", "ms_course": "RRMS", "research_consent": "Y"})
     treatments = [{"patient_id": "P0", "drug": "=cmd|' /C calc'!A0", "start_date": "2016-01-01"}]
-    visits = [{"patient_id": "P1", "visit_date": "2025-01-01", "edss": "3.0"}]
+    visits = [{"patient_id": "P1", "visit_date": "2025-01-01", "edss": "3.0"},
+              {"patient_id": "-R000360", "visit_date": "2025-01-01", "edss": "99"}]  # quarantined, id as written
     folder = write_export(tmp_path / "e", {"patients": pats, "treatments": treatments, "visits": visits})
     runs = tmp_path / "runs"
     res = nightly(folder, runs, D1, "--max-reject", "100")
@@ -232,14 +236,27 @@ def test_formula_cells_are_neutralised_and_modes_are_private(tmp_path):
             for row in csv.reader(fh):
                 for cell in row:
                     texts_seen.append(cell)
-                    if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-                        float(cell)  # only a number may start so
+                    assert cell[:1] not in ("=", "@", "\t", "\r"), cell
+                    if cell[:1] in ("+", "-"):  # only a number, an id or a cell reference may start so
+                        assert re.fullmatch(r"[+-][A-Za-z0-9_.\-]*", cell), cell
     assert "'=HYPERLINK(\"http://evil\",\"x\")" in texts_seen and "'-2+3" in texts_seen
     assert "'=cmd|' /C calc'!A0" in texts_seen  # the quarantined drug, as written but inert
+    assert "-R000360" in texts_seen and "'-R000360" not in texts_seen  # a valid id joins with evaluation.parquet
+    assert "-R000360" in pl.read_parquet(run_dir / "evaluation.parquet")["patient_id"].to_list()
     assert stat.S_IMODE(runs.stat().st_mode) == 0o700
     for p in [run_dir, *run_dir.rglob("*")]:
         mode = stat.S_IMODE(p.stat().st_mode)
         assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
+
+
+@pytest.mark.parametrize("cell,kept", [
+    ("-R000360", True), ("-2.5", True), ("+B12", True), ("R-1", True), ("-", True), ("plain text", True),
+    ("-2+3", False), ("+SUM(1,2)", False), ("=1+1", False), ("@cmd", False), ("\tx", False), ("\rx", False),
+    ("-cmd|' /C calc'!A0", False), ("-A1\n=1", False), ("- x", False), ("+41 79 123", False)])
+def test_formula_rule(cell, kept):
+    from pipeline.outputs import neutralise
+    got = neutralise(pl.DataFrame({"c": [cell]}))["c"][0]
+    assert got == (cell if kept else "'" + cell)
 
 
 def test_nightly_usage_errors(tmp_path):

@@ -70,6 +70,14 @@ def test_report_renders_in_chromium(run_dir, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         if os.environ.get("MSFEAS_KEEP_SCREENSHOT"):
             shutil.copy(shot, os.environ["MSFEAS_KEEP_SCREENSHOT"])
+        fit = {}
+        for width in (1280, 1440):  # common laptop widths: the criteria table stays inside its card
+            page.set_viewport_size({"width": width, "height": 900})
+            fit[width] = page.evaluate("""() => {
+                const card = document.querySelector('#criteria'), table = card.querySelector('table');
+                return {table_right: table.getBoundingClientRect().right, card_right: card.getBoundingClientRect().right,
+                        card_overflow: card.scrollWidth - card.clientWidth,
+                        page_overflow: document.documentElement.scrollWidth - window.innerWidth}; }""")
         browser.close()
     assert errors == []
     assert requests == [url], f"the report loaded something besides itself: {requests}"
@@ -81,6 +89,9 @@ def test_report_renders_in_chromium(run_dir, tmp_path):
     assert marked == ["max_edss = 7.0"]  # the override is highlighted, and only it
     assert svg_bars >= 2 * len(attrition)
     assert shot.stat().st_size > 10_000
+    for width, box in fit.items():
+        assert box["table_right"] <= box["card_right"] and box["card_overflow"] == 0, (width, box)
+        assert box["page_overflow"] == 0, (width, box)
 
 
 def test_engines_write_the_same_report_and_shareable_files(run_dir, tmp_path):
