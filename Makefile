@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP) ## create .venv and install msfeas with pinned dependencies (idempotent)
 
 run: $(STAMP) ## run the pipeline on the sample export and print the summary
-	$(BIN)/msfeas run --input $(SAMPLES) --out $(RUN_DIR) --force
+	$(BIN)/msfeas run --input $(SAMPLES) --out $(RUN_DIR) --trial all --force
 
 browser: ## install Debian's chromium for the report's browser test (once; needs root or sudo)
 	@command -v chromium >/dev/null 2>&1 || { \

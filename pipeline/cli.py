@@ -78,7 +78,9 @@ NIGHTLY_HELP = """files: RUNS/<as-of>/ (run folder + manifest.json, changes.csv,
 def _common(p: argparse.ArgumentParser) -> None:
     """The options `run` and `nightly` share."""
     p.add_argument("--as-of", type=_date, default=None, help="reference date D, YYYY-MM-DD (default: today)")
-    p.add_argument("--trial", default="nct04203017", help="bundled trial id or trial file (default: nct04203017)")
+    p.add_argument("--trial", dest="trials", action="append", default=None, metavar="ID_OR_FILE",
+                   help="bundled trial id or trial file (default: nct04203017); give it several times, or "
+                        "`all` for every bundled trial, to judge several trials on one reading of the export")
     p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--force", action="store_true",
                      help="replace an existing run folder at --out (refused for a folder that is not a run folder)")
+    sub.add_parser("trials", help="list the bundled trials: id, title and the optional tables each reads")
     night = sub.add_parser(
         "nightly", help="the scheduled run: RUNS/<as-of>/ atomically, lock, manifest, changes, volume guard",
         epilog=NIGHTLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,7 +123,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_trials(names: list[str] | None, overrides: list[str]):
+    """The trials of `--trial` (default nct04203017; `all`: every bundled trial). With several trials,
+    `--set criterion.parameter=value` applies to every trial that has that criterion and parameter."""
+    from pipeline.trial import apply_overrides, bundled_trials, load_trial
+
+    names = names or ["nct04203017"]
+    if "all" in names:
+        names = [n for n in names if n != "all"] + [t for t in bundled_trials() if t not in names]
+    if len(names) == 1:
+        return [load_trial(names[0], overrides)]
+    trials = [load_trial(n) for n in names]
+    ids = [t.id for t in trials]
+    if len(set(ids)) < len(ids):
+        raise UsageError(f"--trial: a trial is given twice ({', '.join(ids)})")
+    for item in overrides:
+        target = item.partition("=")[0].strip()
+        cid, _, param = target.partition(".")
+        fits = [i for i, t in enumerate(trials) if any(c.id == cid and param in c.parameters for c in t.criteria)]
+        if not fits:
+            raise UsageError(f"--set {item!r}: none of the trials ({', '.join(ids)}) has criterion {cid!r} "
+                             f"with a parameter {param!r}")
+        for i in fits:
+            trials[i] = apply_overrides(trials[i], [item])
+    return trials
+
+
+def print_trials() -> None:
+    from pipeline.trial import bundled_trials, load_trial
+
+    for trial_id in bundled_trials():
+        t = load_trial(trial_id)
+        tables = sorted({tbl for c in t.criteria for tbl in c.tables})
+        print(f"{t.id}  {t.title}")
+        print(f"    {len(t.criteria)} criteria; optional tables read: {', '.join(tables) or 'none'}")
+
+
+def print_overview(result) -> None:
+    s = result.summary
+    print(f"run folder: {result.out}")
+    print(f"{len(s['trials'])} trials  as of {s['as_of']}  engine {s['engine']}")
+    print(f"  {'trial':<14} {'population':>10} {'eligible':>9} {'possible':>9} {'ineligible':>10}  excluding most")
+    for r in s["overview"]:
+        top = ", ".join(r[f"excluding_{i}"] for i in (1, 2, 3) if r[f"excluding_{i}"])
+        print(f"  {r['trial']:<14} {r['population']:>10,} {r['eligible']:>9,} {r['possible']:>9,} "
+              f"{r['ineligible']:>10,}  {top}")
+    print(f"candidates for at least one trial: {s['candidate_patients']['any_trial']:,} (candidates_by_trial.csv)")
+    if s["absent_tables"]:
+        print(f"absent tables (criteria reading them are unknown): {', '.join(s['absent_tables'])}")
+
+
 def print_summary(result) -> None:
+    if "trials" in result.summary:
+        print_overview(result)
+        return
     s, attr = result.summary, result.attrition
     print(f"run folder: {result.out}")
     print(f"trial {s['trial']}  as of {s['as_of']}  engine {s['engine']}")
@@ -200,12 +256,13 @@ def _main(argv: list[str] | None) -> int:
     os.umask(0o077)  # patient-level files are created readable by the owner only
     try:
         from pipeline.run import RunOptions, run
-        from pipeline.trial import load_trial
-
+        if args.command == "trials":
+            print_trials()
+            return EXIT_OK
         today = dt.date.fromisoformat(os.environ["MSFEAS_TODAY"]) if os.environ.get("MSFEAS_TODAY") else dt.date.today()
-        trial = load_trial(args.trial, args.overrides)
+        trials = load_trials(args.trials, args.overrides)
         opts = RunOptions(
-            input=args.input, out=getattr(args, "out", None), as_of=args.as_of or today, trial=trial,
+            input=args.input, out=getattr(args, "out", None), as_of=args.as_of or today, trials=trials,
             engine=args.engine,
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},

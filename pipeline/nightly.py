@@ -53,6 +53,7 @@ from pipeline.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, clip, describ
 from pipeline.ingest import Registry
 from pipeline.run import Hooks, RunOptions, RunResult, run
 from pipeline.runlog import RunLog
+from pipeline.trial import Trial
 
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The hidden names the nightly itself makes (and only those are ever swept): a run's partial or
@@ -207,10 +208,12 @@ class NightlyHooks(Hooks):
             return
         raise VolumeDropError(msg + "; if this is expected, re-run with --accept-volume-drop")
 
-    def add_results(self, folder: Path, summary: dict, evaluation: pl.DataFrame, log: RunLog) -> None:
-        prev = pl.read_parquet(self.previous / "evaluation.parquet") if self.previous else None
+    def add_results(self, folder: Path, summary: dict, evaluation: pl.DataFrame, log: RunLog,
+                    trial: Trial | None = None) -> None:
+        trial = trial or self.opts.run.trial
+        prev = self._previous_evaluation(trial.id)
         quarantined = self.registry.quarantine["patients"]["patient_id"].drop_nulls()
-        ch = changes(prev, evaluation, self.opts.run.trial.ids, quarantined)
+        ch = changes(prev, evaluation, trial.ids, quarantined)
         outputs.write_csv(ch, folder / "changes.csv")
         counts = dict(ch.group_by("change").len().iter_rows())
         was_candidate = 0 if prev is None else prev.filter(
@@ -221,6 +224,17 @@ class NightlyHooks(Hooks):
                                   "possible_to_eligible")},
                               "candidates_quarantined": was_candidate}
         log.event("changes", "since the previous run", **summary["changes"])
+
+    def _previous_evaluation(self, trial_id: str) -> pl.DataFrame | None:
+        """The previous run's evaluation of this trial: in its sub-folder when that run judged several
+        trials, else at its top when it judged this one."""
+        if self.previous is None:
+            return None
+        if (self.previous / trial_id / "evaluation.parquet").is_file():
+            return pl.read_parquet(self.previous / trial_id / "evaluation.parquet")
+        if self.prev_summary.get("trial") == trial_id and (self.previous / "evaluation.parquet").is_file():
+            return pl.read_parquet(self.previous / "evaluation.parquet")
+        return None
 
     def before_publish(self, folder: Path, summary: dict, timings: dict, log: RunLog) -> None:
         o = self.opts.run
@@ -240,6 +254,8 @@ class NightlyHooks(Hooks):
             "msfeas": __version__, "as_of": o.as_of.isoformat(), "engine": o.engine,
             "trial": {"id": o.trial.id, "source": o.trial.source, "sha256": o.trial.sha256},
             "parameters": o.trial.parameters_record(),
+            **({"trials": [{"id": t.id, "source": t.source, "sha256": t.sha256, "parameters": t.parameters_record()}
+                           for t in o.trials]} if o.several else {}),
             "inputs": inputs,
             "previous_run": self.previous.name if self.previous else None,
             "versions": versions,

@@ -125,11 +125,17 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
         "reasons": _quarantine_reasons(quarantine),
         "inputs": summary["inputs"],
         "findings": quality.get("findings", []),
+        "tables_read": _tables_read(trial, summary["absent_tables"]),
     }
 
 
-def render(model: dict) -> str:
-    return _env().get_template("report.html.j2").render(**model)
+def _tables_read(trial: Trial, absent: list[str]) -> list[dict]:
+    from pipeline.overview import tables_read
+    return tables_read(trial, absent)
+
+
+def render(model: dict, template: str = "report.html.j2") -> str:
+    return _env().get_template(template).render(**model)
 
 
 def write(path: Path, summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, disclosure, outputs, quality, report
+from pipeline import __version__, disclosure, outputs, overview, quality, report
 from pipeline.atomic import partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
@@ -33,7 +33,7 @@ class RunOptions:
     input: Path
     out: Path
     as_of: dt.date
-    trial: Trial
+    trial: Trial | None = None  # the trial of a one-trial run (the first of `trials`)
     engine: str = "polars"
     dialect_overrides: dict = field(default_factory=dict)
     drug_lines: str | None = None
@@ -42,14 +42,25 @@ class RunOptions:
     force: bool = False
     today: dt.date = field(default_factory=dt.date.today)
     keep_replaced: bool = False  # the nightly: a replaced run stays readable (hidden) until the next sweep
+    trials: list[Trial] = field(default_factory=list)  # several: one sub-folder each, plus an overview
+
+    def __post_init__(self):
+        if not self.trials:
+            self.trials = [self.trial]
+        self.trial = self.trials[0]
+
+    @property
+    def several(self) -> bool:
+        return len(self.trials) > 1
 
 
 @dataclass
 class RunResult:
     out: Path
-    summary: dict
-    attrition: pl.DataFrame
+    summary: dict  # the run's summary.json (with several trials: the overview's)
+    attrition: pl.DataFrame  # of the first trial
     timings: dict[str, float]
+    trials: dict[str, tuple[dict, pl.DataFrame]] = field(default_factory=dict)  # id -> (summary, attrition)
 
 
 class Hooks:
@@ -58,7 +69,8 @@ class Hooks:
     def after_ingest(self, registry: Registry, log: RunLog) -> None:
         """May raise to stop the run before anything is evaluated (the volume guard)."""
 
-    def add_results(self, folder: Path, summary: dict, evaluation: pl.DataFrame, log: RunLog) -> None:
+    def add_results(self, folder: Path, summary: dict, evaluation: pl.DataFrame, log: RunLog,
+                    trial: Trial | None = None) -> None:
         """Add result files and summary entries before the report is drawn (changes.csv)."""
 
     def before_publish(self, folder: Path, summary: dict, timings: dict, log: RunLog) -> None:
@@ -116,7 +128,8 @@ class _Stage:
         return self
 
     def __exit__(self, *exc):
-        self.timings[self.name] = time.perf_counter() - self.t
+        # Added up: with several trials a stage runs once per trial.
+        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - self.t
         if exc[0] is None:
             self.log.event(self.name, "done", seconds=round(self.timings[self.name], 3))
 
@@ -147,52 +160,24 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         timings["validate"] = timings["ingest_validate"] - registry.read_seconds
         hooks.after_ingest(registry, log)
 
-        with _Stage("evaluate", timings, log):
-            evaluation = evaluate(registry, opts.trial, opts.as_of, opts.engine)
-            attr = outputs.attrition(evaluation, opts.trial)
-            cands = outputs.candidates(evaluation, opts.trial)
-        summary = {
-            "trial": opts.trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
-            **outputs.counts(evaluation), "by_site": outputs.by_site(evaluation),
-            "parameters": opts.trial.parameters_record(),
-            "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
-            "absent_tables": registry.absent,
-            "dialect": vars(registry.dialect) if registry.dialect else None,
-            "drug_lines": vocab.source,
-            "quality": None,
-            "warnings": warnings,
-            "timings_seconds": None,  # filled below; the only engine- and machine-dependent field
-        }
-        log.event("evaluate", "counts", **{k: summary[k] for k in ("population", *outputs.STATUSES)})
-
-        with _Stage("quality", timings, log):
-            try:
-                summary["quality"] = quality.run_quality(registry, opts.trial, opts.as_of, tmp / "quality")
-                seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
-                timings["quality_frames"] = seconds["frames"]
-                log.event("quality", f"{summary['quality']['n_findings']} findings")
-            except OSError:  # writing its results failed (a full disk): an error of the run
-                raise
-            except Exception as exc:  # noqa: BLE001 - quality findings never stop a run, nor does their failure
-                summary["quality"] = {"error": cap(f"the quality stage failed: {type(exc).__name__}: {exc}", 300),
-                                      "n_findings": 0, "findings": []}
-                log.event("quality", summary["quality"]["error"], level="warning")
-
-        with _Stage("write", timings, log):
-            outputs.write_parquet(evaluation, tmp / "evaluation.parquet")
-            outputs.write_csv(cands, tmp / "candidates.csv")
-            outputs.write_csv(attr, tmp / "attrition.csv")
-            qdir = tmp / "quarantine"
-            qdir.mkdir()
-            for table, frame in registry.quarantine.items():
-                outputs.write_csv(frame, qdir / f"{table}.csv")
-            disclosure.write(summary, tmp, opts.min_cell)
-            hooks.add_results(tmp, summary, evaluation, log)
-
-        with _Stage("report", timings, log):
-            report.write(tmp / "report.html", summary, evaluation, attr, opts.trial, registry.quarantine, cands)
+        per_trial: dict[str, tuple[dict, pl.DataFrame, pl.DataFrame]] = {}
+        for trial in opts.trials:
+            folder = tmp / trial.id if opts.several else tmp
+            folder.mkdir(exist_ok=True)
+            per_trial[trial.id] = _judge(opts, trial, registry, vocab, folder, warnings, hooks, log, timings)
+        if opts.several:
+            with _Stage("overview", timings, log):
+                summary = overview.write(tmp, opts, registry, {t: v[0] for t, v in per_trial.items()},
+                                         {t: v[1] for t, v in per_trial.items()},
+                                         {t: v[2] for t, v in per_trial.items()}, warnings)
+        else:
+            summary = per_trial[opts.trial.id][0]
         timings["total"] = time.perf_counter() - t0
         summary["timings_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+        for trial_id, (trial_summary, _, _) in per_trial.items():
+            if opts.several:
+                trial_summary["timings_seconds"] = summary["timings_seconds"]
+                outputs.write_json(trial_summary, tmp / trial_id / "summary.json")
         outputs.write_json(summary, tmp / "summary.json")
         hooks.before_publish(tmp, summary, timings, log)
         publish(tmp, opts.out, keep_replaced=opts.keep_replaced)
@@ -204,4 +189,60 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         log.detach()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return RunResult(opts.out, summary, attr, timings)
+    first = per_trial[opts.trial.id]
+    return RunResult(opts.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
+
+
+def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Path, warnings: list[str],
+           hooks: Hooks, log: RunLog, timings: dict) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+    """One trial on the validated export: evaluate, check quality, write its files into `folder`.
+
+    Returns its summary (timings filled in by the caller), attrition and evaluation. With several
+    trials each gets its own folder with exactly the files a one-trial run writes.
+    """
+    with _Stage("evaluate", timings, log):
+        evaluation = evaluate(registry, trial, opts.as_of, opts.engine)
+        attr = outputs.attrition(evaluation, trial)
+        cands = outputs.candidates(evaluation, trial)
+    summary = {
+        "trial": trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
+        **outputs.counts(evaluation), "by_site": outputs.by_site(evaluation),
+        "parameters": trial.parameters_record(),
+        "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
+        "absent_tables": registry.absent,
+        "dialect": vars(registry.dialect) if registry.dialect else None,
+        "drug_lines": vocab.source,
+        "quality": None,
+        "warnings": warnings,
+        "timings_seconds": None,  # filled in at the end; the only engine- and machine-dependent field
+    }
+    log.event("evaluate", "counts", trial=trial.id, **{k: summary[k] for k in ("population", *outputs.STATUSES)})
+
+    with _Stage("quality", timings, log):
+        try:
+            summary["quality"] = quality.run_quality(registry, trial, opts.as_of, folder / "quality")
+            seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
+            timings["quality_frames"] = seconds["frames"]
+            log.event("quality", f"{summary['quality']['n_findings']} findings")
+        except OSError:  # writing its results failed (a full disk): an error of the run
+            raise
+        except Exception as exc:  # noqa: BLE001 - quality findings never stop a run, nor does their failure
+            summary["quality"] = {"error": cap(f"the quality stage failed: {type(exc).__name__}: {exc}", 300),
+                                  "n_findings": 0, "findings": []}
+            log.event("quality", summary["quality"]["error"], level="warning")
+
+    with _Stage("write", timings, log):
+        outputs.write_parquet(evaluation, folder / "evaluation.parquet")
+        outputs.write_csv(cands, folder / "candidates.csv")
+        outputs.write_csv(attr, folder / "attrition.csv")
+        qdir = folder / "quarantine"
+        qdir.mkdir()
+        for table, frame in registry.quarantine.items():
+            outputs.write_csv(frame, qdir / f"{table}.csv")
+        disclosure.write(summary, folder, opts.min_cell)
+        hooks.add_results(folder, summary, evaluation, log, trial)
+
+    with _Stage("report", timings, log):
+        report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands)
+    return summary, attr, evaluation
+
