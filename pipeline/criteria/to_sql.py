@@ -106,8 +106,13 @@ class Ctx:
         self.ctes: list[tuple[str, exp.Expression]] = []
         self.names: set[str] = set()
 
+    @staticmethod
+    def base_name(node: Node) -> str:
+        """`n` for the criterion's root, `n_1` for its second child, `n_1_0` for that child's first..."""
+        return "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+
     def cte(self, node: Node, step: str, query: exp.Expression) -> str:
-        base = "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+        base = self.base_name(node)
         name = f"{base}_{step}" if step else base
         assert name not in self.names, name
         self.names.add(name)
@@ -453,7 +458,7 @@ def hand_written_block(node: Node, ctx: Ctx, name: str) -> str:
     fields, its CTEs (and those of the blocks it includes with `-- include: NAME`) renamed after the
     node and hoisted into the criterion's query."""
     text = _block_text(name)
-    prefix = "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+    prefix = Ctx.base_name(node)
     renames: dict[str, str] = {}
 
     def substitute(e: exp.Expression) -> exp.Expression:
