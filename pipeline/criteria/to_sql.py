@@ -8,8 +8,9 @@ literals (floats as `CAST('6.5' AS DOUBLE)`, exact to the last bit in every dial
 and the reference date is the named parameter `as_of` (`$as_of` in DuckDB, `:as_of`
 in Spark), which is also where a per-patient date can later come in.
 
-The one hand-written block, `sql/blocks/confirmed_progression.sql`, is parsed into the
-same AST; its `$name` placeholders are replaced by typed literals of the node's fields.
+The hand-written blocks, `sql/blocks/*.sql` (the two progression blocks and the EDSS
+levels they share), are parsed into the same AST; their `$name` placeholders are
+replaced by typed literals of the node's fields.
 """
 
 from __future__ import annotations
