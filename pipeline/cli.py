@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, type=Path, help="the export folder (patients.csv and others)")
     run.add_argument("--out", required=True, type=Path, help="the run folder to create")
     _common(run)
+    run.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                     help="where validated exports are kept for re-runs on the same bytes (default: $MSFEAS_CACHE "
+                          "or ~/.cache/msfeas; holds patient data, owner-only; delete it at any time)")
+    run.add_argument("--no-cache", action="store_true", help="read and validate the export afresh, store nothing")
     run.add_argument("--force", action="store_true",
                      help="replace an existing run folder at --out (refused for a folder that is not a run folder)")
     sub.add_parser("trials", help="list the bundled trials: id, title and the optional tables each reads")
@@ -116,11 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--runs-dir", required=True, type=Path, help="the folder of dated run folders")
     _common(night)
     night.add_argument("--keep", type=int, default=30, metavar="N", help="run folders to keep (default 30)")
+    night.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                       help="keep validated exports in DIR (off by default: the export changes every night)")
     night.add_argument("--max-drop", type=_share, default=0.20, metavar="PERCENT",
                        help="largest fall of a table's rows (or the patients) since the previous run (default 20%%)")
     night.add_argument("--accept-volume-drop", action="store_true", help="go on despite a larger fall (logged)")
     night.add_argument("--verbose", action="store_true", help="every log event as a JSON line on stderr")
     return parser
+
+
+def _cache_dir(args) -> Path | None:
+    """`msfeas run` keeps validated exports unless --no-cache; `msfeas nightly` only with --cache."""
+    from pipeline.cache import default_dir
+
+    if args.command == "nightly":
+        return args.cache
+    return None if args.no_cache else (args.cache or default_dir())
 
 
 def load_trials(names: list[str] | None, overrides: list[str]):
@@ -267,7 +282,7 @@ def _main(argv: list[str] | None) -> int:
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
-            force=getattr(args, "force", False), today=today)
+            force=getattr(args, "force", False), today=today, cache_dir=_cache_dir(args))
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.runlog import RunLog

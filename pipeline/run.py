@@ -17,12 +17,12 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, disclosure, outputs, overview, quality, report
+from pipeline import __version__, cache, disclosure, outputs, overview, quality, report
 from pipeline.atomic import partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
 from pipeline.errors import OutputError, UsageError, cap
-from pipeline.ingest import Registry, ingest
+from pipeline.registry import Registry
 from pipeline.runlog import RunLog
 from pipeline.trial import Trial
 from pipeline.vocabulary import load_vocabulary
@@ -43,6 +43,7 @@ class RunOptions:
     today: dt.date = field(default_factory=dt.date.today)
     keep_replaced: bool = False  # the nightly: a replaced run stays readable (hidden) until the next sweep
     trials: list[Trial] = field(default_factory=list)  # several: one sub-folder each, plus an overview
+    cache_dir: Path | None = None  # validated exports and quality findings for re-runs (pipeline.cache)
 
     def __post_init__(self):
         if not self.trials:
@@ -152,7 +153,17 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         with _Stage("ingest_validate", timings, log):
             dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
             vocab = load_vocabulary(opts.drug_lines)
-            registry: Registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+            key = (cache.export_key(opts.input, dialect, vocab, opts.today, opts.max_reject)
+                   if opts.cache_dir is not None and dialect is not None else None)
+            registry = cache.load(opts.cache_dir, key) if key else None
+            if registry is not None:
+                log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
+            else:
+                from pipeline.ingest import ingest  # the validation stack, loaded only when validating
+
+                registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+                if key:
+                    cache.store(opts.cache_dir, key, registry)
         # Quarantined rows and quality findings are facts of every export, not alarms: info, so
         # that a normal night stays quiet under cron.
         log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
@@ -164,7 +175,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         for trial in opts.trials:
             folder = tmp / trial.id if opts.several else tmp
             folder.mkdir(exist_ok=True)
-            per_trial[trial.id] = _judge(opts, trial, registry, vocab, folder, warnings, hooks, log, timings)
+            per_trial[trial.id] = _judge(opts, trial, registry, vocab, folder, warnings, hooks, log, timings, key)
         if opts.several:
             with _Stage("overview", timings, log):
                 summary = overview.write(tmp, opts, registry, {t: v[0] for t, v in per_trial.items()},
@@ -194,7 +205,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
 
 
 def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Path, warnings: list[str],
-           hooks: Hooks, log: RunLog, timings: dict) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+           hooks: Hooks, log: RunLog, timings: dict, key: str | None) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
     """One trial on the validated export: evaluate, check quality, write its files into `folder`.
 
     Returns its summary (timings filled in by the caller), attrition and evaluation. With several
@@ -220,9 +231,15 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
 
     with _Stage("quality", timings, log):
         try:
-            summary["quality"] = quality.run_quality(registry, trial, opts.as_of, folder / "quality")
-            seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
-            timings["quality_frames"] = seconds["frames"]
+            settings = quality.settings(trial, opts.as_of)
+            found = cache.load_quality(opts.cache_dir, key, settings, folder / "quality") if key else None
+            if found is None:
+                found = quality.run_quality(registry, trial, opts.as_of, folder / "quality")
+                seconds = found.pop("seconds")  # timings live in timings_seconds only
+                timings["quality_frames"] = seconds["frames"]
+                if key:
+                    cache.store_quality(opts.cache_dir, key, settings, found, folder / "quality")
+            summary["quality"] = found
             log.event("quality", f"{summary['quality']['n_findings']} findings")
         except OSError:  # writing its results failed (a full disk): an error of the run
             raise
