@@ -137,7 +137,7 @@ def criterion_query(node: Node) -> exp.Select:
     root = compile_node(node, ctx)
     query = exp.select(exp.Star()).from_(table(root))
     for name, q in ctx.ctes:
-        query = query.with_(name, as_=q)
+        query = query.with_(name, as_=q, copy=False)  # one query built up: no copy per CTE
     return query
 
 
