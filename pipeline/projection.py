@@ -167,9 +167,16 @@ def simulate(f: Fit, exposure: np.ndarray, draws: int = DRAWS, seed: int = SEED)
     return lam, rng.poisson(lam[:, :, None] * exposure[None, None, :])
 
 
-def quantiles(x: np.ndarray) -> dict[str, np.ndarray]:
-    """The 80 % and 95 % interval ends over the draws (axis 0), as counts the model produces."""
-    return {k: np.quantile(x, q, axis=0, method="inverted_cdf").astype(np.int64) for k, q in LEVELS.items()}
+def quantile_index(q: float, n: int) -> int:
+    """The position in n sorted draws of the q-quantile by the inverted empirical CDF: the smallest
+    value with at least q*n draws at or below it (numpy's method="inverted_cdf")."""
+    return min(n - 1, max(0, math.ceil(q * n - 1e-9) - 1))
+
+
+def quantiles(x: np.ndarray, levels: dict[str, float] = LEVELS) -> dict[str, np.ndarray]:
+    """The 80 % and 95 % interval ends over the draws (axis 0), as counts the model produces (one sort)."""
+    s = np.sort(x, axis=0)
+    return {k: s[quantile_index(q, len(s))].astype(np.int64) for k, q in levels.items()}
 
 
 def _cells(sites: list[str], ends: list[dt.date], expected: np.ndarray, sim: np.ndarray) -> pl.DataFrame:
@@ -232,7 +239,7 @@ def project(flow: Flow, as_of: dt.date, pool: int, months: int = 12, target: int
     fan = [{"month": 0, "end_date": as_of.isoformat(), "median": pool, "expected": float(pool),
             **{k: pool for k in LEVELS}}]
     exp_cum = pool + np.cumsum(expected.sum(axis=0))
-    med = np.quantile(cum, 0.5, axis=0, method="inverted_cdf")
+    med = quantiles(cum, {"median": 0.5})["median"]
     for j in range(months):
         fan.append({"month": j + 1, "end_date": ends[j + 1].isoformat(), "median": int(med[j]),
                     "expected": round(float(exp_cum[j]), 3), **{k: int(v[j]) for k, v in qc.items()}})
@@ -243,7 +250,7 @@ def project(flow: Flow, as_of: dt.date, pool: int, months: int = 12, target: int
         "months": months, "draws": draws, "seed": seed,
         "pool": pool,
         "expected_new_candidates": round(float(expected.sum()), 3),
-        "new_candidates_80": [int(x) for x in np.quantile(totals.sum(axis=1), [0.1, 0.9], method="inverted_cdf")],
+        "new_candidates_80": [int(v) for v in quantiles(totals.sum(axis=1), {"lo": 0.1, "hi": 0.9}).values()],
         "target": target, "target_source": target_source, "conversion": conversion,
         "time_to_target": None,
     }
@@ -253,7 +260,8 @@ def project(flow: Flow, as_of: dt.date, pool: int, months: int = 12, target: int
         rng = np.random.default_rng([seed, 1])
         later = rng.poisson(lam.sum(axis=1)[:, None] * exposure[None, months:])
         m = months_to(pool, np.concatenate([totals, later], axis=1), needed)
-        median, low, high = np.quantile(m, [0.5, 0.1, 0.9], method="inverted_cdf")
+        s = np.sort(m)
+        median, low, high = (float(s[quantile_index(q, len(s))]) for q in (0.5, 0.1, 0.9))
         record["time_to_target"] = {
             "candidates_needed": needed, "months_median": _month(median), "months_low_80": _month(low),
             "months_high_80": _month(high), "max_months": MAX_MONTHS_TO_TARGET,
