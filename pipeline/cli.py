@@ -162,9 +162,14 @@ def projection_lines(s: dict) -> list[str]:
     else:
         def m(v):
             return f"more than {t['max_months']}" if v is None else f"{v}"
-        out.append(f"time to {p['target']:,} enrolled (conversion {p['conversion']}; pool {p['pool']:,} "
-                   f"candidates now): median {m(t['months_median'])} months (80 %: {m(t['months_low_80'])} .. "
-                   f"{m(t['months_high_80'])})")
+        head = (f"time to {p['target']:,} enrolled (conversion {p['conversion']}; {t['candidates_needed']:,} "
+                f"candidates needed, {p['pool']:,} now): ")
+        if t["months_median"] is None:
+            out.append(head + f"more than {t['max_months']} months (reached within them in "
+                       f"{100 * t['share_reached_within_max']:.0f} % of the simulations)")
+        else:
+            out.append(head + f"median {t['months_median']} months (80 %: {m(t['months_low_80'])} .. "
+                       f"{m(t['months_high_80'])})")
     if bt.get("available"):
         label = "" if p["reliable"] else f"; UNRELIABLE (below {RELIABLE_COVERAGE})"
         out.append(f"back-test (fit to {bt['fit_until']}, {bt['test_months']} months x sites): "

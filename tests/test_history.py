@@ -246,7 +246,7 @@ def test_target_and_projection_months_options(small_export, tmp_path, capsys):
     assert main(["run", "--input", str(small_export), "--out", str(tmp_path / "r"), "--as-of", "2026-11-01",
                  "--history", "3", "--target", "7", "--projection-months", "5", "--conversion", "50%"]) == 0
     out = capsys.readouterr().out
-    assert "time to 7 enrolled (conversion 0.5;" in out and "back-test: not available" in out
+    assert "time to 7 enrolled (conversion 0.5; 14 candidates needed," in out and "back-test: not available" in out
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["projection"]["target"] == 7 and s["projection"]["target_source"] == "--target"
     assert s["projection"]["months"] == 5 and s["projection"]["reliable"] is None
