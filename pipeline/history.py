@@ -109,7 +109,7 @@ def replay(dates: list[dt.date], criteria_ids: list[str],
     base: pl.DataFrame | None = None
     sites: pl.DataFrame | None = None
     prev: pl.Series | None = None
-    site_rows, new_frames, lost_frames = [], [], []
+    total_rows, site_rows, new_frames, lost_frames = [], [], [], []
     for day in dates:
         ev = evaluate_at(day).select(PID, "site_id", "status", first_failed(criteria_ids).alias("first_failed_criterion"))
         if base is None:
@@ -132,13 +132,13 @@ def replay(dates: list[dt.date], criteria_ids: list[str],
             lost_frames.append(flags.filter("_lost").select(pl.lit(day).alias("as_of"), PID, "site_id",
                                                             "first_failed_criterion"))
         site_rows.append(counts.select(pl.lit(day).alias("as_of"), "site_id", *COUNT_COLUMNS))
+        total_rows.append({"as_of": day, "population": ev.height,
+                           **{st: int((ev["status"] == st).sum()) for st in STATUSES},
+                           "new_candidates": None if prev is None else int((cand & ~prev).sum()),
+                           "lost_candidates": None if prev is None else int((prev & ~cand).sum())})
         prev = cand
     by_site = pl.concat(site_rows)
-    totals = (by_site.group_by("as_of", maintain_order=True)
-              .agg(*[pl.col(c).sum() for c in COUNT_COLUMNS[:4]],
-                   *[pl.when(pl.col(c).is_null().all()).then(None).otherwise(pl.col(c).sum()).alias(c)
-                     for c in COUNT_COLUMNS[4:]])
-              .with_columns([pl.col(c).cast(pl.Int64) for c in COUNT_COLUMNS]))
+    totals = pl.DataFrame(total_rows, schema={"as_of": pl.Date, **{c: pl.Int64 for c in COUNT_COLUMNS}})
     empty_new = pl.DataFrame(schema={"as_of": pl.Date, PID: pl.Utf8, "site_id": pl.Utf8, "status": pl.Utf8})
     empty_lost = pl.DataFrame(schema={"as_of": pl.Date, PID: pl.Utf8, "site_id": pl.Utf8,
                                       "first_failed_criterion": pl.Utf8})

@@ -78,16 +78,17 @@ class Flow:
         return Flow(self.sites, [self.starts[i] for i in idx], [self.ends[i] for i in idx], self.counts[:, idx])
 
     @classmethod
-    def from_history(cls, by_site: pl.DataFrame) -> Flow:
-        """From history_by_site (as_of, site_id, ..., new_candidates): the intervals between consecutive dates."""
-        dates = sorted(set(by_site["as_of"].to_list()))
+    def from_history(cls, by_site: pl.DataFrame, dates: list[dt.date]) -> Flow:
+        """From history_by_site (as_of, site_id, ..., new_candidates) at `dates`: the intervals between
+        consecutive dates."""
         sites = sorted(set(by_site["site_id"].to_list()))
-        wide = (by_site.filter(pl.col("as_of") > dates[0])
-                .pivot(on="as_of", index="site_id", values="new_candidates", sort_columns=True)
-                .sort("site_id"))
-        assert wide["site_id"].to_list() == sites
-        counts = wide.drop("site_id").to_numpy().astype(np.int64).reshape(len(sites), len(dates) - 1)
-        return cls(sites, dates[:-1], dates[1:], counts)
+        counts = np.zeros((len(sites), len(dates) - 1), dtype=np.int64)
+        pos = {d: j - 1 for j, d in enumerate(dates)}
+        row = {s: i for i, s in enumerate(sites)}
+        for day, site, n in by_site.filter(pl.col("as_of") > dates[0]).select("as_of", "site_id",
+                                                                                "new_candidates").iter_rows():
+            counts[row[site], pos[day]] = n
+        return cls(sites, list(dates[:-1]), list(dates[1:]), counts)
 
 
 @dataclass
@@ -284,6 +285,10 @@ def backtest(flow: Flow, as_of: dt.date, seed: int = SEED, draws: int = DRAWS) -
     test = (~train) & (days >= FULL_MONTH_DAYS)
     rec = {"fit_until": cut.isoformat(), "fit_months": int(train.sum()), "test_months": int(test.sum()),
            "coverage_80": None, "coverage_95": None}
+    if not flow.sites:
+        rec["available"] = False
+        rec["reason"] = "no site has a patient"
+        return None, rec
     if train.sum() < MIN_FIT_MONTHS or test.sum() == 0:
         rec["available"] = False
         rec["reason"] = (f"the back-test needs {MIN_FIT_MONTHS} months of history to fit before "

@@ -52,7 +52,7 @@ def run(registry: Registry, trial: Trial, as_of: dt.date, engine: str, evaluatio
         target, source = trial.planned_enrolment, "planned_enrolment"
     else:
         target, source = None, None
-    proj = projection.project(projection.Flow.from_history(hist.by_site), as_of, pool, opts.projection_months,
+    proj = projection.project(projection.Flow.from_history(hist.by_site, hist.dates), as_of, pool, opts.projection_months,
                               target, opts.conversion, source)
     outputs.write_csv(proj.table, folder / "projection.csv")
     if proj.backtest is not None:

@@ -294,7 +294,7 @@ def test_unreliable_projection_is_labelled():
 
     h = history.replay(days, ["a"], at)
     pool = int(h.totals["eligible"][-1])
-    p = projection.project(projection.Flow.from_history(h.by_site), AS_OF, pool, 12, 500, 1.0, "--target")
+    p = projection.project(projection.Flow.from_history(h.by_site, days), AS_OF, pool, 12, 500, 1.0, "--target")
     assert p.record["reliable"] is False
     model = recruitment.report_model(h, p)
     colours = {"eligible": "#3a8f5c", "ineligible": "#c8553d"}
@@ -359,3 +359,21 @@ def test_report_section_in_chromium(small_export, tmp_path):
     assert sites == len(s["by_site"])
     assert "steady rate" in assumptions and "50 % of candidates" in assumptions
     assert unreliable == (0 if p["reliable"] else 1)
+
+
+@pytest.mark.parametrize("patients", [0, 1])
+def test_tiny_exports(patients, tmp_path):
+    """No patient at all, or one (one site, no new candidate): the history and a projection still come out."""
+    from tests.conftest import write_export as write_rows
+
+    rows = [{"patient_id": "P1", "site_id": "S1", "sex": "F", "birth_date": "1980-01-01", "onset_date": "2020-01-01",
+             "diagnosis_date": "2020-02-01", "ms_course": "RRMS", "research_consent": "Y"}][:patients]
+    export = write_rows(tmp_path / "e", {"patients": rows})
+    assert main(["run", "--input", str(export), "--out", str(tmp_path / "r"), "--as-of", "2026-11-01",
+                 "--history", "20"]) == 0
+    totals = read(tmp_path / "r" / "history.csv")
+    assert totals.height == 21 and set(totals["population"].to_list()) == {str(patients)}
+    p = json.loads((tmp_path / "r" / "summary.json").read_text())["projection"]
+    assert p["fit"]["method"] == "jeffreys"
+    assert p["backtest"]["available"] == bool(patients)
+    assert 'id="projection"' in (tmp_path / "r" / "report.html").read_text()
