@@ -337,6 +337,7 @@ def test_report_section_in_chromium(small_export, tmp_path):
         needed = page.locator('[data-projection="candidates_needed"]').inner_text()
         conversion = page.locator('[data-projection="conversion"]').inner_text()
         coverage = page.locator('[data-backtest="coverage_80"]').inner_text()
+        total_coverage = page.locator('[data-backtest="total_coverage_80"]').inner_text()
         observed = page.evaluate("""() => [...document.querySelectorAll('#backtest-chart circle.bt-observed')].map(c =>
             [c.dataset.endDate, +c.dataset.observed])""")
         sites = page.locator("#history-sites tbody tr").count()
@@ -354,7 +355,9 @@ def test_report_section_in_chromium(small_export, tmp_path):
     assert needed == str(t["candidates_needed"]) == "60" and conversion == "0.5"
     want_ttt = "more than 120 months" if t["months_median"] is None else f"{t['months_median']} months"
     assert ttt == want_ttt
-    assert coverage == f"{bt['coverage_80']:.2f}"
+    assert coverage == f"{bt['coverage_80']:.2f}" and total_coverage == f"{bt['total_coverage_80']:.2f}"
+    inside = sum(int(r["low_80"]) <= int(r["observed"]) <= int(r["high_80"]) for r in backtest.iter_rows(named=True))
+    assert round(inside / backtest.height, 4) == bt["total_coverage_80"]
     assert observed == [[r["end_date"], int(r["observed"])] for r in backtest.iter_rows(named=True)]
     assert sites == len(s["by_site"])
     assert "steady rate" in assumptions and "50 % of candidates" in assumptions
