@@ -103,7 +103,7 @@ def _fmt_param(value) -> str:
 
 
 def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
-          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame) -> dict:
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None) -> dict:
     """The report's model: plain data, so that the template only lays it out."""
     attr = attrition.to_dicts()
     by_id = {row["criterion"]: row for row in attr}
@@ -126,6 +126,7 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
         "inputs": summary["inputs"],
         "findings": quality.get("findings", []),
         "tables_read": _tables_read(trial, summary["absent_tables"]),
+        "history": history,  # --history: the recruitment section (pipeline/recruitment.py), else None
     }
 
 
@@ -139,8 +140,8 @@ def render(model: dict, template: str = "report.html.j2") -> str:
 
 
 def write(path: Path, summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
-          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame) -> None:
-    html = render(build(summary, evaluation, attrition, trial, quarantine, candidates))
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None) -> None:
+    html = render(build(summary, evaluation, attrition, trial, quarantine, candidates, history))
     path.write_text(html, "utf-8")
 
 

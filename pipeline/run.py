@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, cache, disclosure, outputs, overview, quality, report
+from pipeline import __version__, cache, disclosure, outputs, overview, quality, recruitment, report
 from pipeline.atomic import partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
@@ -44,6 +44,7 @@ class RunOptions:
     keep_replaced: bool = False  # the nightly: a replaced run stays readable (hidden) until the next sweep
     trials: list[Trial] = field(default_factory=list)  # several: one sub-folder each, plus an overview
     cache_dir: Path | None = None  # validated exports and quality findings for re-runs (pipeline.cache)
+    history: recruitment.HistoryOptions | None = None  # --history: past dates, projection (pipeline/recruitment.py)
 
     def __post_init__(self):
         if not self.trials:
@@ -259,7 +260,16 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         disclosure.write(summary, folder, opts.min_cell)
         hooks.add_results(folder, summary, evaluation, log, trial)
 
+    section = None
+    if opts.history is not None:  # --history: the trial at past dates, the projection and its back-test
+        with _Stage("history", timings, log):
+            section = recruitment.run(registry, trial, opts.as_of, opts.engine, evaluation, opts.history, folder,
+                                      summary)
+            log.event("history", "recruitment", trial=trial.id, new_candidates=summary["history"]["new_candidates"],
+                      backtest_coverage_80=summary["projection"]["backtest"]["coverage_80"])
+
     with _Stage("report", timings, log):
-        report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands)
+        report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands,
+                     history=section)
     return summary, attr, evaluation
 
