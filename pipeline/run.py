@@ -145,8 +145,9 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
     _check_out(opts.out, opts.force)
     for name in sweep_dead_partials(opts.out):
         log.event("sweep", f"removed {name}, left by an interrupted run", level="warning")
-    tmp = partial_dir(opts.out)
+    tmp: Path | None = None
     try:
+        tmp = partial_dir(opts.out)  # inside the try: an interrupt right after it still removes it
         log.attach(tmp / "run.log")
         warnings = _warnings(opts)
         for w in warnings:
@@ -199,7 +200,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             log.detach()
     except BaseException:
         log.detach()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     first = per_trial[opts.trial.id]
     return RunResult(opts.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
