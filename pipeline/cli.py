@@ -35,7 +35,8 @@ EXIT_HELP = "exit codes:\n" + "".join(f"  {code:>3}  {text}\n" for code, text in
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors exit 2 with one clear line
-        self.print_usage(sys.stderr)
+        # Not the whole usage (it grows with every option): where to find it.
+        print(f"usage: {self.prog} ... (`{self.prog} --help` lists the options)", file=sys.stderr)
         print(f"msfeas: error: {cap(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
