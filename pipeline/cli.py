@@ -94,6 +94,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-cell", type=_min_cell, default=5, metavar="N",
                    help="shareable counts (site_counts.csv, summary_public.json): show counts 1 .. N-1 "
                         "as <N (default 5)")
+    p.add_argument("--shareable", action="store_true",
+                   help="write report.html for outside the registry: patient counts only in its workbench, "
+                        "with the small-cell suppression of site_counts.csv (--min-cell)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,7 +270,7 @@ def _main(argv: list[str] | None) -> int:
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
-            force=getattr(args, "force", False), today=today)
+            force=getattr(args, "force", False), shareable=args.shareable, today=today)
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.runlog import RunLog
