@@ -617,6 +617,18 @@ def test_a_shareable_report_suppresses_small_counts(tmp_path_factory, browser, r
     opened.close()
 
 
+def test_a_shareable_overview_has_no_counts():
+    trial = load_trial("nct04203017")
+    row = {"population": 4321, "eligible": 3, "possible": 77, "ineligible": 4241, **{
+        f"excluding_{i}{k}": None for i in (1, 2, 3) for k in ("", "_n_fail")}}
+    model = {"s": {"as_of": "2026-11-01", "engine": "polars", "version": "x", "warnings": [],
+                   "candidate_patients": {"any_trial": 80, "by_number_of_trials": {"1": 80}}},
+             "trials": [{"trial": trial, "row": row, "tables": []}]}
+    assert "4,321" in report.render({**model, "shareable": False}, "overview.html.j2")
+    html = report.render({**model, "shareable": True}, "overview.html.j2")
+    assert 'id="shareable"' in html and not re.search(r">\s*(4,321|3|77|80|4,241)\s*<", html)
+
+
 def test_suppression_of_the_page_is_the_rule_of_site_counts():
     """workbench.suppress_cells (the page's rule, mirrored) is disclosure.suppress on the site table."""
     rnd = np.random.default_rng(7)

@@ -575,7 +575,7 @@
       var label = el("label", { "for": "wb-on-" + c.id });
       label.appendChild(el("b", null, c.id));
       label.appendChild(document.createTextNode(" "));
-      label.appendChild(el("span", { "class": "muted" }, "(" + c.kind + ") "));
+      if (c.text.indexOf("(" + c.kind + ")") !== 0) label.appendChild(el("span", { "class": "muted" }, "(" + c.kind + ") "));
       label.appendChild(el("span", { "class": "wb-text" }, c.text));
       row.appendChild(box);
       row.appendChild(label);
