@@ -452,34 +452,49 @@
     return this.cache[ci];
   };
 
-  /* Everything the page shows, from the combinations: as outputs.counts, by_site and attrition. */
+  /* Everything the page shows, from the combinations: as outputs.counts, by_site and attrition.
+   * Criterion by criterion over contiguous arrays (a pass per criterion, then one over the rows). */
   Workbench.prototype.compute = function () {
-    var p = this.p, on = [], ci, k, r;
+    var p = this.p, on = [], ci, k, r, s, w;
     for (ci = 0; ci < p.criteria.length; ci++) if (this.enabled[ci]) on.push(ci);
-    var K = on.length, S = on.map(this.status, this), rows = this.data.rows, n = this.data.n;
+    var K = on.length, rows = this.data.rows, n = this.data.n;
     var site = this.data.cols[p.site_col], nSites = p.sites.length;
     var per = new Float64Array(K * 4), excluded = new Float64Array(K), gain = new Float64Array(K);
-    var bySite = new Float64Array(nSites * 3), totals = [0, 0, 0];
-    for (r = 0; r < rows; r++) {
-      var w = n[r], firstFail = -1, nFail = 0, lastFail = -1, allPass = true, s;
-      for (k = 0; k < K; k++) {
-        s = S[k][r];
-        per[k * 4 + s] += w;
-        if (s === FAIL) {
-          nFail++;
-          lastFail = k;
-          if (firstFail < 0) firstFail = k;
+    var firstFail = new Int16Array(rows).fill(-1), lastFail = new Int16Array(rows), nFail = new Uint16Array(rows);
+    var unknown = new Uint8Array(rows);
+    for (k = 0; k < K; k++) {
+      var S = this.status(on[k]), c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+      for (r = 0; r < rows; r++) {
+        s = S[r];
+        w = n[r];
+        if (s === PASS) {
+          c0 += w;
+        } else if (s === FAIL) {
+          c1 += w;
+          nFail[r]++;
+          lastFail[r] = k;
+          if (firstFail[r] < 0) firstFail[r] = k;
         } else if (s === UNKNOWN) {
-          allPass = false;
+          c2 += w;
+          unknown[r] = 1;
+        } else {
+          c3 += w;
         }
       }
-      var st;
-      if (firstFail >= 0) {
-        excluded[firstFail] += w;
-        if (nFail === 1) gain[lastFail] += w;
+      per[k * 4] = c0;
+      per[k * 4 + 1] = c1;
+      per[k * 4 + 2] = c2;
+      per[k * 4 + 3] = c3;
+    }
+    var bySite = new Float64Array(nSites * 3), totals = [0, 0, 0], st;
+    for (r = 0; r < rows; r++) {
+      w = n[r];
+      if (firstFail[r] >= 0) {
+        excluded[firstFail[r]] += w;
+        if (nFail[r] === 1) gain[lastFail[r]] += w;
         st = 2;
       } else {
-        st = allPass ? 0 : 1;
+        st = unknown[r] ? 1 : 0;
       }
       bySite[site[r] * 3 + st] += w;
       totals[st] += w;
