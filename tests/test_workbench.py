@@ -568,9 +568,6 @@ def test_keyboard_and_screen_reader_access(tmp_path_factory, browser):
     for width in (1280, 1440):
         page.set_viewport_size({"width": width, "height": 900})
         assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") == 0
-    shot = Path("/tmp/msfeas-workbench.png")
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.locator("#workbench").screenshot(path=str(shot))
     opened.close()
 
 
