@@ -288,7 +288,8 @@ class _Build:
     _extra: pl.DataFrame | None = None
 
     def column(self, name: str, keys: np.ndarray, entries: list) -> int:
-        self.columns.append(_Column(name, keys, entries))
+        # int64 always: an export of no patient gives empty columns of no particular type
+        self.columns.append(_Column(name, np.asarray(keys, dtype=np.int64), entries))
         return len(self.columns) - 1
 
     def status_column(self, name: str, statuses: pl.Series) -> int:

@@ -41,7 +41,7 @@ from pipeline.errors import UsageError
 from pipeline.ingest import ingest
 from pipeline.trial import apply_overrides, bundled_trials, load_trial
 from pipeline.vocabulary import load_vocabulary
-from tests.conftest import ROOT, TODAY
+from tests.conftest import ROOT, TODAY, write_export
 from tests.test_report import ARGS, CHROMIUM
 
 AS_OF = dt.date(2026, 11, 1)
@@ -508,6 +508,23 @@ def test_the_page_counts_as_the_engines_on_random_exports(seed, tmp_path, browse
         bench = Bench(opened.page)
         exercise(bench, oracle, base["polars"], seed=seed, extra=1, joint=3)
         opened.close()
+
+
+@pytest.mark.parametrize("patients", [0, 1])
+def test_an_export_of_no_patient_or_one(patients, tmp_path, browser):
+    rows = [{"patient_id": "Z1", "site_id": "S1", "sex": "U", "birth_date": "1980-05-05", "onset_date": "2001-01-01"}]
+    write_export(tmp_path / "export", {"patients": rows[:patients]})
+    reg = ingest(tmp_path / "export", Dialect(), load_vocabulary(), today=TODAY, max_reject=1.0)
+    trial = load_trial("nct04203017")
+    base = bases(reg, trial, AS_OF)
+    opened = Opened(browser, page_for(tmp_path, reg, trial, AS_OF, base["polars"]))
+    bench = Bench(opened.page)
+    assert bench.read() == view(base["polars"], trial.ids)
+    assert bench.read()["funnel"]["population"] == patients
+    bench.tick("alive", False)
+    bench.slide("adult.min_age", 50)
+    check(bench, Oracle(reg, trial, AS_OF, base), "a tiny export")
+    opened.close()
 
 
 # ---------------------------------------------------------------- access, suppression, inflate
