@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## create .venv and install msfeas with pinned dependencies (idempotent)
 
-run: $(STAMP) ## run the pipeline on the sample export and print the summary
-	$(BIN)/msfeas run --input $(SAMPLES) --out $(RUN_DIR) --trial all --force
+run: $(STAMP) ## run the three trials on the sample export with 24 months of history; print the summary
+	$(BIN)/msfeas run --input $(SAMPLES) --out $(RUN_DIR) --trial all --force --history 24
 
 browser: ## install Debian's chromium for the report's browser test (once; needs root or sudo)
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -40,8 +40,8 @@ nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [A
 test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
 	$(BIN)/python -m pytest -q -n auto
 
-bench: $(STAMP) ## benchmark at 100k and 1M patients against the read-only floor; writes bench/results.md
-	$(BIN)/python bench/run_bench.py --sizes 100000 1000000 --repeat 3
+bench: $(STAMP) ## benchmark at 100k and 1M patients against the read-only floor, and --history 24; writes bench/results.md
+	$(BIN)/python bench/run_bench.py --sizes 100000 1000000 --repeat 3 --history 24
 
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows

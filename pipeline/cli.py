@@ -99,6 +99,89 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "with the small-cell suppression of site_counts.csv (--min-cell)")
 
 
+# ---- --history (recruitment over time, projection, time to target: pipeline/recruitment.py) ----
+
+def _whole(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{clip(text)} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{clip(text)} must be from {low} to {high:,}")
+        return value
+    return parse
+
+
+def _conversion(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{clip(text)} is not a share (0.3 or 30%)") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{clip(text)} must be above 0 and at most 1 (100%)")
+    return value
+
+
+def _history_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--history", type=_whole(1, 240), default=None, metavar="MONTHS",
+                   help="also judge the trial at the last day of each of the MONTHS months before D: history.csv, "
+                        "history_by_site.csv, new and lost candidates, projection.csv and time to target")
+    p.add_argument("--projection-months", type=_whole(1, 120), default=None, metavar="N",
+                   help="months to project after D (default 12; needs --history)")
+    p.add_argument("--target", type=_whole(1, 10**7), default=None, metavar="N",
+                   help="patients to enrol (default: the trial file's planned_enrolment; needs --history)")
+    p.add_argument("--conversion", type=_conversion, default=None, metavar="P",
+                   help="share of candidates expected to enrol, 0 < P <= 1 (default 1.0; needs --history)")
+
+
+def history_options(args: argparse.Namespace):
+    from pipeline.recruitment import HistoryOptions
+
+    given = [f"--{n.replace('_', '-')}" for n in ("projection_months", "target", "conversion")
+             if getattr(args, n, None) is not None]
+    if getattr(args, "history", None) is None:
+        if given:
+            raise UsageError(f"{', '.join(given)} needs --history MONTHS")
+        return None
+    return HistoryOptions(months=args.history, projection_months=args.projection_months or 12,
+                          target=args.target, conversion=args.conversion if args.conversion is not None else 1.0)
+
+
+def projection_lines(s: dict) -> list[str]:
+    """The history and time to target of one trial's summary, for the terminal."""
+    from pipeline.projection import RELIABLE_COVERAGE
+
+    if "projection" not in s:
+        return []
+    h, p = s["history"], s["projection"]
+    bt = p["backtest"]
+    out = [f"history: {h['months']} months from {h['first_date']}: {h['new_candidates']:,} new candidates, "
+           f"{h['lost_candidates']:,} lost (history.csv); projected new candidates in {p['months']} months: "
+           f"{p['expected_new_candidates']:.1f} (80 %: {p['new_candidates_80'][0]:,} .. {p['new_candidates_80'][1]:,})"]
+    t = p["time_to_target"]
+    if t is None:
+        out.append("time to target: no target (give --target N or planned_enrolment in the trial file)")
+    else:
+        def m(v):
+            return f"more than {t['max_months']}" if v is None else f"{v}"
+        head = (f"time to {p['target']:,} enrolled (conversion {p['conversion']}; {t['candidates_needed']:,} "
+                f"candidates needed, {p['pool']:,} now): ")
+        if t["months_median"] is None:
+            out.append(head + f"more than {t['max_months']} months (reached within them in "
+                       f"{100 * t['share_reached_within_max']:.0f} % of the simulations)")
+        else:
+            out.append(head + f"median {t['months_median']} months (80 %: {m(t['months_low_80'])} .. "
+                       f"{m(t['months_high_80'])})")
+    if bt.get("available"):
+        label = "" if p["reliable"] else f"; UNRELIABLE (below {RELIABLE_COVERAGE})"
+        out.append(f"back-test (fit to {bt['fit_until']}, {bt['test_months']} months x sites): "
+                   f"coverage of the 80 % intervals {bt['coverage_80']:.2f}{label}")
+    else:
+        out.append(f"back-test: not available ({bt['reason']})")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="msfeas", description="Recruitment feasibility of an MS trial on a registry export.",
                     epilog=EXAMPLES + "\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,8 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, type=Path, help="the export folder (patients.csv and others)")
     run.add_argument("--out", required=True, type=Path, help="the run folder to create")
     _common(run)
+    run.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                     help="where validated exports are kept for re-runs on the same bytes (default: $MSFEAS_CACHE "
+                          "or ~/.cache/msfeas; holds patient data, owner-only; delete it at any time)")
+    run.add_argument("--no-cache", action="store_true", help="read and validate the export afresh, store nothing")
     run.add_argument("--force", action="store_true",
                      help="replace an existing run folder at --out (refused for a folder that is not a run folder)")
+    _history_args(run)
     sub.add_parser("trials", help="list the bundled trials: id, title and the optional tables each reads")
     night = sub.add_parser(
         "nightly", help="the scheduled run: RUNS/<as-of>/ atomically, lock, manifest, changes, volume guard",
@@ -119,11 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--runs-dir", required=True, type=Path, help="the folder of dated run folders")
     _common(night)
     night.add_argument("--keep", type=int, default=30, metavar="N", help="run folders to keep (default 30)")
+    night.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                       help="keep validated exports in DIR (off by default: the export changes every night)")
     night.add_argument("--max-drop", type=_share, default=0.20, metavar="PERCENT",
                        help="largest fall of a table's rows (or the patients) since the previous run (default 20%%)")
     night.add_argument("--accept-volume-drop", action="store_true", help="go on despite a larger fall (logged)")
     night.add_argument("--verbose", action="store_true", help="every log event as a JSON line on stderr")
     return parser
+
+
+def _cache_dir(args) -> Path | None:
+    """`msfeas run` keeps validated exports unless --no-cache; `msfeas nightly` only with --cache."""
+    from pipeline.cache import default_dir
+
+    if args.command == "nightly":
+        return args.cache
+    return None if args.no_cache else (args.cache or default_dir())
 
 
 def load_trials(names: list[str] | None, overrides: list[str]):
@@ -172,6 +271,9 @@ def print_overview(result) -> None:
         print(f"  {r['trial']:<14} {r['population']:>10,} {r['eligible']:>9,} {r['possible']:>9,} "
               f"{r['ineligible']:>10,}  {top}")
     print(f"candidates for at least one trial: {s['candidate_patients']['any_trial']:,} (candidates_by_trial.csv)")
+    for trial_id, (trial_summary, _) in result.trials.items():
+        for i, line in enumerate(projection_lines(trial_summary)):
+            print(f"  {trial_id + ':' if i == 0 else '':<14} {line}")
     if s["absent_tables"]:
         print(f"absent tables (criteria reading them are unknown): {', '.join(s['absent_tables'])}")
 
@@ -198,6 +300,8 @@ def print_summary(result) -> None:
     if s.get("quality"):
         q = s["quality"]
         print(f"data quality: {q['n_findings']} of {len(q['findings'])} checks raise a finding (see report.html)")
+    for line in projection_lines(s):
+        print(line)
     if s["absent_tables"]:
         print(f"absent tables (their criteria are unknown): {', '.join(s['absent_tables'])}")
 
@@ -270,7 +374,8 @@ def _main(argv: list[str] | None) -> int:
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
-            force=getattr(args, "force", False), shareable=args.shareable, today=today)
+            force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
+            history=history_options(args))
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.runlog import RunLog

@@ -19,6 +19,7 @@ import polars as pl
 
 import schemas
 from pipeline.dialect import Dialect
+from pipeline.registry import Registry, TableInput  # noqa: F401 - re-exported: the accepted export
 from pipeline.errors import FatalInputError, cap, some
 from pipeline.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
 from pipeline.vocabulary import DrugVocabulary
@@ -29,39 +30,6 @@ REASON = "_reason"
 # such as an id or a date, is not quoted in a message, because the line may be a data row.
 HEADER_NAME = re.compile(r"[a-z][a-z_ ]{0,39}")
 LINES_SHOWN = 5  # line numbers listed in a conflict reason, then "and N more"
-
-
-@dataclass
-class TableInput:
-    """Row accounting of one table, as written to `summary.json` `inputs`."""
-
-    present: bool
-    rows_read: int = 0
-    rows_accepted: int = 0
-    rows_quarantined: int = 0
-    duplicates_dropped: int = 0
-    file: str | None = None
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        if d["file"] is None:
-            d.pop("file")
-        return d
-
-
-@dataclass
-class Registry:
-    """The accepted export: typed tables (empty when absent: see `absent`) and accounting."""
-
-    tables: dict[str, pl.DataFrame]
-    inputs: dict[str, TableInput]
-    quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
-    dialect: Dialect = field(default_factory=Dialect)
-    read_seconds: float = 0.0  # of the ingest time, reading the files (the rest is validating)
-
-    @property
-    def absent(self) -> list[str]:
-        return [t for t, inp in self.inputs.items() if not inp.present]
 
 
 def first_distinct(frame: pl.DataFrame, keys: list[str]) -> pl.Series:

@@ -50,7 +50,7 @@ import polars as pl
 from pipeline import __version__, outputs, quality
 from pipeline.atomic import DELETING, path_error, point, remove
 from pipeline.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, clip, describe
-from pipeline.ingest import Registry
+from pipeline.registry import Registry
 from pipeline.run import Hooks, RunOptions, RunResult, run
 from pipeline.runlog import RunLog
 from pipeline.trial import Trial

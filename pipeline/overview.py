@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import __version__, outputs, report
-from pipeline.ingest import Registry
+from pipeline.registry import Registry
 from pipeline.trial import Trial
 
 TOP = 3

@@ -38,7 +38,7 @@ from pathlib import Path
 import polars as pl
 
 import schemas
-from pipeline.ingest import Registry
+from pipeline.registry import Registry
 from pipeline.outputs import write_json
 from pipeline.trial import Trial
 
@@ -265,6 +265,12 @@ def _validate(gx, ctx, name: str, expectations: list[dict], frame, result_format
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+
+
+def settings(trial: Trial, as_of: dt.date) -> dict:
+    """What the findings depend on beside the export itself (the cache key of a quality result)."""
+    return {"as_of": as_of.isoformat(), "lookbacks": {m: _lookback(trial, m) for m in MEASURES},
+            "sample_rows": SAMPLE_ROWS, "seed": SEED}
 
 
 def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: Path | None = None) -> dict:

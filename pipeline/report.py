@@ -103,7 +103,8 @@ def _fmt_param(value) -> str:
 
 
 def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
-          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, workbench: dict | None = None) -> dict:
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None,
+          workbench: dict | None = None) -> dict:
     """The report's model: plain data, so that the template only lays it out."""
     attr = attrition.to_dicts()
     by_id = {row["criterion"]: row for row in attr}
@@ -126,6 +127,7 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
         "inputs": summary["inputs"],
         "findings": quality.get("findings", []),
         "tables_read": _tables_read(trial, summary["absent_tables"]),
+        "history": history,  # --history: the recruitment section (pipeline/recruitment.py), else None
         # The workbench (pipeline/workbench.py): toggles and sliders; a shareable report shows counts only there.
         "workbench": _workbench(workbench), "shareable": bool(workbench and workbench["shareable"]),
     }
@@ -151,8 +153,9 @@ def render(model: dict, template: str = "report.html.j2") -> str:
 
 
 def write(path: Path, summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
-          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, workbench: dict | None = None) -> None:
-    html = render(build(summary, evaluation, attrition, trial, quarantine, candidates, workbench))
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None,
+          workbench: dict | None = None) -> None:
+    html = render(build(summary, evaluation, attrition, trial, quarantine, candidates, history, workbench))
     path.write_text(html, "utf-8")
 
 

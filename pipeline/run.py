@@ -17,12 +17,12 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, disclosure, outputs, overview, quality, report, workbench
+from pipeline import __version__, cache, disclosure, outputs, overview, quality, recruitment, report, workbench
 from pipeline.atomic import partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
 from pipeline.errors import OutputError, UsageError, cap
-from pipeline.ingest import Registry, ingest
+from pipeline.registry import Registry
 from pipeline.runlog import RunLog
 from pipeline.trial import Trial
 from pipeline.vocabulary import load_vocabulary
@@ -44,6 +44,8 @@ class RunOptions:
     today: dt.date = field(default_factory=dt.date.today)
     keep_replaced: bool = False  # the nightly: a replaced run stays readable (hidden) until the next sweep
     trials: list[Trial] = field(default_factory=list)  # several: one sub-folder each, plus an overview
+    cache_dir: Path | None = None  # validated exports and quality findings for re-runs (pipeline.cache)
+    history: recruitment.HistoryOptions | None = None  # --history: past dates, projection (pipeline/recruitment.py)
 
     def __post_init__(self):
         if not self.trials:
@@ -144,8 +146,9 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
     _check_out(opts.out, opts.force)
     for name in sweep_dead_partials(opts.out):
         log.event("sweep", f"removed {name}, left by an interrupted run", level="warning")
-    tmp = partial_dir(opts.out)
+    tmp: Path | None = None
     try:
+        tmp = partial_dir(opts.out)  # inside the try: an interrupt right after it still removes it
         log.attach(tmp / "run.log")
         warnings = _warnings(opts)
         for w in warnings:
@@ -153,7 +156,17 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         with _Stage("ingest_validate", timings, log):
             dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
             vocab = load_vocabulary(opts.drug_lines)
-            registry: Registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+            key = (cache.export_key(opts.input, dialect, vocab, opts.today, opts.max_reject)
+                   if opts.cache_dir is not None and dialect is not None else None)
+            registry = cache.load(opts.cache_dir, key) if key else None
+            if registry is not None:
+                log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
+            else:
+                from pipeline.ingest import ingest  # the validation stack, loaded only when validating
+
+                registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+                if key:
+                    cache.store(opts.cache_dir, key, registry)
         # Quarantined rows and quality findings are facts of every export, not alarms: info, so
         # that a normal night stays quiet under cron.
         log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
@@ -165,7 +178,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         for trial in opts.trials:
             folder = tmp / trial.id if opts.several else tmp
             folder.mkdir(exist_ok=True)
-            per_trial[trial.id] = _judge(opts, trial, registry, vocab, folder, warnings, hooks, log, timings)
+            per_trial[trial.id] = _judge(opts, trial, registry, vocab, folder, warnings, hooks, log, timings, key)
         if opts.several:
             with _Stage("overview", timings, log):
                 summary = overview.write(tmp, opts, registry, {t: v[0] for t, v in per_trial.items()},
@@ -188,14 +201,15 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             log.detach()
     except BaseException:
         log.detach()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     first = per_trial[opts.trial.id]
     return RunResult(opts.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
 
 
 def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Path, warnings: list[str],
-           hooks: Hooks, log: RunLog, timings: dict) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+           hooks: Hooks, log: RunLog, timings: dict, key: str | None) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
     """One trial on the validated export: evaluate, check quality, write its files into `folder`.
 
     Returns its summary (timings filled in by the caller), attrition and evaluation. With several
@@ -221,9 +235,15 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
 
     with _Stage("quality", timings, log):
         try:
-            summary["quality"] = quality.run_quality(registry, trial, opts.as_of, folder / "quality")
-            seconds = summary["quality"].pop("seconds")  # timings live in timings_seconds only
-            timings["quality_frames"] = seconds["frames"]
+            settings = quality.settings(trial, opts.as_of)
+            found = cache.load_quality(opts.cache_dir, key, settings, folder / "quality") if key else None
+            if found is None:
+                found = quality.run_quality(registry, trial, opts.as_of, folder / "quality")
+                seconds = found.pop("seconds")  # timings live in timings_seconds only
+                timings["quality_frames"] = seconds["frames"]
+                if key:
+                    cache.store_quality(opts.cache_dir, key, settings, found, folder / "quality")
+            summary["quality"] = found
             log.event("quality", f"{summary['quality']['n_findings']} findings")
         except OSError:  # writing its results failed (a full disk): an error of the run
             raise
@@ -243,11 +263,20 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         disclosure.write(summary, folder, opts.min_cell)
         hooks.add_results(folder, summary, evaluation, log, trial)
 
+    section = None
+    if opts.history is not None:  # --history: the trial at past dates, the projection and its back-test
+        with _Stage("history", timings, log):
+            section = recruitment.run(registry, trial, opts.as_of, opts.engine, evaluation, opts.history, folder,
+                                      summary)
+            log.event("history", "recruitment", trial=trial.id, new_candidates=summary["history"]["new_candidates"],
+                      backtest_coverage_80=summary["projection"]["backtest"]["coverage_80"])
+
     with _Stage("report", timings, log):
         bench = workbench.build(evaluation, trial, registry.tables, registry.absent, opts.as_of, opts,
                                 opts.shareable, opts.min_cell)
         for note in bench["notes"]:
             log.event("report", f"workbench: {note}", level="warning")
-        report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands, bench)
+        report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands,
+                     history=section, workbench=bench)
     return summary, attr, evaluation
 

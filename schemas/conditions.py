@@ -5,10 +5,7 @@ import pandera.polars as pa
 
 from schemas import rules as r
 
-CATEGORIES = ["malignancy", "infection", "psychiatric", "cardiac", "pulmonary", "hepatic", "renal", "other"]
-SEVERITIES = ["mild", "moderate", "severe"]
-INFECTION_TYPES = ["bacterial", "fungal", "viral"]
-YES_NO = ["Y", "N"]
+from schemas.codes import CATEGORIES, INFECTION_TYPES, SEVERITIES, YES_NO
 
 
 def schema(ctx: r.Context) -> pa.DataFrameSchema:

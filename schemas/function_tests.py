@@ -5,7 +5,7 @@ import pandera.polars as pa
 
 from schemas import rules as r
 
-TESTS = ["LVEF", "FEV1", "DLCO"]
+from schemas.codes import FUNCTION_TESTS as TESTS
 
 
 def schema(ctx: r.Context) -> pa.DataFrameSchema:

@@ -5,13 +5,8 @@ import pandera.polars as pa
 
 from schemas import rules as r
 
-# Accepted units of the four tests the criteria read, folded to lower case -> canonical.
-UNITS = {
-    "AST": {"u/l": "U/L", "iu/l": "U/L"},
-    "ALT": {"u/l": "U/L", "iu/l": "U/L"},
-    "TBIL": {"umol/l": "umol/L", "µmol/l": "umol/L", "μmol/l": "umol/L", "mg/dl": "mg/dL"},
-    "CREAT": {"umol/l": "umol/L", "µmol/l": "umol/L", "μmol/l": "umol/L", "mg/dl": "mg/dL"},
-}
+from schemas.codes import LAB_UNITS as UNITS
+
 # One lookup of "TEST|unit" instead of a branch per test: a single pass over millions of labs.
 _CANONICAL = {f"{t}|{k}": v for t, units in UNITS.items() for k, v in units.items()}
 

@@ -5,9 +5,7 @@ import pandera.polars as pa
 
 from schemas import rules as r
 
-SEXES = ["F", "M", "U"]
-COURSES = ["RRMS", "SPMS", "PPMS", "CIS", "RIS", "UNK"]
-YES_NO = ["Y", "N"]
+from schemas.codes import COURSES, SEXES, YES_NO
 
 
 def schema(ctx: r.Context) -> pa.DataFrameSchema:

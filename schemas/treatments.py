@@ -8,7 +8,7 @@ from schemas import rules as r
 # Why an episode ended (canonical lower case). A value outside the list is read as
 # `other` rather than quarantined: treatment rows are read by criteria that do not
 # look at the reason. quality.py reports such values.
-STOP_REASONS = ["inefficacy", "adverse_event", "patient_choice", "planned", "pregnancy", "other"]
+from schemas.codes import STOP_REASONS
 
 
 def schema(ctx: r.Context) -> pa.DataFrameSchema:

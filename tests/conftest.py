@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -16,6 +18,8 @@ from pipeline.trial import load_trial
 from pipeline.vocabulary import load_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
+# Runs keep validated exports in a cache (pipeline.cache): never the user's own, in tests.
+os.environ.setdefault("MSFEAS_CACHE", tempfile.mkdtemp(prefix="msfeas-cache-"))
 TODAY = dt.date(2026, 11, 24)
 ENGINES = ["polars", "duckdb"]
 

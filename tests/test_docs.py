@@ -3,8 +3,12 @@
 - every ```toml block with `[[criteria]]` is a valid trial file (given an `id` and a `title`
   when it has none) and gives the same evaluation on both engines;
 - the two worked examples hold at their boundaries, on both engines;
+- the boundary tables of `episodes`, `events_during`, `years_since_by_value` and
+  `recent_progression`, and the examples of `in_listed`/`prefix_listed` and `any` in a `where`,
+  hold on both engines;
 - every node type has a `### <type>` section that names each of its fields;
-- every ```sql block is a real excerpt of the SQL of a criterion of the page.
+- every ```sql block is a real excerpt of the SQL of a criterion of the page;
+- section 11 lists every bundled trial's criteria with their kinds, node types and tables.
 """
 
 from __future__ import annotations
@@ -366,3 +370,198 @@ def test_sql_excerpts_are_real():
                     return False
             return True
         assert any(matches(lines) for lines in rendered), f"not the SQL of any example:\n{block}"
+
+
+# ---------------------------------------------------------------- the bundled trials, as section 11 lists them
+
+def _rule_types(node) -> str:
+    """A rule as section 11 writes it: `type`, with its sub-nodes in parentheses."""
+    inner = f" ({', '.join(_rule_types(c) for c in node.children)})" if node.children else ""
+    return f"`{node.type}`{inner}"
+
+
+def test_bundled_trials_section_lists_every_criterion():
+    from pipeline.criteria.load import bundled_trials, load_trial
+
+    found = sections(doc_text())
+    for tid in bundled_trials():
+        assert tid in found, f"section 11 of docs/trial-language.md has no `### {tid}`"
+        rows = re.findall(r"^\| (\d+) \| `(\w+)` \| ([a-z ]+) \| (.+?) \| ([a-z_, ]*?) ?\|$", found[tid], re.M)
+        want = [(str(i), c.id, c.kind, _rule_types(c.node), ", ".join(c.tables))
+                for i, c in enumerate(load_trial(tid).criteria, start=1)]
+        assert rows == want, f"the table of `### {tid}` is not the bundled trial"
+
+
+# ---------------------------------------------------------------- the boundaries of the newer node sections
+
+def _run(tmp_path, cid: str, tables: dict, overrides: list[str] | None = None) -> pl.DataFrame:
+    return on_both(registry(write_export(tmp_path, tables)), only(cid, overrides), D)
+
+
+def _evidence(ev: pl.DataFrame, cid: str, name: str) -> dict:
+    return dict(ev.select("patient_id", f"{cid}__{name}").iter_rows())
+
+
+EPISODE_CASES = {  # patient -> (relapse onsets, scans (day, gd, new_t2), status, known, possible)
+    "ep_30_days": ([-100, -70], [], "pass", 2, 2),
+    "ep_29_days": ([-100, -71], [], "fail", 1, 1),
+    "ep_chain": ([-100, -80, -60], [], "pass", 2, 2),
+    "ep_relapse_and_scan": ([-10], [(-5, None, 2)], "fail", 1, 1),
+    "ep_same_day": ([-10], [(-10, 3, None)], "fail", 1, 1),
+    "ep_first_day": ([-1095, -500], [], "pass", 2, 2),
+    "ep_before_window": ([-1096, -500], [], "fail", 1, 1),
+    "ep_after_d": ([-10, 1], [], "fail", 1, 1),
+    "ep_undetermined": ([-200], [(-100, 0, None)], "unknown", 1, 2),
+    "ep_inactive": ([-200], [(-100, 0, 0)], "fail", 1, 1),
+    "ep_none": ([], [], "fail", 0, 0),
+    "ep_three": ([-300, -200, -100], [], "pass", 2, 2),  # 3 episodes, counted up to min_episodes
+}
+
+
+def _episode_tables(cases: dict) -> dict:
+    return {"patients": [patient(p) for p in cases],
+            "relapses": [{"patient_id": p, "onset_date": days(n)} for p, c in cases.items() for n in c[0]],
+            "mri": [{"patient_id": p, "scan_date": days(n), "gd_lesions": gd, "new_t2_lesions": t2}
+                    for p, c in cases.items() for n, gd, t2 in c[1]]}
+
+
+def test_episodes_boundaries(tmp_path):
+    ev = _run(tmp_path / "e", "disease_activity", _episode_tables(EPISODE_CASES))
+    assert statuses(ev, "disease_activity") == {p: c[2] for p, c in EPISODE_CASES.items()}
+    assert _evidence(ev, "disease_activity", "episodes_known") == {p: c[3] for p, c in EPISODE_CASES.items()}
+    assert _evidence(ev, "disease_activity", "episodes_possible") == {p: c[4] for p, c in EPISODE_CASES.items()}
+
+
+def test_episodes_without_mri_is_unknown(tmp_path):
+    tables = _episode_tables(EPISODE_CASES)
+    del tables["mri"]
+    ev = _run(tmp_path / "e", "disease_activity", tables)
+    assert set(ev["disease_activity"]) == {"unknown"}
+
+
+def test_episodes_gap_zero_is_a_design_error():
+    """Section 9: a gap of 0 would count one date again, so gap_days must be at least 1."""
+    from pipeline.criteria.load import load_trial
+    from pipeline.errors import UsageError
+    with pytest.raises(UsageError, match="gap_days: must be greater than 0"):
+        load_trial("nct04047628", ["disease_activity.episode_gap_days=0"])
+
+
+EVENTS_DURING_CASES = {  # patient -> (treatment or None, relapse onsets, scans (day, gd, new_t2), status)
+    "ed_day_29": (("fingolimod", -200, None, None), [-171], [], "fail"),
+    "ed_day_30": (("fingolimod", -200, None, None), [-170], [], "pass"),
+    "ed_brand": (("Gilenya", -200, None, None), [-10], [], "pass"),
+    "ed_end_day": (("natalizumab", -400, -100, None), [-100], [], "pass"),
+    "ed_after_end": (("natalizumab", -400, -100, None), [-99], [], "fail"),
+    "ed_undetermined": (("ocrelizumab", -400, None, None), [], [(-50, 0, None)], "unknown"),
+    "ed_inefficacy_30": (("fingolimod", -400, -370, "inefficacy"), [], [], "unknown"),
+    "ed_inefficacy_29": (("fingolimod", -400, -371, "inefficacy"), [], [], "fail"),
+    "ed_inefficacy_old": (("fingolimod", -1500, -1096, "inefficacy"), [], [], "fail"),
+    "ed_event_old": (("fingolimod", -2000, None, None), [-1096], [], "fail"),
+    "ed_not_listed": (("Avonex", -400, None, None), [-10], [], "fail"),
+    "ed_future": (("fingolimod", 5, None, None), [10], [], "fail"),
+    "ed_no_treatment": (None, [-10], [], "fail"),
+}
+
+
+def test_events_during_boundaries(tmp_path):
+    cases = EVENTS_DURING_CASES
+    treatments = [{"patient_id": p, "drug": t[0], "start_date": days(t[1]),
+                   "end_date": None if t[2] is None else days(t[2]), "stop_reason": t[3]}
+                  for p, (t, *_) in cases.items() if t is not None]
+    tables = {"patients": [patient(p) for p in cases], "treatments": treatments,
+              "relapses": [{"patient_id": p, "onset_date": days(n)} for p, c in cases.items() for n in c[1]],
+              "mri": [{"patient_id": p, "scan_date": days(n), "gd_lesions": gd, "new_t2_lesions": t2}
+                      for p, c in cases.items() for n, gd, t2 in c[2]]}
+    ev = _run(tmp_path / "e", "activity_on_dmt", tables)
+    assert statuses(ev, "activity_on_dmt") == {p: c[3] for p, c in cases.items()}
+    del tables["treatments"]
+    ev = _run(tmp_path / "absent", "activity_on_dmt", tables)
+    assert set(ev["activity_on_dmt"]) == {"unknown"}
+
+
+DURATION_CASES = {  # patient -> (onset, diagnosis (days from D), latest EDSS, status, years)
+    "yv_low_3652": (-3652, None, "5.0", "pass", 3652 / 365.25),
+    "yv_low_3653": (-3653, None, "5.0", "fail", 3653 / 365.25),
+    "yv_high_7304": (-7304, None, "5.5", "pass", 7304 / 365.25),
+    "yv_high_7305": (-7305, None, "5.5", "fail", 20.0),
+    "yv_no_edss_3652": (-3652, None, None, "pass", 3652 / 365.25),
+    "yv_no_edss_5000": (-5000, None, None, "unknown", 5000 / 365.25),
+    "yv_no_edss_7305": (-7305, None, None, "fail", 20.0),
+    "yv_dx_3653": (None, -3653, "4.0", "fail", 3653 / 365.25),
+    "yv_dx_3000": (None, -3000, "4.0", "unknown", 3000 / 365.25),
+    "yv_dx_no_edss_7305": (None, -7305, None, "fail", 20.0),
+    "yv_no_dates": (None, None, "4.0", "unknown", None),
+}
+
+
+def test_years_since_by_value_boundaries(tmp_path):
+    cases = DURATION_CASES
+    pts = [patient(p, onset_date=None if o is None else days(o), diagnosis_date=None if dx is None else days(dx))
+           for p, (o, dx, *_) in cases.items()]
+    visits = [{"patient_id": p, "visit_date": days(-10), "edss": c[2]} for p, c in cases.items() if c[2]]
+    ev = _run(tmp_path / "y", "disease_duration_by_edss", {"patients": pts, "visits": visits})
+    assert statuses(ev, "disease_duration_by_edss") == {p: c[3] for p, c in cases.items()}
+    assert _evidence(ev, "disease_duration_by_edss", "years") == {p: c[4] for p, c in cases.items()}
+    assert _evidence(ev, "disease_duration_by_edss", "edss") == {
+        p: None if c[2] is None else float(c[2]) for p, c in cases.items()}
+    ev = _run(tmp_path / "absent", "disease_duration_by_edss", {"patients": pts})
+    assert set(ev["disease_duration_by_edss"]) == {"unknown"}
+
+
+PROGRESSION_CASES = {  # patient -> (EDSS visits (day, edss), status)
+    "rp_confirmed_84": ([(-400, 4.0), (-200, 5.0), (-116, 5.0)], "pass"),
+    "rp_83_days": ([(-400, 4.0), (-200, 5.0), (-117, 5.0)], "unknown"),
+    "rp_dip": ([(-400, 4.0), (-200, 5.0), (-150, 4.5), (-50, 5.0)], "unknown"),
+    "rp_stable": ([(-400, 4.0), (-200, 4.5), (-100, 4.5)], "fail"),
+    "rp_only_baseline": ([(-400, 4.0)], "unknown"),
+    "rp_no_visits": ([], "unknown"),
+    "rp_late_baseline": ([(-300, 3.0), (-200, 4.0), (-100, 4.0)], "pass"),
+    "rp_baseline_first_day": ([(-730, 4.0), (-365, 5.0), (-200, 5.0)], "pass"),
+    "rp_baseline_too_old": ([(-731, 4.0), (-365, 5.0), (-200, 5.0)], "fail"),
+    "rp_step": ([(-400, 5.5), (-200, 6.0), (-100, 6.0)], "pass"),
+    "rp_relapse": ([(-400, 4.0), (-200, 5.0), (-100, 5.0)], "unknown"),  # a relapse onset on D - 130
+    "rp_after_d": ([(-400, 4.0), (-50, 5.0), (40, 5.0)], "unknown"),
+}
+
+
+def test_recent_progression_boundaries(tmp_path):
+    cases = PROGRESSION_CASES
+    tables = {"patients": [patient(p) for p in cases],
+              "visits": [{"patient_id": p, "visit_date": days(n), "edss": str(e)}
+                         for p, (vs, _) in cases.items() for n, e in vs],
+              "relapses": [{"patient_id": "rp_relapse", "onset_date": days(-130)}]}
+    ev = _run(tmp_path / "r", "recent_progression", tables)
+    assert statuses(ev, "recent_progression") == {p: c[1] for p, c in cases.items()}
+    row = ev.filter(pl.col("patient_id") == "rp_confirmed_84").row(0, named=True)
+    assert (row["recent_progression__baseline_date"], row["recent_progression__baseline_edss"],
+            row["recent_progression__worsening_date"], row["recent_progression__worsening_edss"],
+            row["recent_progression__confirmed_date"]) == (
+        D - dt.timedelta(400), 4.0, D - dt.timedelta(200), 5.0, D - dt.timedelta(116))
+    del tables["relapses"]
+    ev = _run(tmp_path / "absent", "recent_progression", tables)
+    assert set(ev["recent_progression"]) == {"unknown"}
+
+
+def test_optional_lists_and_any(tmp_path):
+    conditions = [{"patient_id": p, "category": "infection", "code": code, "onset_date": onset} for p, code, onset in [
+        ("pml_dotted", "A81.2", "2020-01-01"), ("pml_lower", "a812", None), ("pml_longer", "A81.20", "2020-01-01"),
+        ("pml_after_d", "A81.2", days(1)), ("pml_other_code", "A81", "2020-01-01")]]
+    conditions.append({"patient_id": "pml_other_category", "category": "other", "code": "A81.2",
+                       "onset_date": "2020-01-01"})
+    pids = [c["patient_id"] for c in conditions] + ["pml_none"]
+    mri = [{"patient_id": p, "scan_date": days(n), "gd_lesions": gd, "new_t2_lesions": t2} for p, n, gd, t2 in [
+        ("pml_dotted", -10, "2", None), ("pml_lower", -10, "0", "0"), ("pml_longer", -10, None, None),
+        ("pml_after_d", -366, "3", "3")]]
+    tables = {"patients": [patient(p) for p in pids], "conditions": conditions, "mri": mri}
+    ev = _run(tmp_path / "w", "no_pml", tables)
+    assert statuses(ev, "no_pml") == {"pml_dotted": "fail", "pml_lower": "fail", "pml_longer": "fail",
+                                      "pml_after_d": "pass", "pml_other_code": "pass",
+                                      "pml_other_category": "fail", "pml_none": "pass"}
+    ev = _run(tmp_path / "c", "no_pml", tables, ["no_pml.categories=infection"])
+    assert statuses(ev, "no_pml")["pml_other_category"] == "pass"
+    ev = _run(tmp_path / "e", "no_pml", tables, ["no_pml.code_prefixes=[]"])
+    assert statuses(ev, "no_pml")["pml_other_code"] == "fail"  # every condition counts
+    ev = _run(tmp_path / "m", "active_mri", tables)
+    assert {p: s for p, s in statuses(ev, "active_mri").items() if p in {m["patient_id"] for m in mri}} == {
+        "pml_dotted": "pass", "pml_lower": "fail", "pml_longer": "fail", "pml_after_d": "fail"}

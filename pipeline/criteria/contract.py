@@ -25,27 +25,25 @@ DERIVED_COLUMNS = {"treatments": {"line": "int"}}
 
 def _codes() -> dict[tuple[str, str], tuple[list[str] | None, str]]:
     """(table, column) -> (allowed codes or None for any code, case the accepted table holds)."""
-    from schemas import conditions, function_tests, patients
+    from schemas import codes
 
     out: dict[tuple[str, str], tuple[list[str] | None, str]] = {
-        ("patients", "sex"): (patients.SEXES, "upper"),
-        ("patients", "ms_course"): (patients.COURSES, "upper"),
-        ("patients", "research_consent"): (patients.YES_NO, "upper"),
-        ("conditions", "category"): (conditions.CATEGORIES, "lower"),
-        ("conditions", "severity"): (conditions.SEVERITIES, "lower"),
-        ("conditions", "infection_type"): (conditions.INFECTION_TYPES, "lower"),
-        ("conditions", "controlled"): (conditions.YES_NO, "upper"),
-        ("conditions", "impairs_consent"): (conditions.YES_NO, "upper"),
+        ("patients", "sex"): (codes.SEXES, "upper"),
+        ("patients", "ms_course"): (codes.COURSES, "upper"),
+        ("patients", "research_consent"): (codes.YES_NO, "upper"),
+        ("conditions", "category"): (codes.CATEGORIES, "lower"),
+        ("conditions", "severity"): (codes.SEVERITIES, "lower"),
+        ("conditions", "infection_type"): (codes.INFECTION_TYPES, "lower"),
+        ("conditions", "controlled"): (codes.YES_NO, "upper"),
+        ("conditions", "impairs_consent"): (codes.YES_NO, "upper"),
         ("conditions", "code"): (None, "upper"),
-        ("function_tests", "test"): (function_tests.TESTS, "upper"),
+        ("function_tests", "test"): (codes.FUNCTION_TESTS, "upper"),
         ("labs", "test"): (None, "upper"),
         ("labs", "unit"): (None, "unit"),
         # Drugs are held as generic names (the vocabulary is configuration, so any name).
         ("treatments", "drug"): (None, "lower"),
     }
-    stop = getattr(schemas.MODULES.get("treatments"), "STOP_REASONS", None)
-    if stop:
-        out[("treatments", "stop_reason")] = (list(stop), "lower")
+    out[("treatments", "stop_reason")] = (list(codes.STOP_REASONS), "lower")
     return out
 
 
@@ -65,8 +63,8 @@ class Column:
         """A code as the accepted table holds it (codes are matched case-insensitively)."""
         code = code.strip()
         if self.case == "unit":  # the spelling ingest gives the criteria's units (IU/L is held as U/L)
-            from schemas.labs import UNITS
-            return {k: v for units in UNITS.values() for k, v in units.items()}.get(code.lower(), code)
+            from schemas.codes import LAB_UNITS
+            return {k: v for units in LAB_UNITS.values() for k, v in units.items()}.get(code.lower(), code)
         return code.upper() if self.case == "upper" else code.lower() if self.case == "lower" else code
 
 

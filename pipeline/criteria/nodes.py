@@ -186,8 +186,9 @@ def _check_progression(n: Node):
 
 
 def _check_episodes(n: Node):
-    _non_negative(n, "window_days", "gap_days")
-    _positive(n, "min_episodes")
+    _non_negative(n, "window_days")
+    # The next episode opens on a following date: a gap of 0 would count one date again.
+    _positive(n, "gap_days", "min_episodes")
     if n["min_episodes"] is not None and n["min_episodes"] > 12:
         _fail(n, "min_episodes", "at most 12 (episodes are counted up to min_episodes, one step each)")
 
@@ -204,8 +205,6 @@ def _check_years_by_value(n: Node):
     if n["value_table"] not in contract.EVENT_DATE:
         _fail(n, "value_table", f"needs a table of dated events ({', '.join(contract.EVENT_DATE)})")
     col = contract.column(n["value_table"], n["value_column"])
-    if col is None:
-        _fail(n, "value_column", f"no column {n['value_column']!r} in {n['value_table']}")
     if col.type not in ("float", "int"):
         _fail(n, "value_column", f"column {col.table}.{col.name} is {col.type}; this needs float or int")
     _non_negative(n, "lookback_days")
@@ -282,8 +281,8 @@ NODE_TYPES: dict[str, NodeType] = {t.name: t for t in [
              check=_check_events_during, reads=lambda n: _sources_tables(n) + [n["table"]]),
     NodeType("years_since_by_value", "Years since a patient's date below a limit that depends on the latest value "
              "of a measurement (above a step or at or below it).",
-             {"column": Field("column"), "fallback": Field("column?", None), "value_table": Field("str"),
-              "value_column": Field("str"), "where": Field("where@value_table", {}), "lookback_days": Field("int"),
+             {"column": Field("column"), "fallback": Field("column?", None), "value_table": Field("table"),
+              "value_column": Field("column"), "where": Field("where", {}), "lookback_days": Field("int"),
               "tie": Field("tie"), "step": Field("number"), "max_years_above": Field("number"),
               "max_years_at_or_below": Field("number"), "as": Field("str", "years", _AS),
               "value_as": Field("str", "value", "name of the evidence column of the value used")},

@@ -8,8 +8,9 @@ literals (floats as `CAST('6.5' AS DOUBLE)`, exact to the last bit in every dial
 and the reference date is the named parameter `as_of` (`$as_of` in DuckDB, `:as_of`
 in Spark), which is also where a per-patient date can later come in.
 
-The one hand-written block, `sql/blocks/confirmed_progression.sql`, is parsed into the
-same AST; its `$name` placeholders are replaced by typed literals of the node's fields.
+The hand-written blocks, `sql/blocks/*.sql` (the two progression blocks and the EDSS
+levels they share), are parsed into the same AST; their `$name` placeholders are
+replaced by typed literals of the node's fields.
 """
 
 from __future__ import annotations
@@ -106,8 +107,13 @@ class Ctx:
         self.ctes: list[tuple[str, exp.Expression]] = []
         self.names: set[str] = set()
 
+    @staticmethod
+    def base_name(node: Node) -> str:
+        """`n` for the criterion's root, `n_1` for its second child, `n_1_0` for that child's first..."""
+        return "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+
     def cte(self, node: Node, step: str, query: exp.Expression) -> str:
-        base = "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+        base = self.base_name(node)
         name = f"{base}_{step}" if step else base
         assert name not in self.names, name
         self.names.add(name)
@@ -131,7 +137,7 @@ def criterion_query(node: Node) -> exp.Select:
     root = compile_node(node, ctx)
     query = exp.select(exp.Star()).from_(table(root))
     for name, q in ctx.ctes:
-        query = query.with_(name, as_=q)
+        query = query.with_(name, as_=q, copy=False)  # one query built up: no copy per CTE
     return query
 
 
@@ -453,7 +459,7 @@ def hand_written_block(node: Node, ctx: Ctx, name: str) -> str:
     fields, its CTEs (and those of the blocks it includes with `-- include: NAME`) renamed after the
     node and hoisted into the criterion's query."""
     text = _block_text(name)
-    prefix = "n" + re.sub(r"\.of\[(\d+)\]", r"_\1", node.path[len("rule"):]).replace(".rule", "_0")
+    prefix = Ctx.base_name(node)
     renames: dict[str, str] = {}
 
     def substitute(e: exp.Expression) -> exp.Expression:

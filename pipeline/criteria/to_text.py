@@ -232,7 +232,8 @@ def _episodes(node: Node) -> str:
             "pass; else at least that many counting the possible events is unknown; otherwise fails.")
 
 
-@renders("events_during", lambda n: f"{_sources_settle(n)} during {n['table']}")
+@renders("events_during", lambda n: f"{_sources_settle(n)} during {n['table']}" + (
+    f", or why {n['table']} ended" if n["unknown_when"] is not None else ""))
 def _events_during(node: Node) -> str:
     what = node["table"] + (f" where {where_text(node['where'])}" if node["where"] else "")
     text = (f"An event ({_sources_text(node)}) dated within the {node['window_days']} days before D and within "
@@ -246,7 +247,8 @@ def _events_during(node: Node) -> str:
 
 @renders("years_since_by_value", lambda n: f"the {n['column']} and a recent {n['value_table']}.{n['value_column']}")
 def _years_since_by_value(node: Node) -> str:
-    v = f"the latest {node['value_table']}.{node['value_column']} within {node['lookback_days']} days"
+    v = f"the latest {node['value_table']}.{node['value_column']}" + (
+        f" ({where_text(node['where'])})" if node["where"] else "") + f" within {node['lookback_days']} days"
     text = (f"Years from {node['column']} to D ((D - date) in days / 365.25) below a limit: "
             f"{num(node['max_years_above'])} when {v} is above {num(node['step'])}, "
             f"{num(node['max_years_at_or_below'])} when it is at or below; without that value, below both limits "
@@ -256,7 +258,7 @@ def _years_since_by_value(node: Node) -> str:
     return text + "; a date after D counts as empty."
 
 
-@renders("recent_progression", lambda n: "EDSS follow-up in the last year (a confirmation visit)")
+@renders("recent_progression", lambda n: f"EDSS follow-up in the last {n['window_days']} days (a confirmation visit)")
 def _recent_progression(node: Node) -> str:
     return (f"Confirmed EDSS worsening in the {node['window_days']} days before D: +{num(node['increase_below'])} "
             f"from a baseline below {num(node['increase_step_edss'])}, +{num(node['increase_from'])} from "

@@ -12,7 +12,7 @@ import datetime as dt
 
 import polars as pl
 
-from pipeline.ingest import Registry
+from pipeline.registry import Registry
 from pipeline.trial import Trial
 
 ENGINES = ("polars", "duckdb")

@@ -1,0 +1,96 @@
+"""The cache of validated exports: a re-run on the same bytes reads them back and gives exactly the
+outputs of an uncached run; any byte changed is a miss; the folder is the owner's only."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from pipeline import cache
+from pipeline.cli import main
+from pipeline.synth import generate, write_export
+
+FILES = ["evaluation.parquet", "candidates.csv", "attrition.csv", "site_counts.csv", "summary_public.json",
+         "report.html", "quarantine/visits.csv", "quarantine/patients.csv", "quality/visits.json"]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cache") / "export"
+    write_export(generate(300, seed=5), folder, with_bad_rows=True)
+    return folder
+
+
+def run(export, out, *extra):
+    return main(["run", "--input", str(export), "--out", str(out), "--as-of", "2026-11-01", "--force", *extra])
+
+
+def same_outputs(a, b):
+    for f in FILES:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
+    sa.pop("timings_seconds"), sb.pop("timings_seconds")
+    assert sa == sb
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_a_cached_rerun_gives_the_uncached_outputs(export, tmp_path, monkeypatch, engine):
+    c = tmp_path / "cache"
+    assert run(export, tmp_path / "first", "--cache", str(c), "--engine", engine) == 0
+    import pipeline.ingest
+    import pipeline.quality
+
+    def no(*a, **k):
+        raise AssertionError("a cached re-run must not validate nor run the quality suites again")
+    monkeypatch.setattr(pipeline.ingest, "ingest", no)
+    monkeypatch.setattr(pipeline.quality, "run_quality", no)
+    assert run(export, tmp_path / "cached", "--cache", str(c), "--engine", engine,
+               "--set", "edss_range.max_edss=7.0") == 0
+    monkeypatch.undo()
+    assert run(export, tmp_path / "fresh", "--no-cache", "--engine", engine, "--set", "edss_range.max_edss=7.0") == 0
+    same_outputs(tmp_path / "cached", tmp_path / "fresh")
+
+
+def test_any_byte_changed_is_a_miss(export, tmp_path):
+    c = tmp_path / "cache"
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for f in export.iterdir():
+        (changed / f.name).write_bytes(f.read_bytes())
+    assert run(changed, tmp_path / "a", "--cache", str(c)) == 0
+    text = (changed / "visits.csv").read_bytes()
+    i = text.index(b"\n", len(text) // 2) + 1  # a line in the middle: one byte of its date
+    line_end = text.index(b"\n", i)
+    date_at = text.index(b",", i) + 1 + 3  # the year's last digit
+    assert date_at < line_end
+    flipped = text[:date_at] + (b"1" if text[date_at:date_at + 1] != b"1" else b"2") + text[date_at + 1:]
+    (changed / "visits.csv").write_bytes(flipped)
+    assert len([p for p in c.iterdir() if not p.name.startswith(".")]) == 1
+    assert run(changed, tmp_path / "b", "--cache", str(c)) == 0
+    assert len([p for p in c.iterdir() if not p.name.startswith(".")]) == 2  # a miss: a new entry
+    assert run(changed, tmp_path / "fresh", "--no-cache") == 0
+    same_outputs(tmp_path / "b", tmp_path / "fresh")
+
+
+def test_the_cache_is_the_owners_only_and_bounded(export, tmp_path, monkeypatch):
+    c = tmp_path / "cache"
+    monkeypatch.setattr(cache, "KEEP", 2)
+    for day in ("2026-11-10", "2026-11-11", "2026-11-12"):  # "today" is part of the key: three entries
+        monkeypatch.setenv("MSFEAS_TODAY", day)
+        assert main(["run", "--input", str(export), "--out", str(tmp_path / day), "--as-of", "2026-11-01",
+                     "--cache", str(c)]) == 0
+    entries = [p for p in c.iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 2
+    assert stat.S_IMODE(c.stat().st_mode) == 0o700
+    parquet = next(entries[0].glob("tables/*.parquet"))
+    assert stat.S_IMODE(parquet.stat().st_mode) == 0o600
+
+
+def test_no_cache_stores_nothing(export, tmp_path, monkeypatch):
+    monkeypatch.setenv("MSFEAS_CACHE", str(tmp_path / "default"))
+    assert run(export, tmp_path / "a", "--no-cache") == 0
+    assert not (tmp_path / "default").exists()
+    assert run(export, tmp_path / "b") == 0  # the default: $MSFEAS_CACHE
+    assert any((tmp_path / "default").iterdir())
