@@ -35,7 +35,10 @@ EXIT_HELP = "exit codes:\n" + "".join(f"  {code:>3}  {text}\n" for code, text in
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors exit 2 with one clear line
-        self.print_usage(sys.stderr)
+        # The usage's first line only: the full list of options (eight lines and growing) is --help's.
+        lines = self.format_usage().strip().splitlines()
+        more = f" ... ({self.prog} --help lists every option)" if len(lines) > 1 else ""
+        print(lines[0] + more, file=sys.stderr)
         print(f"msfeas: error: {cap(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
