@@ -35,8 +35,10 @@ EXIT_HELP = "exit codes:\n" + "".join(f"  {code:>3}  {text}\n" for code, text in
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors exit 2 with one clear line
-        # Not the whole usage (it grows with every option): where to find it.
-        print(f"usage: {self.prog} ... (`{self.prog} --help` lists the options)", file=sys.stderr)
+        # The usage's first line only: the full list of options (eight lines and growing) is --help's.
+        lines = self.format_usage().strip().splitlines()
+        more = f" ... ({self.prog} --help lists every option)" if len(lines) > 1 else ""
+        print(lines[0] + more, file=sys.stderr)
         print(f"msfeas: error: {cap(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
@@ -95,6 +97,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-cell", type=_min_cell, default=5, metavar="N",
                    help="shareable counts (site_counts.csv, summary_public.json): show counts 1 .. N-1 "
                         "as <N (default 5)")
+    p.add_argument("--shareable", action="store_true",
+                   help="write report.html for outside the registry: patient counts only in its workbench, "
+                        "with the small-cell suppression of site_counts.csv (--min-cell)")
 
 
 # ---- --history (recruitment over time, projection, time to target: pipeline/recruitment.py) ----
@@ -372,7 +377,7 @@ def _main(argv: list[str] | None) -> int:
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
-            force=getattr(args, "force", False), today=today, cache_dir=_cache_dir(args),
+            force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
             history=history_options(args))
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly

@@ -78,6 +78,7 @@ def write(folder: Path, opts, registry: Registry, summaries: dict[str, dict], at
         "timings_seconds": None,
     }
     model = {"s": summary, "trials": [{"trial": t, "row": r, "tables": tables_read(t, registry.absent)}
-                                      for t, r in zip(trials, rows)]}
+                                      for t, r in zip(trials, rows)],
+             "shareable": bool(getattr(opts, "shareable", False))}  # counts only in the trials' workbenches
     (folder / "report.html").write_text(report.render(model, "overview.html.j2"), "utf-8")
     return summary

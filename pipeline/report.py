@@ -1,7 +1,7 @@
 """report.html: the feasibility report, one self-contained file a registry analyst can open offline.
 
-Everything is inlined (styles, SVG charts); no script, font or style is fetched, so
-the file opens from a hospital PC with no internet. The numbers come from the same
+Everything is inlined (styles, SVG charts, the workbench's script and data); no script, font
+or style is fetched, so the file opens from a hospital PC with no internet. The numbers come from the same
 frames as `summary.json` and `attrition.csv`; the page is rendered from
 `templates/report.html.j2` with autoescaping (site ids and reasons are data, never markup).
 
@@ -103,7 +103,8 @@ def _fmt_param(value) -> str:
 
 
 def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
-          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None) -> dict:
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None,
+          workbench: dict | None = None) -> dict:
     """The report's model: plain data, so that the template only lays it out."""
     attr = attrition.to_dicts()
     by_id = {row["criterion"]: row for row in attr}
@@ -127,7 +128,19 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
         "findings": quality.get("findings", []),
         "tables_read": _tables_read(trial, summary["absent_tables"]),
         "history": history,  # --history: the recruitment section (pipeline/recruitment.py), else None
+        # The workbench (pipeline/workbench.py): toggles and sliders; a shareable report shows counts only there.
+        "workbench": _workbench(workbench), "shareable": bool(workbench and workbench["shareable"]),
     }
+
+
+def _workbench(model: dict | None) -> dict | None:
+    """The workbench's data and script as markup: JSON made safe for a script element, and the script."""
+    if model is None:
+        return None
+    from markupsafe import Markup
+
+    from pipeline.workbench import embed
+    return {**model, "embedded": Markup(embed(model["json"])), "script_markup": Markup(model["script"])}
 
 
 def _tables_read(trial: Trial, absent: list[str]) -> list[dict]:
@@ -140,8 +153,9 @@ def render(model: dict, template: str = "report.html.j2") -> str:
 
 
 def write(path: Path, summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
-          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None) -> None:
-    html = render(build(summary, evaluation, attrition, trial, quarantine, candidates, history))
+          quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None,
+          workbench: dict | None = None) -> None:
+    html = render(build(summary, evaluation, attrition, trial, quarantine, candidates, history, workbench))
     path.write_text(html, "utf-8")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, cache, disclosure, outputs, overview, quality, recruitment, report
+from pipeline import __version__, cache, disclosure, outputs, overview, quality, recruitment, report, workbench
 from pipeline.atomic import partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
@@ -40,6 +40,7 @@ class RunOptions:
     max_reject: float = 0.05
     min_cell: int = 5
     force: bool = False
+    shareable: bool = False  # report.html for outside the registry: counts only in the workbench, suppressed
     today: dt.date = field(default_factory=dt.date.today)
     keep_replaced: bool = False  # the nightly: a replaced run stays readable (hidden) until the next sweep
     trials: list[Trial] = field(default_factory=list)  # several: one sub-folder each, plus an overview
@@ -271,7 +272,11 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
                       backtest_coverage_80=summary["projection"]["backtest"]["coverage_80"])
 
     with _Stage("report", timings, log):
+        bench = workbench.build(evaluation, trial, registry.tables, registry.absent, opts.as_of, opts,
+                                opts.shareable, opts.min_cell)
+        for note in bench["notes"]:
+            log.event("report", f"workbench: {note}", level="warning")
         report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands,
-                     history=section)
+                     history=section, workbench=bench)
     return summary, attr, evaluation
 

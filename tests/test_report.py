@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def number(text: str) -> int:
 def test_report_is_self_contained(run_dir):
     html = (run_dir / "report.html").read_text("utf-8")
     assert external_references(html) == []
-    assert "<script" not in html.lower() and "<link" not in html.lower() and "<img" not in html.lower()
+    # Scripts only inline (the workbench's code and data); nothing linked or embedded from elsewhere.
+    assert all(" src" not in tag for tag in re.findall(r"<script[^>]*>", html.lower()))
+    assert "<link" not in html.lower() and "<img" not in html.lower()
 
 
 def test_external_reference_detector_catches_one():
