@@ -407,7 +407,8 @@ def _slidable(crit: Criterion) -> dict[str, list[tuple[Node, str]]]:
     return out
 
 
-def _slider_positions(crit: Criterion, param: str, node: Node, fld: str, values: dict) -> list[tuple[str, float | None]]:
+def _slider_positions(crit: Criterion, param: str, node: Node, fld: str,
+                      values: dict) -> list[tuple[str, float | None]]:
     typ = crit.param_types[param]
     integer, nullable = typ.startswith("int"), typ.endswith("?")
     bound = KINDS[node.type].bounds[fld]
@@ -690,7 +691,8 @@ def recount(payload: dict, positions: dict[str, int] | None = None, off: set[str
                     [tuple(e) if isinstance(e, list) else e for e in c["dict"]]) for c in payload["columns"]]
     keys = {i: rows[f"c{i}"] for i in range(len(cols))}
     kept = [c for c in payload["criteria"] if c["id"] not in off]
-    status = np.stack([tree_status(c["tree"], cols, pos, payload["sliders"], keys) for c in kept]) if kept else np.zeros((0, len(rows["n"])))
+    status = (np.stack([tree_status(c["tree"], cols, pos, payload["sliders"], keys) for c in kept]) if kept
+              else np.zeros((0, len(rows["n"]))))
     n = rows["n"]
     fail = status == FAIL
     any_fail = fail.any(axis=0)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
@@ -674,7 +675,8 @@ def test_the_page_suppresses_and_inflates_as_python(tmp_path, browser):
         k = int(rnd.integers(1, 12))
         chain = [int(x) for x in rnd.choice([0, 1, 2, 3, 9, 40], size=2 + k + k - 1)]
         fixed = {0: int(rnd.integers(0, 3)), 1: int(rnd.integers(0, 3))}
-        js = page.evaluate("([v, k, m, f]) => msfeasWorkbenchApi.suppress(v, msfeasWorkbenchApi.chainRelations(k), m, f)",
+        js = page.evaluate("([v, k, m, f]) => "
+                           "msfeasWorkbenchApi.suppress(v, msfeasWorkbenchApi.chainRelations(k), m, f)",
                            [chain, k, 5, {str(i): m for i, m in fixed.items()}])
         assert js == workbench.suppress_cells(chain, workbench.chain_relations(k), 5, fixed), (chain, k, fixed)
     for size, level in [(0, 6), (1, 6), (300, 0), (70_000, 0), (5_000, 1), (200_000, 6), (100_000, 9)]:
@@ -684,7 +686,7 @@ def test_the_page_suppresses_and_inflates_as_python(tmp_path, browser):
         got = page.evaluate("""([b, n]) => { const s = atob(b), a = new Uint8Array(s.length);
             for (let i = 0; i < s.length; i++) a[i] = s.charCodeAt(i);
             return Array.from(msfeasWorkbenchApi.inflateRaw(a, n)).join(','); }""",
-                            [__import__("base64").b64encode(packed).decode(), len(raw)])
+                            [base64.b64encode(packed).decode(), len(raw)])
         assert got == ",".join(map(str, raw)), (size, level)
     opened.close()
 
