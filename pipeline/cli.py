@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.errors import (EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_SOFTWARE,
-                             EXIT_TERMINATED, EXIT_USAGE, EXIT_VOLUME, Terminated, UsageError, cap, clip, describe)
+                             EXIT_TERMINATED, EXIT_USAGE, EXIT_VOLUME, SIGNALLED, Terminated, UsageError, cap, cause,
+                             clip, describe)
 
 EXAMPLES = """examples:
   msfeas run --input data_samples/default --out runs/today
@@ -317,11 +318,18 @@ def _say(text: str) -> None:
         pass
 
 
+def _on_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    """Ctrl-C: as Python's own handler, but remembered (see pipeline.errors.SIGNALLED)."""
+    SIGNALLED.append(KeyboardInterrupt())
+    raise SIGNALLED[-1]
+
+
 def _on_terminate(signum, frame):  # noqa: ARG001 - signal handler signature
     """SIGTERM (systemctl stop, a timeout): unwind like Ctrl-C, so that partial folders go and the
     nightly writes its failed log. A second SIGTERM during that cleanup is ignored."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated("terminated by SIGTERM")
+    SIGNALLED.append(Terminated("terminated by SIGTERM"))
+    raise SIGNALLED[-1]
 
 
 def _install_signals() -> dict:
@@ -333,6 +341,9 @@ def _install_signals() -> dict:
         return {}
     old = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGXFSZ: signal.getsignal(signal.SIGXFSZ)}
     signal.signal(signal.SIGTERM, _on_terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        old[signal.SIGINT] = signal.default_int_handler
+        signal.signal(signal.SIGINT, _on_interrupt)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     return old
 
@@ -348,6 +359,7 @@ def _silence_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    SIGNALLED.clear()
     old = _install_signals()
     try:
         return _main(argv)
@@ -391,6 +403,7 @@ def _main(argv: list[str] | None) -> int:
         else:
             result = run(opts)
     except (Exception, KeyboardInterrupt, Terminated) as exc:  # noqa: BLE001 - every failure: one clear line
+        exc = cause(exc)  # an interrupt swallowed where it was raised is still the reason
         code, message = describe(exc)
         if code == EXIT_SOFTWARE and os.environ.get("MSFEAS_DEBUG"):
             raise

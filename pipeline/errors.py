@@ -157,3 +157,20 @@ def describe(exc: BaseException) -> tuple[int, str]:
     if number in PATH_ERRNOS:
         return EXIT_CANTCREAT, cap(f"cannot write: {io_message(exc)}")
     return EXIT_SOFTWARE, cap(f"{type(exc).__name__}: {exc}")
+
+
+# The interrupt (SIGINT or SIGTERM) this process received, if any. Python only prints an
+# exception raised where it cannot propagate (a callback, a destructor), and the run then
+# fails on what that left half done, with another error: a run that was interrupted is
+# reported as interrupted all the same (see `cause`).
+SIGNALLED: list[BaseException] = []
+
+
+def cause(exc: BaseException) -> BaseException:
+    """The reason to report for a run that stopped with `exc`: the interrupt it received, if any."""
+    if SIGNALLED and SIGNALLED[0] is not exc:
+        sig = SIGNALLED[0]
+        if getattr(exc, "failed_log", None):
+            sig.failed_log = exc.failed_log
+        return sig
+    return exc

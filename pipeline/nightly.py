@@ -49,7 +49,7 @@ import polars as pl
 
 from pipeline import __version__, outputs, quality
 from pipeline.atomic import DELETING, path_error, point, remove
-from pipeline.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, clip, describe
+from pipeline.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, cause, clip, describe
 from pipeline.registry import Registry
 from pipeline.run import Hooks, RunOptions, RunResult, run
 from pipeline.runlog import RunLog
@@ -367,7 +367,7 @@ def nightly(opts: NightlyOptions, log: RunLog) -> RunResult:
         log.event("end", "done", exit_status=0)
         return result
     except BaseException as exc:
-        code, message = describe(exc)  # the same code and words as the CLI's exit
+        code, message = describe(cause(exc))  # the same code and words as the CLI's exit
         failed = runs_dir / f"failed-{day}.log"
         try:
             log.event("end", message, level="error", exit_status=code)

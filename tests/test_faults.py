@@ -678,3 +678,21 @@ def test_fuzzed_exports_are_read_exactly_or_refused_naming_the_file(tiny, tiny_b
         if kind in KEEPS_ROWS:
             assert i == tiny_baseline[table], (kind, table)
     assert summary["population"] == summary["inputs"]["patients"]["rows_accepted"]
+
+
+def test_an_interrupt_swallowed_where_it_was_raised_is_still_the_reason():
+    """A SIGTERM raised inside a callback that cannot propagate it is only printed, and the run then
+    fails on a half-read file: the exit is still 143, with the failed log carried over (seen under load)."""
+    from pipeline.errors import SIGNALLED, FatalInputError, Terminated, cause, describe
+
+    SIGNALLED.clear()
+    later = FatalInputError("patients.csv", "has no header line (the file is empty)")
+    assert cause(later) is later  # no interrupt: the error itself
+    SIGNALLED.append(Terminated("terminated by SIGTERM"))
+    try:
+        later.failed_log = "runs/failed-2026-11-02.log"
+        reported = cause(later)
+        assert isinstance(reported, Terminated) and describe(reported)[0] == 143
+        assert reported.failed_log == "runs/failed-2026-11-02.log"
+    finally:
+        SIGNALLED.clear()
