@@ -206,8 +206,7 @@ class _Builder:
             elif fld.type == "where?" and value in (None, "none"):
                 node.args[name] = None
             elif fld.type.startswith("where"):
-                on = node.args[fld.type.split("@")[1]] if "@" in fld.type else table
-                node.args[name] = self.where(value, on, where, node.params)
+                node.args[name] = self.where(value, table, where, node.params)
             elif fld.type == "sources":
                 node.args[name] = self.sources(value, where, node.params)
             else:

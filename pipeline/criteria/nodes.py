@@ -224,7 +224,8 @@ def _check_children(n: Node):
         _fail(n, "of", "needs at least one sub-criterion")
 
 
-_WHERE = Field("where", {}, "row filter: {column = value | [values] | {in, not_in, prefix, not_prefix, empty, min, max}}")
+_WHERE = Field("where", {}, "row filter: {column = value | [values] | {predicate = ...}} with PREDICATES, "
+                            "or any = [filters]")
 _AS = "name of the evidence column"
 
 NODE_TYPES: dict[str, NodeType] = {t.name: t for t in [

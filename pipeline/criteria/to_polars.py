@@ -185,18 +185,20 @@ def _age(node: Node, ctx: Ctx) -> pl.LazyFrame:
         .when(within).then(lit(PASS)).otherwise(lit(FAIL)).alias("status"), a.alias(node["as"]))
 
 
+def years_to_D(column: str | None, D: dt.date) -> pl.Expr:
+    """Years from a patient's date to D, (D - date) days / 365.25; a date after D is not known at D
+    and counts as empty, like no column at all (None)."""
+    if column is None:
+        return pl.lit(None, pl.Float64)
+    known = pl.col(column).is_not_null() & (pl.col(column) <= D)
+    return pl.when(known).then(divide((pl.lit(D) - pl.col(column)).dt.total_days().cast(pl.Float64), 365.25))
+
+
 @compiles("years_since")
 def _years_since(node: Node, ctx: Ctx) -> pl.LazyFrame:
-    D = ctx.D
-
-    # A date after D is not known at D: it counts as empty.
-    def years(col):
-        known = pl.col(col).is_not_null() & (pl.col(col) <= D)
-        return pl.when(known).then(divide((pl.lit(D) - pl.col(col)).dt.total_days().cast(pl.Float64), 365.25))
-
     limit = node["max_years"]
-    primary = years(node["column"])
-    fallback = years(node["fallback"]) if node["fallback"] else pl.lit(None, pl.Float64)
+    primary = years_to_D(node["column"], ctx.D)
+    fallback = years_to_D(node["fallback"], ctx.D)
     status = (pl.when(primary.is_not_null()).then(pl.when(primary < limit).then(lit(PASS)).otherwise(lit(FAIL)))
               # The fallback date (diagnosis) can only follow the primary one (onset): that old already fails.
               .when(fallback.is_not_null() & (fallback >= limit)).then(lit(FAIL))
@@ -394,12 +396,7 @@ def _years_since_by_value(node: Node, ctx: Ctx) -> pl.LazyFrame:
     above, below = node["max_years_above"], node["max_years_at_or_below"]
     lo, hi = min(above, below), max(above, below)
 
-    def years(column):
-        known = pl.col(column).is_not_null() & (pl.col(column) <= D)
-        return pl.when(known).then(divide((pl.lit(D) - pl.col(column)).dt.total_days().cast(pl.Float64), 365.25))
-
-    y = years(node["column"])
-    yd = years(node["fallback"]) if node["fallback"] else pl.lit(None, pl.Float64)
+    y, yd = years_to_D(node["column"], D), years_to_D(node["fallback"], D)
     v = pl.col("_v")
     limit = pl.when(v > node["step"]).then(pl.lit(float(above))).otherwise(pl.lit(float(below)))
     status = (pl.when(y.is_not_null() & v.is_not_null()).then(pl.when(y < limit).then(lit(PASS)).otherwise(lit(FAIL)))
