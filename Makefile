@@ -38,7 +38,7 @@ nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [A
 	$(BIN)/msfeas nightly --input $(INPUT) --runs-dir $(RUNS) $(ARGS)
 
 test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 bench: $(STAMP) ## benchmark at 100k and 1M patients against the read-only floor, and --history 24; writes bench/results.md
 	$(BIN)/python bench/run_bench.py --sizes 100000 1000000 --repeat 3 --history 24

@@ -47,3 +47,17 @@ def status_of(evaluation: pl.DataFrame, criterion: str) -> dict[str, str]:
 @pytest.fixture(params=ENGINES)
 def engine(request):
     return request.param
+
+
+# ---- Spark: one shared local session per test process -------------------------------------
+# Every Spark test carries `pytestmark = pytest.mark.xdist_group("spark")` (or the mark on the
+# test); `make test` runs pytest with `--dist loadgroup`, so all of them run in one worker and
+# only one JVM starts.
+SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pipeline.spark.session import get_session
+
+    return get_session("local[2]", SPARK_CONF)
