@@ -238,6 +238,17 @@ def raw_result(result) -> dict:
             "results": d.get("results", [])}
 
 
+def _observed(value):
+    """An observed statistic as reported: floats to 10 significant digits.
+
+    A mean summed in another order (pandas here, Spark's partial sums there) differs in the
+    last bits; ten digits are far more than a finding needs and the same on every engine.
+    """
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return float(f"{float(value):.10g}")
+    return value
+
+
 def _finding(table: str, exp: dict, result, sampled: bool, rows: int) -> dict:
     r = result.result or {}
     meta = exp.get("meta", {})
@@ -248,18 +259,19 @@ def _finding(table: str, exp: dict, result, sampled: bool, rows: int) -> dict:
     if "unexpected_count" in r:
         out["count"] = int(r["unexpected_count"])
     if "observed_value" in r:
-        out["observed"] = r["observed_value"]
+        out["observed"] = _observed(r["observed_value"])
     if result.exception_info and result.exception_info.get("raised_exception"):
         out["ok"] = False
         out["error"] = str(result.exception_info.get("exception_message"))
     return out
 
 
-def _validate(gx, ctx, name: str, expectations: list[dict], frame, result_format, meta: dict | None = None):
-    """Run `expectations` as the GE suite `name` on a pandas `frame`; the validation result."""
+def _validate(gx, ctx, name: str, expectations: list[dict], frame, result_format, meta: dict | None = None,
+              spark: bool = False):
+    """Run `expectations` as the GE suite `name` on a pandas (or Spark) `frame`; the validation result."""
     suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=[dict(e) for e in expectations],
                                                meta=meta or {}))
-    source = ctx.data_sources.add_pandas(name)
+    source = ctx.data_sources.add_spark(name) if spark else ctx.data_sources.add_pandas(name)
     batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("accepted rows")
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
     with warnings.catch_warnings():
@@ -281,7 +293,15 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
     raw result of each suite goes to `<results_dir>/<suite>.json`.
     """
     t0 = time.perf_counter()
-    frames = quality_frames(registry, trial, as_of)
+    # The Spark engine's tables stay in Spark: its frames are built there and GE validates them
+    # with its Spark execution engine (pipeline/spark/quality.py).
+    spark = type(registry).__name__ == "SparkRegistry"
+    if spark:
+        from pipeline.spark.quality import quality_frames as spark_frames
+
+        frames = spark_frames(registry, trial, as_of)
+    else:
+        frames = quality_frames(registry, trial, as_of)
     t_frames = time.perf_counter() - t0
     gx, ctx = _context()
     if results_dir is not None:
@@ -297,13 +317,19 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
                 continue
             frame = frames[name]
             used = frame.select(_columns_used(exps, frame.columns))
-            result = _validate(gx, ctx, name, exps, _to_pandas(used), "BASIC", suite.get("meta"))
+            if spark:  # GE computes each metric as its own Spark job: the frame is built once, not per metric
+                used = used.cache()
+            rows = used.count() if spark else frame.height
+            result = _validate(gx, ctx, name, exps, used if spark else _to_pandas(used), "BASIC", suite.get("meta"),
+                               spark)
             if results_dir is not None:
                 write_json(raw_result(result), results_dir / f"{name}.json")
             by_id = {e.get("meta", {}).get("id"): e for e in exps}
             for res in result.results:
                 exp = by_id.get((res.expectation_config.meta or {}).get("id"), {"type": res.expectation_config.type})
-                findings.append(_finding(table, exp, res, sampled, frame.height))
+                findings.append(_finding(table, exp, res, sampled, rows))
+            if spark:
+                used.unpersist()
     return {
         "sample_rows": SAMPLE_ROWS,
         "n_findings": sum(1 for f in findings if not f["ok"]),
