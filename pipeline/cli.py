@@ -85,7 +85,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trial", dest="trials", action="append", default=None, metavar="ID_OR_FILE",
                    help="bundled trial id or trial file (default: nct04203017); give it several times, or "
                         "`all` for every bundled trial, to judge several trials on one reading of the export")
-    p.add_argument("--engine", choices=["polars", "duckdb"], default="polars")
+    p.add_argument("--engine", choices=["polars", "duckdb", "spark"], default="polars",
+                   help="polars or duckdb on this machine; spark: read, validate and judge inside Apache Spark")
+    p.add_argument("--spark-master", default="local[*]", metavar="URL",
+                   help="with --engine spark: the Spark master (default local[*]; e.g. spark://host:7077, yarn)")
+    p.add_argument("--spark-conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")
     p.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
@@ -227,6 +232,19 @@ def _cache_dir(args) -> Path | None:
     if args.command == "nightly":
         return args.cache
     return None if args.no_cache else (args.cache or default_dir())
+
+
+def _spark_conf(args) -> dict[str, str]:
+    """--spark-conf KEY=VALUE settings; Spark-only flags with another engine are a usage error."""
+    if args.engine != "spark" and (args.spark_conf or args.spark_master != "local[*]"):
+        raise UsageError("--spark-master and --spark-conf go with --engine spark")
+    conf = {}
+    for item in args.spark_conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().startswith("spark."):
+            raise UsageError(f"--spark-conf {item!r}: expected spark.<setting>=<value>")
+        conf[key.strip()] = value.strip()
+    return conf
 
 
 def load_trials(names: list[str] | None, overrides: list[str]):
@@ -390,7 +408,7 @@ def _main(argv: list[str] | None) -> int:
                                "date_format": args.date_format, "encoding": args.encoding},
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
             force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
-            history=history_options(args))
+            history=history_options(args), spark_master=args.spark_master, spark_conf=_spark_conf(args))
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.runlog import RunLog

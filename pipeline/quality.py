@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from importlib import resources
@@ -212,9 +213,23 @@ def _silence_ge() -> None:
     gx_log.propagate = False
 
 
+def _no_doctest_exit() -> None:
+    """Keep pyspark from ending the process when GE imports it.
+
+    With pyspark installed, GE imports `pyspark.sql.connect`, which takes a process whose
+    `__main__` has neither a spec nor a file (`python -c`, pytest-xdist's workers) for a
+    doctest run and calls `sys.exit(0)` when its optional gRPC packages are missing: a
+    silent exit with status 0 in the middle of a run. Such a `__main__` is given a file name.
+    """
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__"):
+        main.__file__ = "<msfeas>"
+
+
 def _context():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no calls home from a hospital network
     _silence_ge()
+    _no_doctest_exit()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import great_expectations as gx

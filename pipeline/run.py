@@ -46,6 +46,8 @@ class RunOptions:
     trials: list[Trial] = field(default_factory=list)  # several: one sub-folder each, plus an overview
     cache_dir: Path | None = None  # validated exports and quality findings for re-runs (pipeline.cache)
     history: recruitment.HistoryOptions | None = None  # --history: past dates, projection (pipeline/recruitment.py)
+    spark_master: str = "local[*]"  # --engine spark: where Spark runs (--spark-master)
+    spark_conf: dict[str, str] = field(default_factory=dict)  # --spark-conf key=value settings
 
     def __post_init__(self):
         if not self.trials:
@@ -157,9 +159,11 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
             vocab = load_vocabulary(opts.drug_lines)
             key = (cache.export_key(opts.input, dialect, vocab, opts.today, opts.max_reject)
-                   if opts.cache_dir is not None and dialect is not None else None)
+                   if opts.cache_dir is not None and dialect is not None and opts.engine != "spark" else None)
             registry = cache.load(opts.cache_dir, key) if key else None
-            if registry is not None:
+            if opts.engine == "spark":
+                registry = _spark_ingest(opts, dialect, vocab, log)
+            elif registry is not None:
                 log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
             else:
                 from pipeline.ingest import ingest  # the validation stack, loaded only when validating
@@ -206,6 +210,24 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         raise
     first = per_trial[opts.trial.id]
     return RunResult(opts.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
+
+
+def _spark_ingest(opts: RunOptions, dialect, vocab, log: RunLog):
+    """The export read and validated inside Spark (pipeline/spark/ingest.py); its tables stay there.
+
+    The validated-export cache holds Polars tables, so a Spark run neither reads nor fills it.
+    Quarantined rows are an output (at most --max-reject of each table): they come to the
+    driver here, in line order, for the writers and the report.
+    """
+    from pipeline.spark.frames import to_polars
+    from pipeline.spark.ingest import ingest as spark_ingest
+    from pipeline.spark.session import get_session
+
+    spark = get_session(opts.spark_master, opts.spark_conf)
+    log.event("ingest_validate", f"Spark {spark.version} at {opts.spark_master}")
+    registry = spark_ingest(spark, opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+    registry.quarantine = {t: to_polars(q.orderBy("_line")) for t, q in registry.quarantine.items()}
+    return registry
 
 
 def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Path, warnings: list[str],

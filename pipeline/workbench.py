@@ -296,21 +296,40 @@ class _Build:
         keys = statuses.replace_strict(CODE, return_dtype=pl.Int64).to_numpy()
         return self.column(name, keys, list(range(len(STATUS))))
 
+    @property
+    def in_spark(self) -> bool:
+        """The Spark engine's tables are Spark DataFrames: the workbench asks Spark, not Polars."""
+        return not isinstance(self.tables["patients"], pl.DataFrame)
+
     def patients(self) -> pl.DataFrame:
         """sex, birth date and the patients' dates, in the evaluation's order."""
         if self._extra is None:
-            self._extra = self.ev.select(PID).join(self.tables["patients"], on=PID, how="left",
-                                                   maintain_order="left")
+            patients = self.tables["patients"]
+            if self.in_spark:  # one row per patient, like the evaluation itself
+                from pipeline.spark.frames import to_polars
+
+                patients = to_polars(patients)
+            self._extra = self.ev.select(PID).join(patients, on=PID, how="left", maintain_order="left")
         return self._extra
+
+    def node_frame(self, node: Node) -> pl.DataFrame:
+        """A part of a rule judged on its own by the run's engine: patient_id, status, evidence."""
+        if self.in_spark:
+            from pipeline.criteria.load import Criterion
+            from pipeline.engines import spark_engine
+
+            part = Criterion(id="_part", kind="inclusion", text="", rule={}, parameters={}, param_types={}, node=node)
+            return spark_engine.evaluate(self.tables, [part], self.as_of)["_part"]
+        from pipeline.criteria.to_polars import Ctx, compile_node
+
+        return compile_node(node, Ctx({k: v.lazy() for k, v in self.tables.items()}, self.as_of)).collect()
 
     def evidence(self, cid: str, name: str) -> pl.Series:
         return self.ev[f"{cid}__{name}"]
 
     def subtree(self, node: Node) -> pl.Series:
-        """The statuses of a part of a rule that cannot be slid, from the Polars compiler."""
-        from pipeline.criteria.to_polars import Ctx, compile_node
-
-        got = compile_node(node, Ctx({k: v.lazy() for k, v in self.tables.items()}, self.as_of)).collect()
+        """The statuses of a part of a rule that cannot be slid, from the run's engine."""
+        got = self.node_frame(node)
         return self.ev.select(PID).join(got.select(PID, "status"), on=PID, how="left",
                                         maintain_order="left")["status"]
 
@@ -334,11 +353,9 @@ def _values(b: _Build, cid: str, node: Node) -> dict[str, pl.Series]:
     if t == "count":
         if node["as"]:
             return {"v": b.evidence(cid, node["as"])}
-        from pipeline.criteria.to_polars import Ctx, compile_node
-
         named = copy.copy(node)
         named.args = {**node.args, "as": "_n"}
-        got = compile_node(named, Ctx({k: v.lazy() for k, v in b.tables.items()}, b.as_of)).collect()
+        got = b.node_frame(named)
         return {"v": b.ev.select(PID).join(got.select(PID, "_n"), on=PID, how="left", maintain_order="left")["_n"]}
     raise AssertionError(t)
 
