@@ -89,13 +89,14 @@ def test_random_export_three_trials_with_history_identical(tmp_path, random_expo
     assert_same_run(tmp_path / "polars", tmp_path / "spark")
 
 
-def test_parquet_export_gives_the_csv_results(tmp_path, random_export):
+def test_parquet_export_gives_the_csv_results(tmp_path):
     """Each table written as Parquet (text columns, as the CSV holds them) judges the same patients."""
+    export = write_export(generate(200, seed=8), tmp_path / "csv-export") or tmp_path / "csv-export"
     pq = tmp_path / "parquet"
     pq.mkdir()
-    for csv in random_export.glob("*.csv"):
+    for csv in export.glob("*.csv"):
         pl.read_csv(csv, infer_schema=False).write_parquet(pq / f"{csv.stem}.parquet")
-    _run(random_export, tmp_path / "csv", "spark")
+    _run(export, tmp_path / "csv", "spark")
     _run(pq, tmp_path / "pq", "spark")
     for name in ("evaluation.parquet", "candidates.csv", "attrition.csv"):
         assert (tmp_path / "csv" / name).read_bytes() == (tmp_path / "pq" / name).read_bytes(), name
