@@ -18,7 +18,7 @@ import polars as pl
 
 from pipeline import history, outputs, projection
 from pipeline.engines import evaluate
-from pipeline.ingest import Registry
+from pipeline.registry import Registry
 from pipeline.trial import Trial
 
 

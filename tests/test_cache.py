@@ -94,3 +94,25 @@ def test_no_cache_stores_nothing(export, tmp_path, monkeypatch):
     assert not (tmp_path / "default").exists()
     assert run(export, tmp_path / "b") == 0  # the default: $MSFEAS_CACHE
     assert any((tmp_path / "default").iterdir())
+
+
+def test_a_cached_rerun_loads_no_validation_or_quality_stack(export, tmp_path):
+    """What makes a what-if re-run fast: with the export and its findings cached, neither pandera,
+    great-expectations, pandas nor pyspark is imported (each costs about a second to import)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MSFEAS_CACHE": str(tmp_path / "cache")}
+    args = ["run", "--input", str(export), "--out", str(tmp_path / "r"), "--as-of", "2026-11-01", "--force"]
+    probe = ("import sys, runpy; sys.argv = ['msfeas', *sys.argv[1:]]\n"
+             "from pipeline.cli import main\ncode = main()\n"
+             "print(sorted(m for m in ('pandera', 'great_expectations', 'pandas', 'pyspark') if m in sys.modules))\n"
+             "sys.exit(code)")
+    first = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([sys.executable, "-c", probe, *args, "--set", "edss_range.max_edss=7.0"], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == "[]", again.stdout
+    assert "pandera" in first.stdout.strip().splitlines()[-1]  # the probe sees imports: the first run validated
