@@ -14,7 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pandera.polars as pa
+from pipeline.imports import without_pyspark_pandas
+
+with without_pyspark_pandas():
+    import pandera.polars as pa
 import polars as pl
 
 import schemas

@@ -15,7 +15,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
-import pandera.polars as pa
+from pipeline.imports import without_pyspark_pandas
+
+with without_pyspark_pandas():
+    import pandera.polars as pa
 import polars as pl
 
 from pipeline.dialect import Dialect

@@ -189,7 +189,7 @@ def test_fatal_exit_1_names_file_writes_nothing(tmp_path, capsys, kind, file):
 
 
 @pytest.mark.parametrize("args", [["--as-of", "2024-13-01"], ["--bogus"], ["--set", "edss_range.nope=1"],
-                                  ["--set", "nope.max=1"], ["--engine", "spark"], ["--set", "edss_range.max_edss=abc"]])
+                                  ["--set", "nope.max=1"], ["--engine", "sqlite"], ["--set", "edss_range.max_edss=abc"]])
 def test_usage_exit_2(tmp_path, args):
     folder = fatal_case(tmp_path, "ok")
     with pytest.raises(SystemExit) as exc:
