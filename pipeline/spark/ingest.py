@@ -102,75 +102,82 @@ def ingest(spark, folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *,
 
 def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect, max_reject: float,
             persisted: list) -> SparkRegistry:
+    """Three rounds, so that the fatal errors come in the Polars ingest's order: reading each
+    table (decoding, the header: a job or two each), then linking (lazy), then one counting job per
+    table over its cached, linked frame, after which the parse failures, then the reject limits,
+    are raised table by table."""
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    inputs: dict[str, TableInput] = {}
-    checked: dict[str, object] = {}
-    sources: dict[str, object] = {}
+    rows: dict[str, object] = {}  # every row read, `_first` false for a dropped exact duplicate
     read_seconds = 0.0
     for table in schemas.TABLES:
         path = files.get(table)
         if path is None:
-            inputs[table] = TableInput(present=False)
             continue
         t_read = time.perf_counter()
-        if path.name.lower().endswith(".parquet"):
-            records, header, n_fields, kind, tctx = _parquet_records(spark, path, table, ctx)
-        else:
-            records, header, n_fields, kind, tctx = _csv_records(spark, path, table, ctx)
-        read_seconds += time.perf_counter() - t_read
         try:
-            check_header(header, n_fields, table, path.name)
+            if path.name.lower().endswith(".parquet"):
+                records, header, n_fields, kind, tctx = _parquet_records(spark, path, table, ctx)
+            else:
+                records, header, n_fields, kind, tctx = _csv_records(spark, path, table, ctx)
+            try:
+                check_header(header, n_fields, table, path.name)
+            except FatalInputError:
+                # The Polars reader parses the whole file before it looks at the header's names:
+                # a broken quote further down is reported first there, and so it is here.
+                _raise_body_fatal(records.mapInArrow(
+                    _worker(kind, table, tctx, header, n_fields, path.name, False), _fatal_schema()), path.name)
+                raise
         except FatalInputError:
-            # The Polars reader parses the whole file before it looks at the header's names:
-            # a broken quote further down is reported first there, and so it is here.
-            _raise_body_fatal(records.mapInArrow(_worker(kind, table, tctx, header, n_fields, path.name, False),
-                                                 _fatal_schema()), path.name)
+            for earlier, frame in rows.items():  # the Polars ingest has met these first
+                _raise_body_fatal(frame.select(LINE, FATAL), files[earlier].name)
             raise
-        rows = records.mapInArrow(_worker(kind, table, tctx, header, n_fields, path.name, True),
-                                  _output_schema(table, tctx))
+        read_seconds += time.perf_counter() - t_read
+        out = records.mapInArrow(_worker(kind, table, tctx, header, n_fields, path.name, True),
+                                 _output_schema(table, tctx))
         keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
-        first = F.row_number().over(Window.partitionBy(*keys).orderBy(LINE)) == 1
-        rows = rows.withColumn("_first", first).persist(StorageLevel.MEMORY_AND_DISK)
-        persisted.append(rows)
-        n_read, n_dup, fatal = rows.agg(
-            F.count(F.lit(1)), F.count_if(~F.col("_first") & F.col(FATAL).isNull()),
-            F.min(F.when(F.col(FATAL).isNotNull(), F.struct(LINE, FATAL))),
-        ).first()
-        if fatal is not None:
-            raise FatalInputError(path.name, fatal[FATAL], line=fatal[LINE])
-        inputs[table] = TableInput(present=True, rows_read=n_read, duplicates_dropped=n_dup, file=path.name)
-        sources[table] = rows
-        checked[table] = rows.where(F.col("_first")).drop("_first", FATAL)
+        rows[table] = out.withColumn("_first", F.row_number().over(Window.partitionBy(*keys).orderBy(LINE)) == 1)
 
-    linked = _link_patients(checked)
+    linked = _link_patients(rows)
+    counts: dict[str, object] = {}
+    for table, frame in linked.items():  # patients first: the others' links read its cache
+        frame = linked[table] = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(frame)
+        first, ok = F.col("_first") & F.col(FATAL).isNull(), F.col(REASON).isNull()
+        counts[table] = frame.agg(
+            F.count(F.lit(1)).alias("read"), F.count_if(~first).alias("dup"),
+            F.count_if(first & ok).alias("good"), F.count_if(first & ~ok).alias("bad"),
+            F.min(F.when(F.col(FATAL).isNotNull(), F.struct(LINE, FATAL))).alias("fatal")).first()
+    for table, c in counts.items():
+        if c["fatal"] is not None:
+            raise FatalInputError(files[table].name, c["fatal"][FATAL], line=c["fatal"][LINE])
+
+    inputs: dict[str, TableInput] = {}
     tables: dict[str, object] = {}
     quarantine: dict[str, object] = {}
     for table in schemas.TABLES:
         typed_schema = _typed_schema(table, ctx)
-        if not inputs[table].present:  # an absent table is an empty frame of the right schema
+        if table not in linked:  # an absent table is an empty frame of the right schema
+            inputs[table] = TableInput(present=False)
             tables[table] = spark.createDataFrame([], spark_schema(typed_schema))
             continue
-        # Cached before its source is released: the later tables' links read the patients' cache.
-        frame = linked[table].persist(StorageLevel.MEMORY_AND_DISK)
-        persisted.append(frame)
-        n_good, n_bad = frame.agg(F.count_if(F.col(REASON).isNull()), F.count_if(F.col(REASON).isNotNull())).first()
-        inp = inputs[table]
-        inp.rows_quarantined, inp.rows_accepted = n_bad, n_good
-        if inp.rows_read and n_bad / inp.rows_read > max_reject:
+        c, frame = counts[table], linked[table].where(F.col("_first"))
+        inp = inputs[table] = TableInput(present=True, rows_read=c["read"], rows_accepted=c["good"],
+                                         rows_quarantined=c["bad"], duplicates_dropped=c["dup"],
+                                         file=files[table].name)
+        if inp.rows_read and inp.rows_quarantined / inp.rows_read > max_reject:
             # Values quoted in reasons are row data: the message shows them as '…', like the report.
             general = F.regexp_replace(F.col(REASON), "'[^']*'", "'…'").alias(REASON)
             top = (frame.where(F.col(REASON).isNotNull()).select(LINE, general).groupBy(REASON)
                    .agg(F.count(F.lit(1)).alias("n"), F.min(LINE).alias(LINE))
                    .orderBy(F.col("n").desc(), F.col(REASON).asc()).limit(1).first())
-            raise reject_error(inp.file, n_bad, inp.rows_read, max_reject, top[REASON], top["n"], top[LINE])
+            raise reject_error(inp.file, inp.rows_quarantined, inp.rows_read, max_reject, top[REASON], top["n"],
+                               top[LINE])
         bad = F.col(REASON).isNotNull()
         quarantine[table] = frame.where(bad).select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
         tables[table] = frame.where(~bad).select(*[F.col(TYPED + c).alias(c) for c in typed_schema])
-    for rows in sources.values():  # every linked frame is cached by now
-        rows.unpersist()
     return SparkRegistry(spark=spark, tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect,
                          read_seconds=read_seconds)
 
@@ -207,7 +214,7 @@ def _fatal_schema():
 def _raise_body_fatal(fatal_rows, file: str) -> None:
     from pyspark.sql import functions as F
 
-    found = fatal_rows.agg(F.min(F.struct(LINE, FATAL))).first()[0]
+    found = fatal_rows.where(F.col(FATAL).isNotNull()).agg(F.min(F.struct(LINE, FATAL))).first()[0]
     if found is not None:
         raise FatalInputError(file, found[FATAL], line=found[LINE])
 
@@ -285,12 +292,16 @@ def _with_parity(frame: pl.DataFrame, quotes: dict) -> pl.DataFrame:
 
 def _block_stats(encoding: str):
     """Pass 1 (in the workers): per block, lines, quotes, the last line that starts a record under
-    either parity at the block's start, and the first undecodable line."""
+    either parity at the block's start, the first undecodable line, and the header record when the
+    file's first batch holds it whole (it nearly always does: otherwise the driver asks for it)."""
     def run(batches):
         offsets, quotes, stats = {}, {}, {}
+        head = None
         for batch in batches:
             frame, error = _decode_batch(batch, encoding, offsets)
             frame = _with_parity(frame, quotes)
+            if error is None and frame.height and frame["blk"][0] == 0 and frame["pos"][0] == 0:
+                head = _first_record(frame.filter(pl.col("blk") == 0))
             per = frame.group_by("blk").agg(
                 pl.len().alias("n"), pl.col("q").sum().alias("nq"),
                 pl.col("pos").filter(pl.col("pin") % 2 == 0).max().alias("last0"),
@@ -314,8 +325,25 @@ def _block_stats(encoding: str):
                 "last1": pa.array([stats[b]["last1"] for b in blks], pa.int64()),
                 "err_pos": pa.array([(stats[b]["err"] or (None, None))[0] for b in blks], pa.int64()),
                 "err": pa.array([(stats[b]["err"] or (None, None))[1] for b in blks], pa.string()),
+                "head_line": pa.array([head[0] if head and b == 0 else None for b in blks], pa.int64()),
+                "head": pa.array([head[1] if head and b == 0 else None for b in blks], pa.string()),
             })
     return run
+
+
+def _first_record(lines: pl.DataFrame) -> tuple[int, str] | None:
+    """The first non-blank record of the file's first lines (line, text), if it ends among them.
+
+    Grouped as `pipeline.readcsv._records` groups them: a line continues the record while an
+    odd number of quotes is open (the file starts with none open).
+    """
+    lines = lines.with_columns(rec=(pl.col("pin") % 2 == 0).cum_sum())
+    closed = (lines["pin"][-1] + lines["q"][-1]) % 2 == 0  # the last record ends with these lines
+    recs = (lines.group_by("rec", maintain_order=True).agg(pl.col("pos").first(), pl.col("t").str.join("\n"))
+            .filter(pl.col("t").str.strip_chars().str.len_chars() > 0))
+    if not recs.height or (recs["rec"][0] == lines["rec"][-1] and not closed):
+        return None
+    return int(recs["pos"][0]) + 1, recs["t"][0]
 
 
 def _later(a, b):
@@ -361,7 +389,7 @@ def _csv_records(spark, path: Path, table: str, ctx: rules.Context):
     encoding = ctx.dialect.encoding
     try:
         stats = lines.mapInArrow(_block_stats(encoding), "blk long, n long, nq long, last0 long, last1 long, "
-                                 "err_pos long, err string").collect()
+                                 "err_pos long, err string, head_line long, head string").collect()
     except Exception as exc:  # noqa: BLE001 - Spark wraps the reader's failure; say it as the Polars ingest does
         if "FileNotFound" in str(exc) or "Permission denied" in str(exc):
             raise FatalInputError(path.name, "cannot be read: Permission denied"
@@ -393,10 +421,12 @@ def _csv_records(spark, path: Path, table: str, ctx: rules.Context):
               .agg(F.array_join(F.transform(F.array_sort(F.collect_list(F.struct(LINE, "t"))), lambda x: x["t"]),
                                 "\n").alias("t")))  # never blank: it holds a quote
     records = single.unionByName(joined)
-    head = records.orderBy(LINE).limit(1).collect()
+    head = [(r["head_line"], r["head"]) for r in stats if r["head_line"] is not None]
+    if not head:  # the header record is not whole in the file's first batch (or the batch is blank)
+        head = [(r[LINE], r["t"]) for r in records.orderBy(LINE).limit(1).collect()]
     if not head:
         raise FatalInputError(path.name, "has no header line (the file is empty)")
-    header_line, header_text = head[0][LINE], head[0]["t"]
+    header_line, header_text = head[0]
     header = parse_header(header_text, header_line, ctx.dialect.delimiter, path.name)
     return records.where(F.col(LINE) > header_line), header, len(header), "csv", ctx
 
@@ -520,17 +550,19 @@ def _fatal_batch(exc: FatalInputError, validate: bool, table: str, ctx: rules.Co
 
 # ---- linking: conflicting patients, orphans ---------------------------------------------------
 
-def _link_patients(checked: dict[str, object]) -> dict[str, object]:
+def _link_patients(rows: dict[str, object]) -> dict[str, object]:
     """Quarantine conflicting duplicate patients, and every row whose patient is not accepted.
 
     The reason texts are `pipeline.ingest._link_patients`'s; the steps are keyed by
-    `patient_id` (an aggregation and joins), never a global window.
+    `patient_id` (an aggregation and joins), never a global window. Dropped duplicates
+    (`_first` false) stay in the frames for the counting, and take no part here.
     """
     from pyspark.sql import functions as F
 
     pid = F.col("patient_id")
-    patients = checked["patients"]
-    per_id = (patients.where(pid.isNotNull()).groupBy("patient_id")
+    kept = F.col("_first") & pid.isNotNull()
+    patients = rows["patients"]
+    per_id = (patients.where(kept).groupBy("patient_id")
               .agg(F.count(F.lit(1)).alias("_n"), F.array_sort(F.collect_list(LINE)).alias("_lines")))
     n = F.col("_n")
     lines = F.array_join(F.slice(F.col("_lines"), 1, LINES_SHOWN).cast("array<string>"), ", ")
@@ -538,13 +570,12 @@ def _link_patients(checked: dict[str, object]) -> dict[str, object]:
     conflict = F.format_string("patient_id '%s' is on %d rows with different content (lines %s%s)",
                                pid, n, lines, more)
     patients = (patients.join(per_id, on="patient_id", how="left")
-                .withColumn(REASON, F.when(n > 1, F.concat_ws("; ", F.col(REASON), conflict))
+                .withColumn(REASON, F.when(F.col("_first") & (n > 1), F.concat_ws("; ", F.col(REASON), conflict))
                             .otherwise(F.col(REASON)))
                 .drop("_n", "_lines"))
     out = {"patients": patients}
-    status = (patients.where(pid.isNotNull()).groupBy("patient_id")
-              .agg(F.max(F.col(REASON).isNull()).alias("_accepted")))
-    for table, frame in checked.items():
+    status = patients.where(kept).groupBy("patient_id").agg(F.max(F.col(REASON).isNull()).alias("_accepted"))
+    for table, frame in rows.items():
         if table == "patients":
             continue
         acc = F.col("_accepted")
