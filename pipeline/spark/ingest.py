@@ -46,9 +46,9 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import time
+import uuid
 from pathlib import Path
 
 import polars as pl
@@ -91,17 +91,34 @@ def ingest(spark, folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *,
     if schemas.REQUIRED_TABLE not in files:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
     ctx = rules.Context(dialect, today, vocabulary)
-    persisted: list = []  # unpersisted if the ingest stops with a fatal error
+    persisted = _Cached(uuid.uuid4().hex)  # unpersisted if the ingest stops with a fatal error
     try:
-        return _ingest(spark, files, ctx, dialect, max_reject, persisted)
+        registry = _ingest(spark, files, ctx, dialect, max_reject, persisted)
     except BaseException:
-        for frame in persisted:
-            frame.unpersist()
+        release(persisted)
         raise
+    registry._cached = persisted
+    return registry
+
+
+class _Cached(list):
+    """The frames an ingest has cached, and the ingest's unique token (see `_lines_frame`)."""
+
+    def __init__(self, run: str):
+        super().__init__()
+        self.run = run
+
+
+def release(registry) -> None:
+    """Free the Spark cache that an ingest's tables read (a `SparkRegistry` from `ingest`, or the
+    list itself); the tables must not be used afterwards. A long-lived process that ingests many
+    exports calls it when done with one."""
+    for frame in getattr(registry, "_cached", registry):
+        frame.unpersist()
 
 
 def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect, max_reject: float,
-            persisted: list) -> SparkRegistry:
+            persisted: _Cached) -> SparkRegistry:
     """Three rounds, so that the fatal errors come in the Polars ingest's order: reading each
     table (decoding, the header: a job or two each), then linking (lazy), then one counting job per
     table over its cached, linked frame, after which the parse failures, then the reject limits,
@@ -119,9 +136,9 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
         t_read = time.perf_counter()
         try:
             if path.name.lower().endswith(".parquet"):
-                records, header, n_fields, kind, tctx = _parquet_records(spark, path, table, ctx)
+                records, header, n_fields, kind, tctx = _parquet_records(spark, path, table, ctx, persisted)
             else:
-                records, header, n_fields, kind, tctx = _csv_records(spark, path, table, ctx)
+                records, header, n_fields, kind, tctx = _csv_records(spark, path, table, ctx, persisted)
             try:
                 check_header(header, n_fields, table, path.name)
             except FatalInputError:
@@ -150,6 +167,8 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
             F.count(F.lit(1)).alias("read"), F.count_if(~first).alias("dup"),
             F.count_if(first & ok).alias("good"), F.count_if(first & ~ok).alias("bad"),
             F.min(F.when(F.col(FATAL).isNotNull(), F.struct(LINE, FATAL))).alias("fatal")).first()
+    for frame in [f for f in persisted if all(f is not g for g in linked.values())]:
+        frame.unpersist()  # the lines: the linked frames are cached now
     for table, c in counts.items():
         if c["fatal"] is not None:
             raise FatalInputError(files[table].name, c["fatal"][FATAL], line=c["fatal"][LINE])
@@ -157,12 +176,14 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
     inputs: dict[str, TableInput] = {}
     tables: dict[str, object] = {}
     quarantine: dict[str, object] = {}
-    for table in schemas.TABLES:
-        typed_schema = _typed_schema(table, ctx)
+    for table in schemas.TABLES:  # absent tables first, as `pipeline.ingest` orders them
         if table not in linked:  # an absent table is an empty frame of the right schema
             inputs[table] = TableInput(present=False)
-            tables[table] = spark.createDataFrame([], spark_schema(typed_schema))
+            tables[table] = spark.createDataFrame([], spark_schema(_typed_schema(table, ctx)))
+    for table in schemas.TABLES:
+        if table not in linked:
             continue
+        typed_schema = _typed_schema(table, ctx)
         c, frame = counts[table], linked[table].where(F.col("_first"))
         inp = inputs[table] = TableInput(present=True, rows_read=c["read"], rows_accepted=c["good"],
                                          rows_quarantined=c["bad"], duplicates_dropped=c["dup"],
@@ -178,6 +199,7 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
         bad = F.col(REASON).isNotNull()
         quarantine[table] = frame.where(bad).select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
         tables[table] = frame.where(~bad).select(*[F.col(TYPED + c).alias(c) for c in typed_schema])
+    inputs = {t: inputs[t] for t in schemas.TABLES}
     return SparkRegistry(spark=spark, tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect,
                          read_seconds=read_seconds)
 
@@ -236,11 +258,15 @@ def _check_codec(encoding: str, file: str) -> None:
                               "--engine polars")
 
 
-def _lines_frame(spark, path: Path):
+def _lines_frame(spark, path: Path, run: str):
+    """The file's lines as raw bytes with their block. `run` (unique per ingest, read by the workers'
+    input) keeps Spark from matching a frame cached by an earlier ingest of the same path, whose
+    file may have changed since."""
     from pyspark.sql import functions as F
 
     return spark.read.text(str(path)).select(
-        F.col("_metadata.file_block_start").alias("blk"), F.col("value").cast("binary").alias("b"))
+        F.col("_metadata.file_block_start").alias("blk"), F.col("value").cast("binary").alias("b"),
+        F.lit(run).alias("_run"))
 
 
 def _decode_batch(batch: pa.RecordBatch, encoding: str, offsets: dict) -> tuple[pl.DataFrame, tuple | None]:
@@ -380,12 +406,16 @@ def _records_of_lines(encoding: str, layout: dict):
     return run
 
 
-def _csv_records(spark, path: Path, table: str, ctx: rules.Context):
-    """The file's records (`_line`, `t`) after the header, its header names and field count."""
+def _csv_records(spark, path: Path, table: str, ctx: rules.Context, scratch: "_Cached"):
+    """The file's records (`_line`, `t`) after the header, its header names and field count.
+
+    A frame it caches is added to `scratch`, to be released once the validated tables are cached.
+    """
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     _check_codec(ctx.dialect.encoding, path.name)
-    lines = _lines_frame(spark, path)
+    lines = _lines_frame(spark, path, scratch.run)
     encoding = ctx.dialect.encoding
     try:
         stats = lines.mapInArrow(_block_stats(encoding), "blk long, n long, nq long, last0 long, last1 long, "
@@ -414,8 +444,10 @@ def _csv_records(spark, path: Path, table: str, ctx: rules.Context):
                                   "set `encoding` in export.toml or pass --encoding", line=line)
         raise FatalInputError(path.name, f"cannot be decoded as {clip(encoding)} ({what}); set `encoding` in "
                               "export.toml or pass --encoding")
+    # Cached: both the single-line and the multi-line records read it (else pass 2 runs twice).
     numbered = lines.mapInArrow(_records_of_lines(encoding, layout),
-                                f"{LINE} long, rec long, multi boolean, t string")
+                                f"{LINE} long, rec long, multi boolean, t string").persist(StorageLevel.MEMORY_AND_DISK)
+    scratch.append(numbered)
     single = numbered.where(~F.col("multi")).select(F.col(LINE), F.col("t"))
     joined = (numbered.where(F.col("multi")).groupBy(F.col("rec").alias(LINE))
               .agg(F.array_join(F.transform(F.array_sort(F.collect_list(F.struct(LINE, "t"))), lambda x: x["t"]),
@@ -444,7 +476,7 @@ def _admits(kind: str, dtype) -> bool:
     return isinstance(dtype, (T.StringType, *whole))
 
 
-def _parquet_records(spark, path: Path, table: str, ctx: rules.Context):
+def _parquet_records(spark, path: Path, table: str, ctx: rules.Context, scratch: "_Cached"):
     """The Parquet file's rows as the text a default-dialect CSV would hold, numbered as its lines."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -480,7 +512,8 @@ def _parquet_records(spark, path: Path, table: str, ctx: rules.Context):
     frame = reader.parquet(str(path)).select(
         (F.col("_metadata.row_index") + 2).alias(LINE), F.lit(len(header)).cast("long").alias(NFIELDS),
         *[text(c, f) for c, f in wanted],
-        *[F.lit(None).cast("string").alias(c.name) for c in schemas.TABLES[table] if c.name not in present])
+        *[F.lit(None).cast("string").alias(c.name) for c in schemas.TABLES[table] if c.name not in present],
+        F.lit(scratch.run).alias("_run"))  # see `_lines_frame`
     pctx = rules.Context(Dialect(), ctx.today, ctx.vocabulary)  # text written in the default dialect
     return frame, header, len(header), "parquet", pctx
 
