@@ -40,13 +40,29 @@ Why it is built this way:
   and validated by the same rules under the default dialect; row i (0-based, from
   `_metadata.row_index`) is line i + 2. A number is written as Spark casts it to text
   (`1.0E-5` where Python writes `1e-05`): only a quarantined value's text can show it.
-- **Persisted once.** The validated, linked frame of each table is persisted, so the
-  counting jobs, the tables and the quarantine read it instead of re-reading the files.
+- **Persisted once, counted in one job.** The numbered lines of a file are cached while its
+  records are built (single-line and multi-line records both read them), and the
+  validated, linked frame of each table is cached; one job (a union of per-table
+  aggregates) counts every table and fills those caches, and the tables and quarantine
+  then read them. Each ingest marks its frames with a unique token, so that a later
+  ingest of the same path (whose files may have changed) never matches an earlier
+  ingest's cache; `release(registry)` frees the cache when a process is done with it.
+- **Fatal errors in the Polars ingest's order.** Reading (decoding, header, required
+  columns) runs table by table on the driver's few jobs; a parse failure found in the
+  workers (a misplaced quote, on a row of its own with its line) is raised after the
+  counting, unless an earlier table's read error would have come first in the Polars
+  ingest, in which case the earlier tables' parse failures are looked for first. Then the
+  reject limits, table by table.
+
+What is left to the Polars ingest only: the `read_simple` fast path (Spark reads every file
+the careful way) and `first_distinct`'s hashing (Spark's window over the content does it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 import time
 import uuid
 from pathlib import Path
@@ -158,15 +174,18 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
         rows[table] = out.withColumn("_first", F.row_number().over(Window.partitionBy(*keys).orderBy(LINE)) == 1)
 
     linked = _link_patients(rows)
-    counts: dict[str, object] = {}
-    for table, frame in linked.items():  # patients first: the others' links read its cache
+    per_table = []
+    for table, frame in linked.items():
         frame = linked[table] = frame.persist(StorageLevel.MEMORY_AND_DISK)
         persisted.append(frame)
         first, ok = F.col("_first") & F.col(FATAL).isNull(), F.col(REASON).isNull()
-        counts[table] = frame.agg(
-            F.count(F.lit(1)).alias("read"), F.count_if(~first).alias("dup"),
+        per_table.append(frame.agg(
+            F.lit(table).alias("table"), F.count(F.lit(1)).alias("read"), F.count_if(~first).alias("dup"),
             F.count_if(first & ok).alias("good"), F.count_if(first & ~ok).alias("bad"),
-            F.min(F.when(F.col(FATAL).isNotNull(), F.struct(LINE, FATAL))).alias("fatal")).first()
+            F.min(F.when(F.col(FATAL).isNotNull(), F.struct(LINE, FATAL))).alias("fatal")))
+    # One job counts every table (and fills the caches): a job per table costs its own start-up.
+    counted = functools.reduce(lambda x, y: x.unionByName(y), per_table).collect()
+    counts = {t: next(c for c in counted if c["table"] == t) for t in linked}
     for frame in [f for f in persisted if all(f is not g for g in linked.values())]:
         frame.unpersist()  # the lines: the linked frames are cached now
     for table, c in counts.items():
@@ -264,9 +283,15 @@ def _lines_frame(spark, path: Path, run: str):
     file may have changed since."""
     from pyspark.sql import functions as F
 
-    return spark.read.text(str(path)).select(
+    return spark.read.text(_spark_path(path)).select(
         F.col("_metadata.file_block_start").alias("blk"), F.col("value").cast("binary").alias("b"),
         F.lit(run).alias("_run"))
+
+
+def _spark_path(path: Path) -> str:
+    """`path` for Spark's readers, which read `[`, `{`, `*`, `?` as a glob: escaped, so an export
+    folder named `export [2026]` is read as named."""
+    return re.sub(r"([\\{}\[\]*?])", r"\\\1", str(path))
 
 
 def _decode_batch(batch: pa.RecordBatch, encoding: str, offsets: dict) -> tuple[pl.DataFrame, tuple | None]:
@@ -482,7 +507,7 @@ def _parquet_records(spark, path: Path, table: str, ctx: rules.Context, scratch:
     from pyspark.sql import types as T
 
     try:
-        file_schema = spark.read.parquet(str(path)).schema  # the footer only
+        file_schema = spark.read.parquet(_spark_path(path)).schema  # the footer only
     except Exception as exc:  # noqa: BLE001 - not a Parquet file, unreadable: fatal, said plainly
         raise FatalInputError(path.name, f"is not a readable Parquet file ({type(exc).__name__})") from None
     by_name: dict[str, T.StructField] = {}
@@ -509,7 +534,7 @@ def _parquet_records(spark, path: Path, table: str, ctx: rules.Context, scratch:
 
     present = {c.name for c, _ in wanted}
     reader = spark.read.schema(explicit) if wanted else spark.read
-    frame = reader.parquet(str(path)).select(
+    frame = reader.parquet(_spark_path(path)).select(
         (F.col("_metadata.row_index") + 2).alias(LINE), F.lit(len(header)).cast("long").alias(NFIELDS),
         *[text(c, f) for c, f in wanted],
         *[F.lit(None).cast("string").alias(c.name) for c in schemas.TABLES[table] if c.name not in present],
