@@ -97,9 +97,6 @@ def ingest(spark, folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *,
     file, too many quarantined rows; also two files for one table (a CSV and a Parquet
     file count as two).
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FatalInputError(str(folder), "is not an export folder (no such directory)")
@@ -136,9 +133,9 @@ def release(registry) -> None:
 def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect, max_reject: float,
             persisted: _Cached) -> SparkRegistry:
     """Three rounds, so that the fatal errors come in the Polars ingest's order: reading each
-    table (decoding, the header: a job or two each), then linking (lazy), then one counting job per
-    table over its cached, linked frame, after which the parse failures, then the reject limits,
-    are raised table by table."""
+    table (decoding, the header: a job or two each), then linking (lazy), then one job that counts
+    every table over its cached, linked frame, after which the parse failures, then the reject
+    limits, are raised table by table."""
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
