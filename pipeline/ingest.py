@@ -55,12 +55,14 @@ def first_distinct(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
     return ~pl.int_range(frame.height, dtype=pl.Int64, eager=True).is_in(not_first.implode())
 
 
-def find_files(folder: Path) -> dict[str, Path]:
+def find_files(folder: Path, suffixes: tuple[str, ...] = (".csv",)) -> dict[str, Path]:
     """Table name -> file, matching `<table>.csv` case-insensitively.
 
     Fatal (never silently absent or chosen by listing order): two files for one table
     (`patients.csv` beside `Patients.CSV`), and a table name that is not a readable
-    regular file (a folder, a broken symbolic link, a pipe).
+    regular file (a folder, a broken symbolic link, a pipe). `suffixes`: the file kinds
+    read (the Spark ingest also reads `<table>.parquet`; a CSV beside a Parquet file of
+    the same table is then two files for one table).
     """
     try:
         entries = sorted(folder.iterdir())
@@ -69,8 +71,9 @@ def find_files(folder: Path) -> dict[str, Path]:
     found: dict[str, list[Path]] = {}
     for p in entries:
         name = p.name.lower()
-        if name.endswith(".csv") and name[:-4] in schemas.TABLES:
-            found.setdefault(name[:-4], []).append(p)
+        for suffix in suffixes:
+            if name.endswith(suffix) and name[:-len(suffix)] in schemas.TABLES:
+                found.setdefault(name[:-len(suffix)], []).append(p)
     files: dict[str, Path] = {}
     for table in schemas.TABLES:
         paths = found.get(table, [])
@@ -201,10 +204,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             general = bad.select(pl.col(LINE), pl.col(REASON).str.replace_all(r"'[^']*'", "'…'"))
             top, n_top = general.group_by(REASON).len().sort(["len", REASON], descending=[True, False]).row(0)
             line = general.filter(pl.col(REASON) == top)[LINE][0]
-            raise FatalInputError(inp.file, (
-                f"{bad.height:,} of {inp.rows_read:,} rows ({bad.height / inp.rows_read:.1%}) would be quarantined, "
-                f"above the limit of {max_reject:.1%} (--max-reject); the most common reason ({n_top:,} rows, "
-                f"e.g. line {line}): {cap(top, 200)}"))
+            raise reject_error(inp.file, bad.height, inp.rows_read, max_reject, top, n_top, line)
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
         tables[table] = parsed[table].filter(frame[REASON].is_null())
         checked[table] = parsed[table] = None  # free the raw strings early
@@ -221,16 +221,30 @@ def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame,
                                 path.name)
     except OSError as exc:
         raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
+    check_header(raw.header, raw.n_fields, table, path.name)
     cols = schemas.TABLES[table]
-    missing = [c.name for c in cols if not c.optional and c.name not in raw.header]
-    if missing:
-        raise FatalInputError(path.name, f"required column '{missing[0]}' is missing from the header "
-                              f"({header_found(raw.header, raw.n_fields, table)})", line=1, column=missing[0])
     frame = raw.frame.select(
         pl.col(LINE), pl.col(NFIELDS),
         *[pl.col(c.name) if c.name in raw.header else pl.lit(None, pl.Utf8).alias(c.name) for c in cols],
     )
     return frame, raw.n_fields
+
+
+def check_header(header: list[str], n_fields: int, table: str, file: str) -> None:
+    """Fatal: a required column of `table` missing from the header (the first missing one named)."""
+    missing = [c.name for c in schemas.TABLES[table] if not c.optional and c.name not in header]
+    if missing:
+        raise FatalInputError(file, f"required column '{missing[0]}' is missing from the header "
+                              f"({header_found(header, n_fields, table)})", line=1, column=missing[0])
+
+
+def reject_error(file: str, n_bad: int, n_read: int, max_reject: float, top: str, n_top: int,
+                 line: int) -> FatalInputError:
+    """The fatal error of a table whose quarantined share is above `max_reject`."""
+    return FatalInputError(file, (
+        f"{n_bad:,} of {n_read:,} rows ({n_bad / n_read:.1%}) would be quarantined, "
+        f"above the limit of {max_reject:.1%} (--max-reject); the most common reason ({n_top:,} rows, "
+        f"e.g. line {line}): {cap(top, 200)}"))
 
 
 def _link_patients(checked: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

@@ -113,7 +113,12 @@ def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
     recs = _records(text)
     if recs.height == 0:
         raise FatalInputError(file, "has no header line (the file is empty)")
-    header_text = recs["t"][0]
+    header = parse_header(recs["t"][0], int(recs[LINE][0]), delimiter, file)
+    return _named(parse_body(recs.slice(1), delimiter, len(header), file), header)
+
+
+def parse_header(header_text: str, line: int, delimiter: str, file: str) -> list[str]:
+    """The header record's names, trimmed and lower case (the Spark ingest shares this)."""
     try:
         header_frame = pl.read_csv(
             io.StringIO(header_text), has_header=False, separator=delimiter,
@@ -121,10 +126,16 @@ def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
         )
     except Exception:  # noqa: BLE001 - the parser's message quotes the line: say it without that
         raise FatalInputError(file, "the header line is not valid CSV (check its double quotes and the delimiter)",
-                              line=int(recs[LINE][0])) from None
-    header = [(h or "").strip().lower() for h in header_frame.row(0)]
-    n = len(header)
-    body = recs.slice(1)
+                              line=line) from None
+    return [(h or "").strip().lower() for h in header_frame.row(0)]
+
+
+def parse_body(body: pl.DataFrame, delimiter: str, n: int, file: str) -> pl.DataFrame:
+    """Records (`_line`, `t`) after the header -> `_line`, `_nfields`, c0 .. c{n-1} (trimmed, empty = null).
+
+    Each record is parsed on its own terms, so any run of records can be parsed apart from
+    the rest (the Spark ingest parses them batch by batch in its workers).
+    """
     # Fields per record: delimiters outside quoted sections, plus one.
     nfields = (
         pl.col("t").str.replace_all(r'"[^"]*"', "").str.count_matches(delimiter, literal=True) + 1
@@ -163,8 +174,7 @@ def read_csv_text(text: str, delimiter: str, file: str) -> RawTable:
         parsed = pl.DataFrame(schema={LINE: pl.Int64, NFIELDS: pl.UInt32, **{c: pl.Utf8 for c in names[1:]}})
     # Trim every field; an empty field is missing.
     cols = [pl.col(f"c{i}").str.strip_chars().replace("", None) for i in range(n)]
-    parsed = parsed.select(pl.col(LINE), pl.col(NFIELDS).cast(pl.Int64), *cols)
-    return _named(parsed, header)
+    return parsed.select(pl.col(LINE), pl.col(NFIELDS).cast(pl.Int64), *cols)
 
 
 def _scan(path: Path, delimiter: str) -> tuple[bool, int, int, bool]:
