@@ -149,6 +149,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
     for name in sweep_dead_partials(opts.out):
         log.event("sweep", f"removed {name}, left by an interrupted run", level="warning")
     tmp: Path | None = None
+    registry = None
     try:
         tmp = partial_dir(opts.out)  # inside the try: an interrupt right after it still removes it
         log.attach(tmp / "run.log")
@@ -208,6 +209,11 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if registry is not None and opts.engine == "spark":  # the tables Spark cached for this run
+            from pipeline.spark.ingest import release
+
+            release(registry)
     first = per_trial[opts.trial.id]
     return RunResult(opts.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
 
