@@ -3,20 +3,22 @@
 -- include: edss_levels
 
 -- Line 1/2 episodes started by D; the window runs from start + lag to the end (or D).
+-- An episode is (patient_id, ep): ep numbers the patient's episodes, so every window is keyed by patient.
 with episodes as (
     select
-        row_number() over (order by t.patient_id, start_date, drug, end_date) as ep,
+        row_number() over (
+            partition by t.patient_id order by start_date nulls last, drug nulls last, end_date nulls last
+        ) as ep,
         t.patient_id,
-        i.pk,
+        t.patient_id as pk,
         drug,
         start_date,
         end_date,
-        start_date - date '1970-01-01' as start,
-        start_date - date '1970-01-01' + $lag_days as win_lo,
-        (case when end_date is not null and end_date <= $as_of then end_date else $as_of end)
-            - date '1970-01-01' as win_hi
+        date_diff('day', date '1970-01-01', start_date) as start,
+        date_diff('day', date '1970-01-01', start_date) + $lag_days as win_lo,
+        date_diff('day', date '1970-01-01', case when end_date is not null and end_date <= $as_of then end_date else $as_of end)
+            as win_hi
     from treatments as t
-    inner join ids as i on i.patient_id = t.patient_id
     where coalesce(list_contains($lines, line), false)
       and start_date <= $as_of
 ),
@@ -27,10 +29,11 @@ judgeable as (
 
 baseline_early as (
     select
+        e.pk,
         e.ep,
         v.day,
         v.edss,
-        row_number() over (partition by e.ep order by v.day desc) as rn
+        row_number() over (partition by e.pk, e.ep order by v.day desc nulls last) as rn
     from judgeable as e
     inner join valid as v
         on v.pk = e.pk
@@ -39,10 +42,11 @@ baseline_early as (
 
 baseline_late as (
     select
+        e.pk,
         e.ep,
         v.day,
         v.edss,
-        row_number() over (partition by e.ep order by v.day) as rn
+        row_number() over (partition by e.pk, e.ep order by v.day nulls last) as rn
     from judgeable as e
     inner join valid as v
         on v.pk = e.pk
@@ -56,8 +60,8 @@ based as (
         coalesce(be.edss, bl.edss) as b,
         coalesce(be.day, bl.day) as b_day
     from judgeable as e
-    left join baseline_early as be on be.ep = e.ep and be.rn = 1
-    left join baseline_late as bl on bl.ep = e.ep and bl.rn = 1
+    left join baseline_early as be on be.pk = e.pk and be.ep = e.ep and be.rn = 1
+    left join baseline_late as bl on bl.pk = e.pk and bl.ep = e.ep and bl.rn = 1
 ),
 
 thresholds as (
@@ -68,7 +72,7 @@ thresholds as (
 ),
 
 in_window as (
-    select e.ep, l.day, l.edss, l.c_day, l.conf_level, l.pend_level, e.thr
+    select e.pk, e.ep, l.day, l.edss, l.c_day, l.conf_level, l.pend_level, e.thr
     from thresholds as e
     inner join levels as l
         on l.pk = e.pk
@@ -77,13 +81,14 @@ in_window as (
 
 judged as (
     select
+        pk,
         ep,
         count(*) as n_window,
         max(case when conf_level >= thr then 1 else 0 end) as confirmed,
         max(case when pend_level >= thr then 1 else 0 end) as pending,
         min(case when conf_level >= thr then day end) as w_day
     from in_window
-    group by ep
+    group by pk, ep
 ),
 
 verdicts as (
@@ -105,8 +110,8 @@ verdicts as (
             else 'fail'
         end as ep_status
     from thresholds as t
-    left join judged as j on j.ep = t.ep
-    left join in_window as w on w.ep = t.ep and w.day = j.w_day
+    left join judged as j on j.pk = t.pk and j.ep = t.ep
+    left join in_window as w on w.pk = t.pk and w.ep = t.ep and w.day = j.w_day
 ),
 
 -- The episode shown as evidence: the decisive one, earliest worsening first.
@@ -116,8 +121,8 @@ shown as (
         row_number() over (
             partition by patient_id
             order by
-                case ep_status when 'pass' then 0 when 'unknown' then 1 else 2 end,
-                w_day nulls last, start, drug, end_date nulls last
+                case ep_status when 'pass' then 0 when 'unknown' then 1 else 2 end nulls last,
+                w_day nulls last, start nulls last, drug nulls last, end_date nulls last
         ) as rn
     from verdicts
 )

@@ -6,20 +6,20 @@
 -- D and the start of the recent window, as days since 1970-01-01.
 with bounds as (
     select
-        $as_of - date '1970-01-01' as d,
-        $as_of - date '1970-01-01' - $window_days as ws
+        date_diff('day', date '1970-01-01', $as_of) as d,
+        date_diff('day', date '1970-01-01', $as_of) - $window_days as ws
 ),
 
 -- Baseline: the latest valid visit in [ws - baseline_lookback_days, ws), else the earliest in [ws, D].
 baseline_early as (
-    select v.pk, v.day, v.edss, row_number() over (partition by v.pk order by v.day desc) as rn
+    select v.pk, v.day, v.edss, row_number() over (partition by v.pk order by v.day desc nulls last) as rn
     from valid as v
     cross join bounds as b
     where v.day >= b.ws - $baseline_lookback_days and v.day < b.ws
 ),
 
 baseline_late as (
-    select v.pk, v.day, v.edss, row_number() over (partition by v.pk order by v.day) as rn
+    select v.pk, v.day, v.edss, row_number() over (partition by v.pk order by v.day nulls last) as rn
     from valid as v
     cross join bounds as b
     where v.day >= b.ws and v.day <= b.d
@@ -27,13 +27,13 @@ baseline_late as (
 
 based as (
     select
-        i.pk,
+        i.patient_id as pk,
         i.patient_id,
         coalesce(be.edss, bl.edss) as b,
         coalesce(be.day, bl.day) as b_day
-    from ids as i
-    left join baseline_early as be on be.pk = i.pk and be.rn = 1
-    left join baseline_late as bl on bl.pk = i.pk and bl.rn = 1
+    from patients as i
+    left join baseline_early as be on be.pk = i.patient_id and be.rn = 1
+    left join baseline_late as bl on bl.pk = i.patient_id and bl.rn = 1
 ),
 
 thresholds as (

@@ -198,31 +198,22 @@ FROM n;
 -- latest visit in the 365 days up to the start, else the earliest in the 90 days after it. Visits
 -- within 30 days after a relapse onset do not count. Passes on a confirmed worsening; unknown if
 -- an episode cannot be judged or a worsening awaits confirmation; otherwise fails.
-WITH n_ids AS (
+WITH n_series AS (
   SELECT
-    patient_id,
-    ROW_NUMBER() OVER (ORDER BY patient_id) AS pk
-  FROM patients
-), n_series AS (
-  SELECT
-    i.pk,
-    v.visit_date - CAST('1970-01-01' AS DATE) AS day,
+    v.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), v.visit_date) AS day,
     MAX(v.edss) AS edss
   FROM visits AS v
-  INNER JOIN n_ids AS i
-    ON i.patient_id = v.patient_id
   WHERE
     NOT v.edss IS NULL AND v.visit_date <= CAST($as_of AS DATE)
   GROUP BY
-    i.pk,
+    v.patient_id,
     v.visit_date
 ), n_onsets AS (
   SELECT DISTINCT
-    i.pk,
-    r.onset_date - CAST('1970-01-01' AS DATE) AS onset
+    r.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), r.onset_date) AS onset
   FROM relapses AS r
-  INNER JOIN n_ids AS i
-    ON i.patient_id = r.patient_id
   WHERE
     r.onset_date <= CAST($as_of AS DATE)
 ), n_valid AS (
@@ -261,24 +252,24 @@ WITH n_ids AS (
   FROM n_windows AS windows
 ), n_episodes AS (
   SELECT
-    ROW_NUMBER() OVER (ORDER BY t.patient_id, start_date, drug, end_date) AS ep,
+    ROW_NUMBER() OVER (PARTITION BY t.patient_id ORDER BY start_date, drug, end_date) AS ep,
     t.patient_id,
-    i.pk,
+    t.patient_id AS pk,
     drug,
     start_date,
     end_date,
-    start_date - CAST('1970-01-01' AS DATE) AS start,
-    start_date - CAST('1970-01-01' AS DATE) + 90 AS win_lo,
-    (
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), start_date) AS start,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), start_date) + 90 AS win_lo,
+    DATE_DIFF(
+      'DAY',
+      CAST('1970-01-01' AS DATE),
       CASE
         WHEN NOT end_date IS NULL AND end_date <= CAST($as_of AS DATE)
         THEN end_date
         ELSE CAST($as_of AS DATE)
       END
-    ) - CAST('1970-01-01' AS DATE) AS win_hi
+    ) AS win_hi
   FROM treatments AS t
-  INNER JOIN n_ids AS i
-    ON i.patient_id = t.patient_id
   WHERE
     COALESCE(ARRAY_CONTAINS([1, 2], line), FALSE)
     AND start_date <= CAST($as_of AS DATE)
@@ -290,19 +281,21 @@ WITH n_ids AS (
     win_hi >= win_lo
 ), n_baseline_early AS (
   SELECT
+    e.pk,
     e.ep,
     v.day,
     v.edss,
-    ROW_NUMBER() OVER (PARTITION BY e.ep ORDER BY v.day DESC) AS rn
+    ROW_NUMBER() OVER (PARTITION BY e.pk, e.ep ORDER BY v.day DESC) AS rn
   FROM n_judgeable AS e
   INNER JOIN n_valid AS v
     ON v.pk = e.pk AND v.day BETWEEN e.start - 365 AND e.start
 ), n_baseline_late AS (
   SELECT
+    e.pk,
     e.ep,
     v.day,
     v.edss,
-    ROW_NUMBER() OVER (PARTITION BY e.ep ORDER BY v.day) AS rn
+    ROW_NUMBER() OVER (PARTITION BY e.pk, e.ep ORDER BY v.day) AS rn
   FROM n_judgeable AS e
   INNER JOIN n_valid AS v
     ON v.pk = e.pk AND v.day > e.start AND v.day <= e.start + 90
@@ -313,9 +306,9 @@ WITH n_ids AS (
     COALESCE(be.day, bl.day) AS b_day
   FROM n_judgeable AS e
   LEFT JOIN n_baseline_early AS be
-    ON be.ep = e.ep AND be.rn = 1
+    ON be.pk = e.pk AND be.ep = e.ep AND be.rn = 1
   LEFT JOIN n_baseline_late AS bl
-    ON bl.ep = e.ep AND bl.rn = 1
+    ON bl.pk = e.pk AND bl.ep = e.ep AND bl.rn = 1
 ), n_thresholds AS (
   SELECT
     *,
@@ -327,6 +320,7 @@ WITH n_ids AS (
   FROM n_based AS based
 ), n_in_window AS (
   SELECT
+    e.pk,
     e.ep,
     l.day,
     l.edss,
@@ -339,6 +333,7 @@ WITH n_ids AS (
     ON l.pk = e.pk AND l.day BETWEEN e.win_lo AND e.win_hi
 ), n_judged AS (
   SELECT
+    pk,
     ep,
     COUNT(*) AS n_window,
     MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) AS confirmed,
@@ -346,6 +341,7 @@ WITH n_ids AS (
     MIN(CASE WHEN conf_level >= thr THEN day END) AS w_day
   FROM n_in_window AS in_window
   GROUP BY
+    pk,
     ep
 ), n_verdicts AS (
   SELECT
@@ -370,9 +366,9 @@ WITH n_ids AS (
     END AS ep_status
   FROM n_thresholds AS t
   LEFT JOIN n_judged AS j
-    ON j.ep = t.ep
+    ON j.pk = t.pk AND j.ep = t.ep
   LEFT JOIN n_in_window AS w
-    ON w.ep = t.ep AND w.day = j.w_day
+    ON w.pk = t.pk AND w.ep = t.ep AND w.day = j.w_day
 ), n_shown AS (
   SELECT
     *,

@@ -168,31 +168,22 @@ FROM n;
 -- days after a relapse onset do not count. Passes on a confirmed worsening; unknown without a
 -- baseline, without a later visit in the window, or when a worsening awaits confirmation;
 -- otherwise fails.
-WITH n_ids AS (
+WITH n_series AS (
   SELECT
-    patient_id,
-    ROW_NUMBER() OVER (ORDER BY patient_id) AS pk
-  FROM patients
-), n_series AS (
-  SELECT
-    i.pk,
-    v.visit_date - CAST('1970-01-01' AS DATE) AS day,
+    v.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), v.visit_date) AS day,
     MAX(v.edss) AS edss
   FROM visits AS v
-  INNER JOIN n_ids AS i
-    ON i.patient_id = v.patient_id
   WHERE
     NOT v.edss IS NULL AND v.visit_date <= CAST($as_of AS DATE)
   GROUP BY
-    i.pk,
+    v.patient_id,
     v.visit_date
 ), n_onsets AS (
   SELECT DISTINCT
-    i.pk,
-    r.onset_date - CAST('1970-01-01' AS DATE) AS onset
+    r.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), r.onset_date) AS onset
   FROM relapses AS r
-  INNER JOIN n_ids AS i
-    ON i.patient_id = r.patient_id
   WHERE
     r.onset_date <= CAST($as_of AS DATE)
 ), n_valid AS (
@@ -231,8 +222,8 @@ WITH n_ids AS (
   FROM n_windows AS windows
 ), n_bounds AS (
   SELECT
-    CAST($as_of AS DATE) - CAST('1970-01-01' AS DATE) AS d,
-    CAST($as_of AS DATE) - CAST('1970-01-01' AS DATE) - 365 AS ws
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), CAST($as_of AS DATE)) AS d,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), CAST($as_of AS DATE)) - 365 AS ws
 ), n_baseline_early AS (
   SELECT
     v.pk,
@@ -255,15 +246,15 @@ WITH n_ids AS (
     v.day >= b.ws AND v.day <= b.d
 ), n_based AS (
   SELECT
-    i.pk,
+    i.patient_id AS pk,
     i.patient_id,
     COALESCE(be.edss, bl.edss) AS b,
     COALESCE(be.day, bl.day) AS b_day
-  FROM n_ids AS i
+  FROM patients AS i
   LEFT JOIN n_baseline_early AS be
-    ON be.pk = i.pk AND be.rn = 1
+    ON be.pk = i.patient_id AND be.rn = 1
   LEFT JOIN n_baseline_late AS bl
-    ON bl.pk = i.pk AND bl.rn = 1
+    ON bl.pk = i.patient_id AND bl.rn = 1
 ), n_thresholds AS (
   SELECT
     *,
