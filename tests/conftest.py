@@ -61,3 +61,23 @@ def spark():
     from pipeline.spark.session import get_session
 
     return get_session("local[2]", SPARK_CONF)
+
+
+def spark_session():
+    """The shared test session (the `spark` fixture's), for helpers that cannot take a fixture."""
+    from pipeline.spark.session import get_session
+
+    return get_session("local[2]", SPARK_CONF)
+
+
+def spark_registry(registry):
+    """A Polars-ingested Registry moved to Spark (`to_spark`): what the Spark ingest hands the engine."""
+    from pipeline.spark.frames import to_spark
+    from pipeline.spark.registry import SparkRegistry
+
+    spark = spark_session()
+    return SparkRegistry(spark, {n: to_spark(spark, f) for n, f in registry.tables.items()}, registry.inputs,
+                         dialect=registry.dialect)
+
+
+SPARK = pytest.mark.xdist_group("spark")

@@ -163,12 +163,36 @@ WITH n_years AS (
     patient_id,
     CASE
       WHEN onset_date <= CAST(:as_of AS DATE)
-      THEN CAST(DATEDIFF(DAY, onset_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      THEN CASE
+        WHEN CAST('365.25' AS DOUBLE) = 0
+        THEN CASE
+          WHEN CAST(DATEDIFF(DAY, onset_date, CAST(:as_of AS DATE)) AS DOUBLE) IS NULL
+          THEN CAST(NULL AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, onset_date, CAST(:as_of AS DATE)) AS DOUBLE) > 0
+          THEN CAST('Infinity' AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, onset_date, CAST(:as_of AS DATE)) AS DOUBLE) < 0
+          THEN CAST('-Infinity' AS DOUBLE)
+          ELSE CAST('NaN' AS DOUBLE)
+        END
+        ELSE CAST(DATEDIFF(DAY, onset_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      END
       ELSE NULL
     END AS primary_years,
     CASE
       WHEN diagnosis_date <= CAST(:as_of AS DATE)
-      THEN CAST(DATEDIFF(DAY, diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      THEN CASE
+        WHEN CAST('365.25' AS DOUBLE) = 0
+        THEN CASE
+          WHEN CAST(DATEDIFF(DAY, diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) IS NULL
+          THEN CAST(NULL AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) > 0
+          THEN CAST('Infinity' AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) < 0
+          THEN CAST('-Infinity' AS DOUBLE)
+          ELSE CAST('NaN' AS DOUBLE)
+        END
+        ELSE CAST(DATEDIFF(DAY, diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      END
       ELSE NULL
     END AS fallback_years
   FROM patients
@@ -667,7 +691,19 @@ WITH n_0_results AS (
   SELECT
     patient_id,
     sample_date,
-    value / COALESCE(ref_high, CAST('40.0' AS DOUBLE)) AS ratio,
+    CASE
+      WHEN COALESCE(ref_high, CAST('40.0' AS DOUBLE)) = 0
+      THEN CASE
+        WHEN value IS NULL
+        THEN CAST(NULL AS DOUBLE)
+        WHEN value > 0
+        THEN CAST('Infinity' AS DOUBLE)
+        WHEN value < 0
+        THEN CAST('-Infinity' AS DOUBLE)
+        ELSE CAST('NaN' AS DOUBLE)
+      END
+      ELSE value / COALESCE(ref_high, CAST('40.0' AS DOUBLE))
+    END AS ratio,
     CAST(NULL AS DOUBLE) AS mg_dl,
     MAX(sample_date) OVER (PARTITION BY patient_id) AS last_d
   FROM labs
@@ -707,7 +743,19 @@ WITH n_0_results AS (
   SELECT
     patient_id,
     sample_date,
-    value / COALESCE(ref_high, CAST('40.0' AS DOUBLE)) AS ratio,
+    CASE
+      WHEN COALESCE(ref_high, CAST('40.0' AS DOUBLE)) = 0
+      THEN CASE
+        WHEN value IS NULL
+        THEN CAST(NULL AS DOUBLE)
+        WHEN value > 0
+        THEN CAST('Infinity' AS DOUBLE)
+        WHEN value < 0
+        THEN CAST('-Infinity' AS DOUBLE)
+        ELSE CAST('NaN' AS DOUBLE)
+      END
+      ELSE value / COALESCE(ref_high, CAST('40.0' AS DOUBLE))
+    END AS ratio,
     CAST(NULL AS DOUBLE) AS mg_dl,
     MAX(sample_date) OVER (PARTITION BY patient_id) AS last_d
   FROM labs
@@ -747,15 +795,50 @@ WITH n_0_results AS (
   SELECT
     patient_id,
     sample_date,
-    value / COALESCE(
-      ref_high,
-      CASE
-        WHEN unit = 'mg/dL'
-        THEN CAST('1.2280701754385963' AS DOUBLE)
-        ELSE CAST('21.0' AS DOUBLE)
+    CASE
+      WHEN COALESCE(
+        ref_high,
+        CASE
+          WHEN unit = 'mg/dL'
+          THEN CAST('1.2280701754385963' AS DOUBLE)
+          ELSE CAST('21.0' AS DOUBLE)
+        END
+      ) = 0
+      THEN CASE
+        WHEN value IS NULL
+        THEN CAST(NULL AS DOUBLE)
+        WHEN value > 0
+        THEN CAST('Infinity' AS DOUBLE)
+        WHEN value < 0
+        THEN CAST('-Infinity' AS DOUBLE)
+        ELSE CAST('NaN' AS DOUBLE)
       END
-    ) AS ratio,
-    CASE WHEN unit = 'mg/dL' THEN value ELSE value / CAST('17.1' AS DOUBLE) END AS mg_dl,
+      ELSE value / COALESCE(
+        ref_high,
+        CASE
+          WHEN unit = 'mg/dL'
+          THEN CAST('1.2280701754385963' AS DOUBLE)
+          ELSE CAST('21.0' AS DOUBLE)
+        END
+      )
+    END AS ratio,
+    CASE
+      WHEN unit = 'mg/dL'
+      THEN value
+      ELSE CASE
+        WHEN CAST('17.1' AS DOUBLE) = 0
+        THEN CASE
+          WHEN value IS NULL
+          THEN CAST(NULL AS DOUBLE)
+          WHEN value > 0
+          THEN CAST('Infinity' AS DOUBLE)
+          WHEN value < 0
+          THEN CAST('-Infinity' AS DOUBLE)
+          ELSE CAST('NaN' AS DOUBLE)
+        END
+        ELSE value / CAST('17.1' AS DOUBLE)
+      END
+    END AS mg_dl,
     MAX(sample_date) OVER (PARTITION BY patient_id) AS last_d
   FROM labs
   WHERE
@@ -794,15 +877,50 @@ WITH n_0_results AS (
   SELECT
     patient_id,
     sample_date,
-    value / COALESCE(
-      ref_high,
-      CASE
-        WHEN unit = 'mg/dL'
-        THEN CAST('1.244343891402715' AS DOUBLE)
-        ELSE CAST('110.0' AS DOUBLE)
+    CASE
+      WHEN COALESCE(
+        ref_high,
+        CASE
+          WHEN unit = 'mg/dL'
+          THEN CAST('1.244343891402715' AS DOUBLE)
+          ELSE CAST('110.0' AS DOUBLE)
+        END
+      ) = 0
+      THEN CASE
+        WHEN value IS NULL
+        THEN CAST(NULL AS DOUBLE)
+        WHEN value > 0
+        THEN CAST('Infinity' AS DOUBLE)
+        WHEN value < 0
+        THEN CAST('-Infinity' AS DOUBLE)
+        ELSE CAST('NaN' AS DOUBLE)
       END
-    ) AS ratio,
-    CASE WHEN unit = 'mg/dL' THEN value ELSE value / CAST('88.4' AS DOUBLE) END AS mg_dl,
+      ELSE value / COALESCE(
+        ref_high,
+        CASE
+          WHEN unit = 'mg/dL'
+          THEN CAST('1.244343891402715' AS DOUBLE)
+          ELSE CAST('110.0' AS DOUBLE)
+        END
+      )
+    END AS ratio,
+    CASE
+      WHEN unit = 'mg/dL'
+      THEN value
+      ELSE CASE
+        WHEN CAST('88.4' AS DOUBLE) = 0
+        THEN CASE
+          WHEN value IS NULL
+          THEN CAST(NULL AS DOUBLE)
+          WHEN value > 0
+          THEN CAST('Infinity' AS DOUBLE)
+          WHEN value < 0
+          THEN CAST('-Infinity' AS DOUBLE)
+          ELSE CAST('NaN' AS DOUBLE)
+        END
+        ELSE value / CAST('88.4' AS DOUBLE)
+      END
+    END AS mg_dl,
     MAX(sample_date) OVER (PARTITION BY patient_id) AS last_d
   FROM labs
   WHERE
@@ -881,15 +999,50 @@ WITH n_results AS (
   SELECT
     patient_id,
     sample_date,
-    value / COALESCE(
-      ref_high,
-      CASE
-        WHEN unit = 'mg/dL'
-        THEN CAST('1.244343891402715' AS DOUBLE)
-        ELSE CAST('110.0' AS DOUBLE)
+    CASE
+      WHEN COALESCE(
+        ref_high,
+        CASE
+          WHEN unit = 'mg/dL'
+          THEN CAST('1.244343891402715' AS DOUBLE)
+          ELSE CAST('110.0' AS DOUBLE)
+        END
+      ) = 0
+      THEN CASE
+        WHEN value IS NULL
+        THEN CAST(NULL AS DOUBLE)
+        WHEN value > 0
+        THEN CAST('Infinity' AS DOUBLE)
+        WHEN value < 0
+        THEN CAST('-Infinity' AS DOUBLE)
+        ELSE CAST('NaN' AS DOUBLE)
       END
-    ) AS ratio,
-    CASE WHEN unit = 'mg/dL' THEN value ELSE value / CAST('88.4' AS DOUBLE) END AS mg_dl,
+      ELSE value / COALESCE(
+        ref_high,
+        CASE
+          WHEN unit = 'mg/dL'
+          THEN CAST('1.244343891402715' AS DOUBLE)
+          ELSE CAST('110.0' AS DOUBLE)
+        END
+      )
+    END AS ratio,
+    CASE
+      WHEN unit = 'mg/dL'
+      THEN value
+      ELSE CASE
+        WHEN CAST('88.4' AS DOUBLE) = 0
+        THEN CASE
+          WHEN value IS NULL
+          THEN CAST(NULL AS DOUBLE)
+          WHEN value > 0
+          THEN CAST('Infinity' AS DOUBLE)
+          WHEN value < 0
+          THEN CAST('-Infinity' AS DOUBLE)
+          ELSE CAST('NaN' AS DOUBLE)
+        END
+        ELSE value / CAST('88.4' AS DOUBLE)
+      END
+    END AS mg_dl,
     MAX(sample_date) OVER (PARTITION BY patient_id) AS last_d
   FROM labs
   WHERE
@@ -959,9 +1112,29 @@ WITH n_results AS (
 ), n_both_sexes AS (
   SELECT
     *,
-    CAST(140 - age AS DOUBLE) * weight / (
-      CAST('72.0' AS DOUBLE) * creat_mg_dl
-    ) AS male
+    CASE
+      WHEN (
+        CAST('72.0' AS DOUBLE) * creat_mg_dl
+      ) = 0
+      THEN CASE
+        WHEN (
+          CAST(140 - age AS DOUBLE) * weight
+        ) IS NULL
+        THEN CAST(NULL AS DOUBLE)
+        WHEN (
+          CAST(140 - age AS DOUBLE) * weight
+        ) > 0
+        THEN CAST('Infinity' AS DOUBLE)
+        WHEN (
+          CAST(140 - age AS DOUBLE) * weight
+        ) < 0
+        THEN CAST('-Infinity' AS DOUBLE)
+        ELSE CAST('NaN' AS DOUBLE)
+      END
+      ELSE CAST(140 - age AS DOUBLE) * weight / (
+        CAST('72.0' AS DOUBLE) * creat_mg_dl
+      )
+    END AS male
   FROM n_inputs
 ), n_clearance AS (
   SELECT

@@ -383,12 +383,36 @@ WITH n_value_recent AS (
     p.patient_id,
     CASE
       WHEN p.onset_date <= CAST(:as_of AS DATE)
-      THEN CAST(DATEDIFF(DAY, p.onset_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      THEN CASE
+        WHEN CAST('365.25' AS DOUBLE) = 0
+        THEN CASE
+          WHEN CAST(DATEDIFF(DAY, p.onset_date, CAST(:as_of AS DATE)) AS DOUBLE) IS NULL
+          THEN CAST(NULL AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, p.onset_date, CAST(:as_of AS DATE)) AS DOUBLE) > 0
+          THEN CAST('Infinity' AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, p.onset_date, CAST(:as_of AS DATE)) AS DOUBLE) < 0
+          THEN CAST('-Infinity' AS DOUBLE)
+          ELSE CAST('NaN' AS DOUBLE)
+        END
+        ELSE CAST(DATEDIFF(DAY, p.onset_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      END
       ELSE NULL
     END AS primary_years,
     CASE
       WHEN p.diagnosis_date <= CAST(:as_of AS DATE)
-      THEN CAST(DATEDIFF(DAY, p.diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      THEN CASE
+        WHEN CAST('365.25' AS DOUBLE) = 0
+        THEN CASE
+          WHEN CAST(DATEDIFF(DAY, p.diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) IS NULL
+          THEN CAST(NULL AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, p.diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) > 0
+          THEN CAST('Infinity' AS DOUBLE)
+          WHEN CAST(DATEDIFF(DAY, p.diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) < 0
+          THEN CAST('-Infinity' AS DOUBLE)
+          ELSE CAST('NaN' AS DOUBLE)
+        END
+        ELSE CAST(DATEDIFF(DAY, p.diagnosis_date, CAST(:as_of AS DATE)) AS DOUBLE) / CAST('365.25' AS DOUBLE)
+      END
       ELSE NULL
     END AS fallback_years,
     r.v AS v
