@@ -53,7 +53,10 @@ def engine(request):
 # Every Spark test carries `pytestmark = pytest.mark.xdist_group("spark")` (or the mark on the
 # test); `make test` runs pytest with `--dist loadgroup`, so all of them run in one worker and
 # only one JVM starts.
-SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+# Whole-stage code generation is off in tests: on the tests' tiny tables, compiling each stage's
+# Java took about half the time of every query (the results do not depend on it).
+SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
+              "spark.sql.codegen.wholeStage": "false"}
 
 
 @pytest.fixture(scope="session")
