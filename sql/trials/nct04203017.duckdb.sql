@@ -279,96 +279,84 @@ WITH n_series AS (
   FROM n_episodes AS episodes
   WHERE
     win_hi >= win_lo
-), n_baseline_early AS (
-  SELECT
-    e.pk,
-    e.ep,
-    v.day,
-    v.edss,
-    ROW_NUMBER() OVER (PARTITION BY e.pk, e.ep ORDER BY v.day DESC) AS rn
-  FROM n_judgeable AS e
-  INNER JOIN n_valid AS v
-    ON v.pk = e.pk AND v.day BETWEEN e.start - 365 AND e.start
-), n_baseline_late AS (
-  SELECT
-    e.pk,
-    e.ep,
-    v.day,
-    v.edss,
-    ROW_NUMBER() OVER (PARTITION BY e.pk, e.ep ORDER BY v.day) AS rn
-  FROM n_judgeable AS e
-  INNER JOIN n_valid AS v
-    ON v.pk = e.pk AND v.day > e.start AND v.day <= e.start + 90
-), n_based AS (
+), n_baselines AS (
   SELECT
     e.*,
-    COALESCE(be.edss, bl.edss) AS b,
-    COALESCE(be.day, bl.day) AS b_day
+    v.day AS v_day,
+    v.edss AS v_edss,
+    ROW_NUMBER() OVER (
+      PARTITION BY e.pk, e.ep
+      ORDER BY CASE WHEN v.day <= e.start THEN 0 ELSE 1 END, CASE WHEN v.day <= e.start THEN -v.day ELSE v.day END
+    ) AS rn
   FROM n_judgeable AS e
-  LEFT JOIN n_baseline_early AS be
-    ON be.pk = e.pk AND be.ep = e.ep AND be.rn = 1
-  LEFT JOIN n_baseline_late AS bl
-    ON bl.pk = e.pk AND bl.ep = e.ep AND bl.rn = 1
+  LEFT JOIN n_valid AS v
+    ON v.pk = e.pk AND v.day BETWEEN e.start - 365 AND e.start + 90
 ), n_thresholds AS (
   SELECT
-    *,
-    b + CASE
-      WHEN b < CAST('6.0' AS DOUBLE)
+    pk,
+    ep,
+    patient_id,
+    drug,
+    start,
+    start_date,
+    end_date,
+    win_lo,
+    win_hi,
+    v_edss AS b,
+    v_day AS b_day,
+    v_edss + CASE
+      WHEN v_edss < CAST('6.0' AS DOUBLE)
       THEN CAST('1.0' AS DOUBLE)
       ELSE CAST('0.5' AS DOUBLE)
     END AS thr
-  FROM n_based AS based
+  FROM n_baselines AS baselines
+  WHERE
+    rn = 1
 ), n_in_window AS (
   SELECT
-    e.pk,
-    e.ep,
+    e.*,
     l.day,
     l.edss,
     l.c_day,
     l.conf_level,
     l.pend_level,
-    e.thr
+    MIN(CASE WHEN l.conf_level >= e.thr THEN l.day END) OVER (PARTITION BY e.pk, e.ep) AS w_day
   FROM n_thresholds AS e
-  INNER JOIN n_levels AS l
+  LEFT JOIN n_levels AS l
     ON l.pk = e.pk AND l.day BETWEEN e.win_lo AND e.win_hi
-), n_judged AS (
-  SELECT
-    pk,
-    ep,
-    COUNT(*) AS n_window,
-    MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) AS confirmed,
-    MAX(CASE WHEN pend_level >= thr THEN 1 ELSE 0 END) AS pending,
-    MIN(CASE WHEN conf_level >= thr THEN day END) AS w_day
-  FROM n_in_window AS in_window
-  GROUP BY
-    pk,
-    ep
 ), n_verdicts AS (
   SELECT
-    t.patient_id,
-    t.drug,
-    t.start,
-    t.start_date,
-    t.end_date,
-    t.b,
-    t.b_day,
-    j.w_day,
-    w.edss AS w_edss,
-    w.c_day AS w_c_day,
+    patient_id,
+    drug,
+    start,
+    start_date,
+    end_date,
+    b,
+    b_day,
+    w_day,
+    MAX(CASE WHEN day = w_day THEN edss END) AS w_edss,
+    MAX(CASE WHEN day = w_day THEN c_day END) AS w_c_day,
     CASE
-      WHEN COALESCE(j.confirmed, 0) = 1
+      WHEN MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) = 1
       THEN 'pass'
-      WHEN t.b IS NULL OR j.n_window IS NULL
+      WHEN b IS NULL OR COUNT(day) = 0
       THEN 'unknown'
-      WHEN COALESCE(j.pending, 0) = 1
+      WHEN MAX(CASE WHEN pend_level >= thr THEN 1 ELSE 0 END) = 1
       THEN 'unknown'
       ELSE 'fail'
     END AS ep_status
-  FROM n_thresholds AS t
-  LEFT JOIN n_judged AS j
-    ON j.pk = t.pk AND j.ep = t.ep
-  LEFT JOIN n_in_window AS w
-    ON w.pk = t.pk AND w.ep = t.ep AND w.day = j.w_day
+  FROM n_in_window AS in_window
+  GROUP BY
+    pk,
+    ep,
+    patient_id,
+    drug,
+    start,
+    start_date,
+    end_date,
+    b,
+    b_day,
+    w_day
 ), n_shown AS (
   SELECT
     *,
