@@ -79,6 +79,9 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
         from pipeline.engines import duckdb_engine as eng
     elif engine == "spark":  # a SparkRegistry: its tables are pyspark DataFrames
         from pipeline.engines import spark_engine as eng
+
+        if isinstance(registry.tables["patients"], pl.DataFrame):
+            raise TypeError("engine 'spark' evaluates a SparkRegistry (tables in Spark), not a Polars Registry")
     else:
         raise ValueError(f"unknown engine {engine!r}")
     results = eng.evaluate(registry.tables, trial.criteria, as_of)
