@@ -30,12 +30,11 @@ from pipeline.criteria import to_polars, to_sql, to_text
 from pipeline.criteria.load import Criterion, Trial, load_trial
 from pipeline.criteria.nodes import NODE_TYPES
 from pipeline.dialect import Dialect
-from pipeline.engines import evaluate
+from pipeline.engines import ALL_ENGINES, evaluate
 from pipeline.ingest import Registry, ingest
 from pipeline.vocabulary import load_vocabulary
 from tests.conftest import ENGINES, SPARK, TODAY, spark_registry
 
-ALL_ENGINES = [*ENGINES, "spark"]
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASE_FILES = {"criterion.toml", "as_of.txt", "expected.csv"}

@@ -15,7 +15,10 @@ import polars as pl
 from pipeline.registry import Registry
 from pipeline.trial import Trial
 
-ENGINES = ("polars", "duckdb", "spark")
+# The engines over a Polars `Registry` (the tables in the driver's memory); "spark" evaluates a
+# `SparkRegistry` (pipeline/spark/registry.py), whose tables stay in Spark.
+ENGINES = ("polars", "duckdb")
+ALL_ENGINES = (*ENGINES, "spark")
 PID = "patient_id"
 
 
