@@ -53,7 +53,10 @@ def engine(request):
 # Every Spark test carries `pytestmark = pytest.mark.xdist_group("spark")` (or the mark on the
 # test); `make test` runs pytest with `--dist loadgroup`, so all of them run in one worker and
 # only one JVM starts.
-SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
+# Whole-stage code generation is off in tests: on the tests' tiny tables, compiling each stage's
+# Java took about half the time of every query (the results do not depend on it).
+SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
+              "spark.sql.codegen.wholeStage": "false"}
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +64,23 @@ def spark():
     from pipeline.spark.session import get_session
 
     return get_session("local[2]", SPARK_CONF)
+
+
+def spark_session():
+    """The shared test session (the `spark` fixture's), for helpers that cannot take a fixture."""
+    from pipeline.spark.session import get_session
+
+    return get_session("local[2]", SPARK_CONF)
+
+
+def spark_registry(registry):
+    """A Polars-ingested Registry moved to Spark (`to_spark`): what the Spark ingest hands the engine."""
+    from pipeline.spark.frames import to_spark
+    from pipeline.spark.registry import SparkRegistry
+
+    spark = spark_session()
+    return SparkRegistry(spark, {n: to_spark(spark, f) for n, f in registry.tables.items()}, registry.inputs,
+                         dialect=registry.dialect)
+
+
+SPARK = pytest.mark.xdist_group("spark")

@@ -1,4 +1,4 @@
-"""Golden cases of the criteria language: every node type at its boundaries, on both engines.
+"""Golden cases of the criteria language: every node type at its boundaries, on every engine (Spark too).
 
 Each folder `tests/golden/<node_type>/<case>/` holds
 - `criterion.toml`: a trial file with exactly one criterion (comments say what each patient tests);
@@ -30,10 +30,11 @@ from pipeline.criteria import to_polars, to_sql, to_text
 from pipeline.criteria.load import Criterion, Trial, load_trial
 from pipeline.criteria.nodes import NODE_TYPES
 from pipeline.dialect import Dialect
-from pipeline.engines import evaluate
+from pipeline.engines import ALL_ENGINES, evaluate
 from pipeline.ingest import Registry, ingest
 from pipeline.vocabulary import load_vocabulary
-from tests.conftest import ENGINES, TODAY
+from tests.conftest import ENGINES, SPARK, TODAY, spark_registry
+
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASE_FILES = {"criterion.toml", "as_of.txt", "expected.csv"}
@@ -88,7 +89,8 @@ def _registry(folder: Path) -> Registry:
 
 @cache
 def _evaluation(folder: Path, engine: str) -> pl.DataFrame:
-    return evaluate(_registry(folder), _trial(folder), _as_of(folder), engine)
+    reg = spark_registry(_registry(folder)) if engine == "spark" else _registry(folder)
+    return evaluate(reg, _trial(folder), _as_of(folder), engine)
 
 
 def _text(value) -> str:
@@ -149,8 +151,9 @@ def test_golden_case_is_well_formed(folder):
             (table, reg.quarantine.get(table))
 
 
-@pytest.mark.parametrize("folder,engine", [pytest.param(p.values[0], engine, id=f"{p.id}-{engine}", marks=p.marks)
-                                           for engine in ENGINES for p in _params(engine)])
+@pytest.mark.parametrize("folder,engine", [
+    pytest.param(p.values[0], engine, id=f"{p.id}-{engine}", marks=[*p.marks, *([SPARK] if engine == "spark" else [])])
+    for engine in ALL_ENGINES for p in _params(engine)])
 def test_golden_case(folder, engine):
     """Status and evidence of every patient equal expected.csv, on each engine."""
     _check(folder, engine)
@@ -170,6 +173,14 @@ def _check(folder: Path, engine: str):
 def test_golden_engines_identical(folder):
     a, b = (_evaluation(folder, e) for e in ENGINES)
     assert a.equals(b), f"polars:\n{a}\nduckdb:\n{b}"
+
+
+@SPARK
+@pytest.mark.parametrize("folder", _params("agree"))
+def test_golden_spark_identical(folder):
+    """Spark's evaluation (tables moved to Spark with to_spark) is identical to DuckDB's, frame for frame."""
+    a, b = _evaluation(folder, "duckdb"), _evaluation(folder, "spark")
+    assert a.equals(b), f"duckdb:\n{a}\nspark:\n{b}"
 
 
 # ---------------------------------------------------------------- meta-tests

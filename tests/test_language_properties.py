@@ -30,9 +30,11 @@ from pipeline.dialect import Dialect
 from pipeline.engines import evaluate
 from pipeline.ingest import ingest
 from pipeline.vocabulary import load_vocabulary
-from tests.conftest import TODAY, write_export
+from tests.conftest import SPARK, TODAY, spark_registry, write_export
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Spark as the third engine: fewer examples (a Spark query costs about a second on small data).
+SPARK_SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 VOCABULARY = load_vocabulary()
 OPTIONAL = ("visits", "relapses", "treatments", "labs", "function_tests", "conditions", "mri")
 # Days before D (negative: after D), around every window edge the leaves use.
@@ -397,6 +399,21 @@ def test_random_criteria_engines_identical(tmp_path_factory, export, seed):
     a = evaluate(reg, trial, D, "polars")
     b = evaluate(reg, trial, D, "duckdb")
     assert a.equals(b), f"as of {D}, absent {reg.absent}\n{text}\npolars:\n{a}\nduckdb:\n{b}"
+
+
+@SPARK
+@SPARK_SETTINGS
+@given(exports(), SEEDS)
+def test_random_criteria_spark_identical(tmp_path_factory, export, seed):
+    """Random criteria on random exports: Spark's evaluation is identical to DuckDB's (and so Polars')."""
+    D, tables = export
+    r = rng(seed, export)
+    text = trial_text([(f"c{i}", *random_rule(r)) for i in range(r.randint(2, 3))])
+    trial = parse_trial(text, "random trial")
+    reg = _ingest(tmp_path_factory, tables)
+    a = evaluate(reg, trial, D, "duckdb")
+    b = evaluate(spark_registry(reg), trial, D, "spark")
+    assert a.equals(b), f"as of {D}, absent {reg.absent}\n{text}\nduckdb:\n{a}\nspark:\n{b}"
 
 
 @SETTINGS

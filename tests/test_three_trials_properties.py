@@ -28,10 +28,11 @@ from pipeline.dialect import Dialect
 from pipeline.engines import duckdb_engine, evaluate
 from pipeline.ingest import ingest
 from pipeline.vocabulary import load_vocabulary
-from tests.conftest import ENGINES, TODAY, write_export
+from tests.conftest import ENGINES, SPARK, TODAY, spark_registry, write_export
 
 TRIALS = ["nct04203017", "nct04047628", "nct04411641"]
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+SPARK_SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 AS_OF = [dt.date(2024, 6, 30), dt.date(2022, 3, 1)]
 PIDS = ["A", "B", "C", "D"]
 OFFSETS = [0, 1, 10, 29, 30, 31, 60, 84, 85, 100, 200, 364, 365, 366, 400, 729, 730, 731, 1094, 1095, 1096,
@@ -147,3 +148,17 @@ def test_three_trials_on_random_exports(tmp_path_factory, export, with_mri, with
     full = not (with_mri and with_stop_reason)
     other = evaluations(write(root / "other", tables, full, full), as_of, ["nct04203017"], [engine])
     assert other[("nct04203017", engine)].equals(ev[("nct04203017", engine)]), (engine, with_mri, with_stop_reason)
+
+
+@SPARK
+@SPARK_SETTINGS
+@given(exports(), st.booleans(), st.booleans())
+def test_three_trials_spark_identical(tmp_path_factory, export, with_mri, with_stop_reason):
+    """Spark as the third engine: the three trials' evaluations on random exports equal DuckDB's."""
+    as_of, tables = export
+    folder = write(tmp_path_factory.mktemp("t3spark") / "drawn", tables, with_mri, with_stop_reason)
+    reg = ingest(folder, Dialect(), load_vocabulary(), today=TODAY, max_reject=1.0)
+    sreg = spark_registry(reg)
+    for t in TRIALS:
+        a, b = evaluate(reg, trial(t), as_of, "duckdb"), evaluate(sreg, trial(t), as_of, "spark")
+        assert a.equals(b), f"{t} as of {as_of}, mri {with_mri}, stop_reason {with_stop_reason}:\n{a}\n{b}"

@@ -141,8 +141,33 @@ def criterion_query(node: Node) -> exp.Select:
     return query
 
 
+def _double(text: str) -> exp.Expression:
+    return exp.cast(exp.Literal.string(text), exp.DataType.build("double"))
+
+
+def ieee_div(div: exp.Div) -> exp.Expression:
+    """`x / y` with IEEE 754 results for a zero divisor (inf, -inf, NaN; NULL stays NULL), as DuckDB and
+    Polars give them. Spark in ANSI mode (kept on) raises DIVIDE_BY_ZERO instead, so its division is
+    guarded: the guard's values are typed literals, and the division itself runs only on y <> 0."""
+    x, y = div.this, div.expression
+    zero = exp.Literal.number(0)
+    by_zero = case([(is_null(x), exp.cast(exp.null(), exp.DataType.build("double"))),
+                    (x.copy() > zero.copy(), _double("Infinity")), (x.copy() < zero.copy(), _double("-Infinity"))],
+                   _double("NaN"))
+    return case([(y.copy().eq(zero.copy()), by_zero)], div.copy())
+
+
+def for_dialect(query: exp.Expression, dialect: str) -> exp.Expression:
+    """The query as `dialect` must run it to mean what DuckDB means. One model, rendered per dialect:
+    sqlglot translates the functions (date_diff, list_contains, ...); what it leaves to the engine's
+    semantics is rewritten here. Spark: division by zero (an error under ANSI mode) gives IEEE results."""
+    if dialect == "spark":
+        return query.transform(lambda e: ieee_div(e) if isinstance(e, exp.Div) else e)
+    return query
+
+
 def render(query: exp.Expression, dialect: str, pretty: bool = True) -> str:
-    return query.sql(dialect=dialect, pretty=pretty)
+    return for_dialect(query, dialect).sql(dialect=dialect, pretty=pretty)
 
 
 # ---------------------------------------------------------------- row filters and windows

@@ -1,6 +1,6 @@
-"""The two engines and what they share: combining criterion results into the evaluation.
+"""The engines and what they share: combining criterion results into the evaluation.
 
-Each engine returns, per criterion, `patient_id, status` and evidence columns. What
+Each engine (Polars, DuckDB, Spark) returns, per criterion, `patient_id, status` and evidence columns. What
 follows is the same for both and lives here once: criteria that read an absent table
 become `unknown`, the columns get their output names and types, and each patient's
 overall status is derived.
@@ -15,7 +15,10 @@ import polars as pl
 from pipeline.registry import Registry
 from pipeline.trial import Trial
 
+# The engines over a Polars `Registry` (the tables in the driver's memory); "spark" evaluates a
+# `SparkRegistry` (pipeline/spark/registry.py), whose tables stay in Spark.
 ENGINES = ("polars", "duckdb")
+ALL_ENGINES = (*ENGINES, "spark")
 PID = "patient_id"
 
 
@@ -57,6 +60,16 @@ def overall_status(criteria_ids: list[str]) -> pl.Expr:
             .otherwise(pl.lit("possible")))
 
 
+def _patients(registry) -> pl.DataFrame:
+    """patient_id, site_id of every patient, in the patients table's order (from Spark through Arrow)."""
+    patients = registry.tables["patients"]
+    if isinstance(patients, pl.DataFrame):
+        return patients.select(PID, "site_id")
+    from pipeline.spark.frames import to_polars
+
+    return to_polars(patients.select(PID, "site_id"))
+
+
 def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "polars") -> pl.DataFrame:
     """The evaluation matrix: patient_id, site_id, status, a column per criterion, then evidence.
 
@@ -67,11 +80,16 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
         from pipeline.engines import polars_engine as eng
     elif engine == "duckdb":
         from pipeline.engines import duckdb_engine as eng
+    elif engine == "spark":  # a SparkRegistry: its tables are pyspark DataFrames
+        from pipeline.engines import spark_engine as eng
+
+        if isinstance(registry.tables["patients"], pl.DataFrame):
+            raise TypeError("engine 'spark' evaluates a SparkRegistry (tables in Spark), not a Polars Registry")
     else:
         raise ValueError(f"unknown engine {engine!r}")
     results = eng.evaluate(registry.tables, trial.criteria, as_of)
     absent = set(registry.absent)
-    base = registry.tables["patients"].select(PID, "site_id")
+    base = _patients(registry)
     evidence: list[pl.Expr] = []
     for c in trial.criteria:
         res = _normalise(results[c.id])

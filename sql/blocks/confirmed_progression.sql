@@ -3,20 +3,22 @@
 -- include: edss_levels
 
 -- Line 1/2 episodes started by D; the window runs from start + lag to the end (or D).
+-- An episode is (patient_id, ep): ep numbers the patient's episodes, so every window is keyed by patient.
 with episodes as (
     select
-        row_number() over (order by t.patient_id, start_date, drug, end_date) as ep,
+        row_number() over (
+            partition by t.patient_id order by start_date nulls last, drug nulls last, end_date nulls last
+        ) as ep,
         t.patient_id,
-        i.pk,
+        t.patient_id as pk,
         drug,
         start_date,
         end_date,
-        start_date - date '1970-01-01' as start,
-        start_date - date '1970-01-01' + $lag_days as win_lo,
-        (case when end_date is not null and end_date <= $as_of then end_date else $as_of end)
-            - date '1970-01-01' as win_hi
+        date_diff('day', date '1970-01-01', start_date) as start,
+        date_diff('day', date '1970-01-01', start_date) + $lag_days as win_lo,
+        date_diff('day', date '1970-01-01', case when end_date is not null and end_date <= $as_of then end_date else $as_of end)
+            as win_hi
     from treatments as t
-    inner join ids as i on i.patient_id = t.patient_id
     where coalesce(list_contains($lines, line), false)
       and start_date <= $as_of
 ),
@@ -25,88 +27,72 @@ judgeable as (
     select * from episodes where win_hi >= win_lo
 ),
 
-baseline_early as (
-    select
-        e.ep,
-        v.day,
-        v.edss,
-        row_number() over (partition by e.ep order by v.day desc) as rn
-    from judgeable as e
-    inner join valid as v
-        on v.pk = e.pk
-       and v.day between e.start - $baseline_lookback_days and e.start
-),
-
-baseline_late as (
-    select
-        e.ep,
-        v.day,
-        v.edss,
-        row_number() over (partition by e.ep order by v.day) as rn
-    from judgeable as e
-    inner join valid as v
-        on v.pk = e.pk
-       and v.day > e.start
-       and v.day <= e.start + $late_baseline_days
-),
-
-based as (
+-- Each step below reads the one before it once (Spark recomputes a CTE at every use).
+-- Baseline: the latest valid visit in [start - baseline_lookback_days, start], else the earliest
+-- in (start, start + late_baseline_days]; an episode without one keeps a row of NULLs.
+baselines as (
     select
         e.*,
-        coalesce(be.edss, bl.edss) as b,
-        coalesce(be.day, bl.day) as b_day
+        v.day as v_day,
+        v.edss as v_edss,
+        row_number() over (
+            partition by e.pk, e.ep
+            order by
+                case when v.day <= e.start then 0 else 1 end nulls last,
+                case when v.day <= e.start then -v.day else v.day end nulls last
+        ) as rn
     from judgeable as e
-    left join baseline_early as be on be.ep = e.ep and be.rn = 1
-    left join baseline_late as bl on bl.ep = e.ep and bl.rn = 1
+    left join valid as v
+        on v.pk = e.pk
+       and v.day between e.start - $baseline_lookback_days and e.start + $late_baseline_days
 ),
 
 thresholds as (
     select
-        *,
-        b + case when b < $increase_step_edss then $increase_below else $increase_from end as thr
-    from based
+        pk, ep, patient_id, drug, start, start_date, end_date, win_lo, win_hi,
+        v_edss as b,
+        v_day as b_day,
+        v_edss + case when v_edss < $increase_step_edss then $increase_below else $increase_from end as thr
+    from baselines
+    where rn = 1
 ),
 
+-- The episode's visits in its window (a row of NULLs when none), with the earliest confirmed worsening.
 in_window as (
-    select e.ep, l.day, l.edss, l.c_day, l.conf_level, l.pend_level, e.thr
+    select
+        e.*,
+        l.day,
+        l.edss,
+        l.c_day,
+        l.conf_level,
+        l.pend_level,
+        min(case when l.conf_level >= e.thr then l.day end) over (partition by e.pk, e.ep) as w_day
     from thresholds as e
-    inner join levels as l
+    left join levels as l
         on l.pk = e.pk
        and l.day between e.win_lo and e.win_hi
 ),
 
-judged as (
-    select
-        ep,
-        count(*) as n_window,
-        max(case when conf_level >= thr then 1 else 0 end) as confirmed,
-        max(case when pend_level >= thr then 1 else 0 end) as pending,
-        min(case when conf_level >= thr then day end) as w_day
-    from in_window
-    group by ep
-),
-
 verdicts as (
     select
-        t.patient_id,
-        t.drug,
-        t.start,
-        t.start_date,
-        t.end_date,
-        t.b,
-        t.b_day,
-        j.w_day,
-        w.edss as w_edss,
-        w.c_day as w_c_day,
+        patient_id,
+        drug,
+        start,
+        start_date,
+        end_date,
+        b,
+        b_day,
+        w_day,
+        max(case when day = w_day then edss end) as w_edss,
+        max(case when day = w_day then c_day end) as w_c_day,
         case
-            when coalesce(j.confirmed, 0) = 1 then 'pass'
-            when t.b is null or j.n_window is null then 'unknown'
-            when coalesce(j.pending, 0) = 1 then 'unknown'
+            when max(case when conf_level >= thr then 1 else 0 end) = 1 then 'pass'
+            when b is null or count(day) = 0 then 'unknown'
+            when max(case when pend_level >= thr then 1 else 0 end) = 1 then 'unknown'
             else 'fail'
         end as ep_status
-    from thresholds as t
-    left join judged as j on j.ep = t.ep
-    left join in_window as w on w.ep = t.ep and w.day = j.w_day
+    from in_window
+    group by pk, ep, patient_id, drug, start, start_date, end_date, b, b_day, w_day
 ),
 
 -- The episode shown as evidence: the decisive one, earliest worsening first.
@@ -116,8 +102,8 @@ shown as (
         row_number() over (
             partition by patient_id
             order by
-                case ep_status when 'pass' then 0 when 'unknown' then 1 else 2 end,
-                w_day nulls last, start, drug, end_date nulls last
+                case ep_status when 'pass' then 0 when 'unknown' then 1 else 2 end nulls last,
+                w_day nulls last, start nulls last, drug nulls last, end_date nulls last
         ) as rn
     from verdicts
 )

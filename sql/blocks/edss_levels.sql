@@ -1,29 +1,25 @@
 -- edss_levels: the EDSS series and its valid visits, with the levels at which each visit is a
 -- confirmed or a pending worsening (docs/criteria-nct04203017.md, "Progression on first- or
--- second-line therapy"). Shared by the progression blocks, which name `ids`, `valid` and
--- `levels` after `-- include: edss_levels`. Placeholders: $relapse_exclusion_days,
--- $confirmation_days. Dates are whole days since 1970-01-01 so that windows are integer ranges.
-
--- An integer key per patient: windows and joins over tens of millions of visits
--- partition and compare integers, not strings.
-with ids as (
-    select patient_id, row_number() over (order by patient_id) as pk
-    from patients
-),
+-- second-line therapy"). Shared by the progression blocks, which name `valid` and `levels`
+-- after `-- include: edss_levels`. Placeholders: $relapse_exclusion_days, $confirmation_days.
+-- Dates are whole days since 1970-01-01 (`date_diff`: date minus date is an interval in Spark)
+-- so that windows are integer ranges.
+--
+-- Every window is partitioned by patient: a numbering over all patients (a global
+-- `row_number() over (order by patient_id)`) would send every row through one partition in
+-- Spark. Orderings name their NULLS place, as DuckDB and Spark default differently.
 
 -- The EDSS series: one value per date (the highest), dated on or before D.
-series as (
-    select i.pk, v.visit_date - date '1970-01-01' as day, max(v.edss) as edss
+with series as (
+    select v.patient_id as pk, date_diff('day', date '1970-01-01', v.visit_date) as day, max(v.edss) as edss
     from visits as v
-    inner join ids as i on i.patient_id = v.patient_id
     where v.edss is not null and v.visit_date <= $as_of
-    group by i.pk, v.visit_date
+    group by v.patient_id, v.visit_date
 ),
 
 onsets as (
-    select distinct i.pk, r.onset_date - date '1970-01-01' as onset
+    select distinct r.patient_id as pk, date_diff('day', date '1970-01-01', r.onset_date) as onset
     from relapses as r
-    inner join ids as i on i.patient_id = r.patient_id
     where r.onset_date <= $as_of
 ),
 
@@ -51,16 +47,16 @@ windows as (
         min(day) over confirm_frame as c_day,
         first_value(edss) over confirm_frame as c_edss,
         min(edss) over (
-            partition by pk order by day
+            partition by pk order by day nulls last
             range between current row and $confirmation_days - 1 following
         ) as win_min,
         min(edss) over (
-            partition by pk order by day
+            partition by pk order by day nulls last
             rows between current row and unbounded following
         ) as after_min
     from valid
     window confirm_frame as (
-        partition by pk order by day
+        partition by pk order by day nulls last
         range between $confirmation_days following and unbounded following
     )
 ),

@@ -6,49 +6,56 @@
 -- D and the start of the recent window, as days since 1970-01-01.
 with bounds as (
     select
-        $as_of - date '1970-01-01' as d,
-        $as_of - date '1970-01-01' - $window_days as ws
+        date_diff('day', date '1970-01-01', $as_of) as d,
+        date_diff('day', date '1970-01-01', $as_of) - $window_days as ws
 ),
 
--- Baseline: the latest valid visit in [ws - baseline_lookback_days, ws), else the earliest in [ws, D].
-baseline_early as (
-    select v.pk, v.day, v.edss, row_number() over (partition by v.pk order by v.day desc) as rn
-    from valid as v
-    cross join bounds as b
-    where v.day >= b.ws - $baseline_lookback_days and v.day < b.ws
-),
-
-baseline_late as (
-    select v.pk, v.day, v.edss, row_number() over (partition by v.pk order by v.day) as rn
-    from valid as v
-    cross join bounds as b
-    where v.day >= b.ws and v.day <= b.d
-),
-
-based as (
+-- Each step below reads the one before it once (Spark recomputes a CTE at every use).
+-- Baseline: the latest valid visit in [ws - baseline_lookback_days, ws), else the earliest in [ws, D];
+-- a patient without one keeps a row of NULLs.
+baselines as (
     select
-        i.pk,
-        i.patient_id,
-        coalesce(be.edss, bl.edss) as b,
-        coalesce(be.day, bl.day) as b_day
-    from ids as i
-    left join baseline_early as be on be.pk = i.pk and be.rn = 1
-    left join baseline_late as bl on bl.pk = i.pk and bl.rn = 1
+        i.patient_id as pk,
+        v.day,
+        v.edss,
+        row_number() over (
+            partition by i.patient_id
+            order by
+                case when v.day < b.ws then 0 else 1 end nulls last,
+                case when v.day < b.ws then -v.day else v.day end nulls last
+        ) as rn
+    from patients as i
+    cross join bounds as b
+    left join valid as v
+        on v.pk = i.patient_id
+       and v.day >= b.ws - $baseline_lookback_days
+       and v.day <= b.d
 ),
 
 thresholds as (
     select
-        *,
-        b + case when b < $increase_step_edss then $increase_below else $increase_from end as thr
-    from based
+        pk,
+        edss as b,
+        day as b_day,
+        edss + case when edss < $increase_step_edss then $increase_below else $increase_from end as thr
+    from baselines
+    where rn = 1
 ),
 
--- Worsening candidates: valid visits in the recent window after the baseline's date.
+-- Worsening candidates: valid visits in the recent window after the baseline's date (a row of NULLs
+-- when none), with the earliest confirmed worsening.
 in_window as (
-    select t.pk, l.day, l.edss, l.c_day, l.conf_level, l.pend_level, t.thr
+    select
+        t.*,
+        l.day,
+        l.edss,
+        l.c_day,
+        l.conf_level,
+        l.pend_level,
+        min(case when l.conf_level >= t.thr then l.day end) over (partition by t.pk) as w_day
     from thresholds as t
     cross join bounds as bo
-    inner join levels as l
+    left join levels as l
         on l.pk = t.pk
        and l.day between bo.ws and bo.d
        and l.day > t.b_day
@@ -57,27 +64,29 @@ in_window as (
 judged as (
     select
         pk,
-        count(*) as n_window,
+        b,
+        b_day,
+        w_day,
+        count(day) as n_window,
         max(case when conf_level >= thr then 1 else 0 end) as confirmed,
         max(case when pend_level >= thr then 1 else 0 end) as pending,
-        min(case when conf_level >= thr then day end) as w_day
+        max(case when day = w_day then edss end) as w_edss,
+        max(case when day = w_day then c_day end) as w_c_day
     from in_window
-    group by pk
+    group by pk, b, b_day, w_day
 )
 
 select
-    t.patient_id,
+    pk as patient_id,
     case
-        when coalesce(j.confirmed, 0) = 1 then 'pass'
-        when t.b is null or j.n_window is null then 'unknown'
-        when coalesce(j.pending, 0) = 1 then 'unknown'
+        when confirmed = 1 then 'pass'
+        when b is null or n_window = 0 then 'unknown'
+        when pending = 1 then 'unknown'
         else 'fail'
     end as status,
-    date '1970-01-01' + cast(t.b_day as integer) as baseline_date,
-    t.b as baseline_edss,
-    date '1970-01-01' + cast(j.w_day as integer) as worsening_date,
-    w.edss as worsening_edss,
-    date '1970-01-01' + cast(w.c_day as integer) as confirmed_date
-from thresholds as t
-left join judged as j on j.pk = t.pk
-left join in_window as w on w.pk = t.pk and w.day = j.w_day
+    date '1970-01-01' + cast(b_day as integer) as baseline_date,
+    b as baseline_edss,
+    date '1970-01-01' + cast(w_day as integer) as worsening_date,
+    w_edss as worsening_edss,
+    date '1970-01-01' + cast(w_c_day as integer) as confirmed_date
+from judged

@@ -198,31 +198,22 @@ FROM n;
 -- latest visit in the 365 days up to the start, else the earliest in the 90 days after it. Visits
 -- within 30 days after a relapse onset do not count. Passes on a confirmed worsening; unknown if
 -- an episode cannot be judged or a worsening awaits confirmation; otherwise fails.
-WITH n_ids AS (
+WITH n_series AS (
   SELECT
-    patient_id,
-    ROW_NUMBER() OVER (ORDER BY patient_id) AS pk
-  FROM patients
-), n_series AS (
-  SELECT
-    i.pk,
-    v.visit_date - CAST('1970-01-01' AS DATE) AS day,
+    v.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), v.visit_date) AS day,
     MAX(v.edss) AS edss
   FROM visits AS v
-  INNER JOIN n_ids AS i
-    ON i.patient_id = v.patient_id
   WHERE
     NOT v.edss IS NULL AND v.visit_date <= CAST($as_of AS DATE)
   GROUP BY
-    i.pk,
+    v.patient_id,
     v.visit_date
 ), n_onsets AS (
   SELECT DISTINCT
-    i.pk,
-    r.onset_date - CAST('1970-01-01' AS DATE) AS onset
+    r.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), r.onset_date) AS onset
   FROM relapses AS r
-  INNER JOIN n_ids AS i
-    ON i.patient_id = r.patient_id
   WHERE
     r.onset_date <= CAST($as_of AS DATE)
 ), n_valid AS (
@@ -261,24 +252,24 @@ WITH n_ids AS (
   FROM n_windows AS windows
 ), n_episodes AS (
   SELECT
-    ROW_NUMBER() OVER (ORDER BY t.patient_id, start_date, drug, end_date) AS ep,
+    ROW_NUMBER() OVER (PARTITION BY t.patient_id ORDER BY start_date, drug, end_date) AS ep,
     t.patient_id,
-    i.pk,
+    t.patient_id AS pk,
     drug,
     start_date,
     end_date,
-    start_date - CAST('1970-01-01' AS DATE) AS start,
-    start_date - CAST('1970-01-01' AS DATE) + 90 AS win_lo,
-    (
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), start_date) AS start,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), start_date) + 90 AS win_lo,
+    DATE_DIFF(
+      'DAY',
+      CAST('1970-01-01' AS DATE),
       CASE
         WHEN NOT end_date IS NULL AND end_date <= CAST($as_of AS DATE)
         THEN end_date
         ELSE CAST($as_of AS DATE)
       END
-    ) - CAST('1970-01-01' AS DATE) AS win_hi
+    ) AS win_hi
   FROM treatments AS t
-  INNER JOIN n_ids AS i
-    ON i.patient_id = t.patient_id
   WHERE
     COALESCE(ARRAY_CONTAINS([1, 2], line), FALSE)
     AND start_date <= CAST($as_of AS DATE)
@@ -288,91 +279,84 @@ WITH n_ids AS (
   FROM n_episodes AS episodes
   WHERE
     win_hi >= win_lo
-), n_baseline_early AS (
-  SELECT
-    e.ep,
-    v.day,
-    v.edss,
-    ROW_NUMBER() OVER (PARTITION BY e.ep ORDER BY v.day DESC) AS rn
-  FROM n_judgeable AS e
-  INNER JOIN n_valid AS v
-    ON v.pk = e.pk AND v.day BETWEEN e.start - 365 AND e.start
-), n_baseline_late AS (
-  SELECT
-    e.ep,
-    v.day,
-    v.edss,
-    ROW_NUMBER() OVER (PARTITION BY e.ep ORDER BY v.day) AS rn
-  FROM n_judgeable AS e
-  INNER JOIN n_valid AS v
-    ON v.pk = e.pk AND v.day > e.start AND v.day <= e.start + 90
-), n_based AS (
+), n_baselines AS (
   SELECT
     e.*,
-    COALESCE(be.edss, bl.edss) AS b,
-    COALESCE(be.day, bl.day) AS b_day
+    v.day AS v_day,
+    v.edss AS v_edss,
+    ROW_NUMBER() OVER (
+      PARTITION BY e.pk, e.ep
+      ORDER BY CASE WHEN v.day <= e.start THEN 0 ELSE 1 END, CASE WHEN v.day <= e.start THEN -v.day ELSE v.day END
+    ) AS rn
   FROM n_judgeable AS e
-  LEFT JOIN n_baseline_early AS be
-    ON be.ep = e.ep AND be.rn = 1
-  LEFT JOIN n_baseline_late AS bl
-    ON bl.ep = e.ep AND bl.rn = 1
+  LEFT JOIN n_valid AS v
+    ON v.pk = e.pk AND v.day BETWEEN e.start - 365 AND e.start + 90
 ), n_thresholds AS (
   SELECT
-    *,
-    b + CASE
-      WHEN b < CAST('6.0' AS DOUBLE)
+    pk,
+    ep,
+    patient_id,
+    drug,
+    start,
+    start_date,
+    end_date,
+    win_lo,
+    win_hi,
+    v_edss AS b,
+    v_day AS b_day,
+    v_edss + CASE
+      WHEN v_edss < CAST('6.0' AS DOUBLE)
       THEN CAST('1.0' AS DOUBLE)
       ELSE CAST('0.5' AS DOUBLE)
     END AS thr
-  FROM n_based AS based
+  FROM n_baselines AS baselines
+  WHERE
+    rn = 1
 ), n_in_window AS (
   SELECT
-    e.ep,
+    e.*,
     l.day,
     l.edss,
     l.c_day,
     l.conf_level,
     l.pend_level,
-    e.thr
+    MIN(CASE WHEN l.conf_level >= e.thr THEN l.day END) OVER (PARTITION BY e.pk, e.ep) AS w_day
   FROM n_thresholds AS e
-  INNER JOIN n_levels AS l
+  LEFT JOIN n_levels AS l
     ON l.pk = e.pk AND l.day BETWEEN e.win_lo AND e.win_hi
-), n_judged AS (
-  SELECT
-    ep,
-    COUNT(*) AS n_window,
-    MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) AS confirmed,
-    MAX(CASE WHEN pend_level >= thr THEN 1 ELSE 0 END) AS pending,
-    MIN(CASE WHEN conf_level >= thr THEN day END) AS w_day
-  FROM n_in_window AS in_window
-  GROUP BY
-    ep
 ), n_verdicts AS (
   SELECT
-    t.patient_id,
-    t.drug,
-    t.start,
-    t.start_date,
-    t.end_date,
-    t.b,
-    t.b_day,
-    j.w_day,
-    w.edss AS w_edss,
-    w.c_day AS w_c_day,
+    patient_id,
+    drug,
+    start,
+    start_date,
+    end_date,
+    b,
+    b_day,
+    w_day,
+    MAX(CASE WHEN day = w_day THEN edss END) AS w_edss,
+    MAX(CASE WHEN day = w_day THEN c_day END) AS w_c_day,
     CASE
-      WHEN COALESCE(j.confirmed, 0) = 1
+      WHEN MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) = 1
       THEN 'pass'
-      WHEN t.b IS NULL OR j.n_window IS NULL
+      WHEN b IS NULL OR COUNT(day) = 0
       THEN 'unknown'
-      WHEN COALESCE(j.pending, 0) = 1
+      WHEN MAX(CASE WHEN pend_level >= thr THEN 1 ELSE 0 END) = 1
       THEN 'unknown'
       ELSE 'fail'
     END AS ep_status
-  FROM n_thresholds AS t
-  LEFT JOIN n_judged AS j
-    ON j.ep = t.ep
-  LEFT JOIN n_in_window AS w
-    ON w.ep = t.ep AND w.day = j.w_day
+  FROM n_in_window AS in_window
+  GROUP BY
+    pk,
+    ep,
+    patient_id,
+    drug,
+    start,
+    start_date,
+    end_date,
+    b,
+    b_day,
+    w_day
 ), n_shown AS (
   SELECT
     *,

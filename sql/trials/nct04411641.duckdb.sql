@@ -168,31 +168,22 @@ FROM n;
 -- days after a relapse onset do not count. Passes on a confirmed worsening; unknown without a
 -- baseline, without a later visit in the window, or when a worsening awaits confirmation;
 -- otherwise fails.
-WITH n_ids AS (
+WITH n_series AS (
   SELECT
-    patient_id,
-    ROW_NUMBER() OVER (ORDER BY patient_id) AS pk
-  FROM patients
-), n_series AS (
-  SELECT
-    i.pk,
-    v.visit_date - CAST('1970-01-01' AS DATE) AS day,
+    v.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), v.visit_date) AS day,
     MAX(v.edss) AS edss
   FROM visits AS v
-  INNER JOIN n_ids AS i
-    ON i.patient_id = v.patient_id
   WHERE
     NOT v.edss IS NULL AND v.visit_date <= CAST($as_of AS DATE)
   GROUP BY
-    i.pk,
+    v.patient_id,
     v.visit_date
 ), n_onsets AS (
   SELECT DISTINCT
-    i.pk,
-    r.onset_date - CAST('1970-01-01' AS DATE) AS onset
+    r.patient_id AS pk,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), r.onset_date) AS onset
   FROM relapses AS r
-  INNER JOIN n_ids AS i
-    ON i.patient_id = r.patient_id
   WHERE
     r.onset_date <= CAST($as_of AS DATE)
 ), n_valid AS (
@@ -231,93 +222,82 @@ WITH n_ids AS (
   FROM n_windows AS windows
 ), n_bounds AS (
   SELECT
-    CAST($as_of AS DATE) - CAST('1970-01-01' AS DATE) AS d,
-    CAST($as_of AS DATE) - CAST('1970-01-01' AS DATE) - 365 AS ws
-), n_baseline_early AS (
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), CAST($as_of AS DATE)) AS d,
+    DATE_DIFF('DAY', CAST('1970-01-01' AS DATE), CAST($as_of AS DATE)) - 365 AS ws
+), n_baselines AS (
   SELECT
-    v.pk,
+    i.patient_id AS pk,
     v.day,
     v.edss,
-    ROW_NUMBER() OVER (PARTITION BY v.pk ORDER BY v.day DESC) AS rn
-  FROM n_valid AS v
+    ROW_NUMBER() OVER (
+      PARTITION BY i.patient_id
+      ORDER BY CASE WHEN v.day < b.ws THEN 0 ELSE 1 END, CASE WHEN v.day < b.ws THEN -v.day ELSE v.day END
+    ) AS rn
+  FROM patients AS i
   CROSS JOIN n_bounds AS b
-  WHERE
-    v.day >= b.ws - 365 AND v.day < b.ws
-), n_baseline_late AS (
-  SELECT
-    v.pk,
-    v.day,
-    v.edss,
-    ROW_NUMBER() OVER (PARTITION BY v.pk ORDER BY v.day) AS rn
-  FROM n_valid AS v
-  CROSS JOIN n_bounds AS b
-  WHERE
-    v.day >= b.ws AND v.day <= b.d
-), n_based AS (
-  SELECT
-    i.pk,
-    i.patient_id,
-    COALESCE(be.edss, bl.edss) AS b,
-    COALESCE(be.day, bl.day) AS b_day
-  FROM n_ids AS i
-  LEFT JOIN n_baseline_early AS be
-    ON be.pk = i.pk AND be.rn = 1
-  LEFT JOIN n_baseline_late AS bl
-    ON bl.pk = i.pk AND bl.rn = 1
+  LEFT JOIN n_valid AS v
+    ON v.pk = i.patient_id AND v.day >= b.ws - 365 AND v.day <= b.d
 ), n_thresholds AS (
   SELECT
-    *,
-    b + CASE
-      WHEN b < CAST('5.5' AS DOUBLE)
+    pk,
+    edss AS b,
+    day AS b_day,
+    edss + CASE
+      WHEN edss < CAST('5.5' AS DOUBLE)
       THEN CAST('1.0' AS DOUBLE)
       ELSE CAST('0.5' AS DOUBLE)
     END AS thr
-  FROM n_based AS based
+  FROM n_baselines AS baselines
+  WHERE
+    rn = 1
 ), n_in_window AS (
   SELECT
-    t.pk,
+    t.*,
     l.day,
     l.edss,
     l.c_day,
     l.conf_level,
     l.pend_level,
-    t.thr
+    MIN(CASE WHEN l.conf_level >= t.thr THEN l.day END) OVER (PARTITION BY t.pk) AS w_day
   FROM n_thresholds AS t
   CROSS JOIN n_bounds AS bo
-  INNER JOIN n_levels AS l
+  LEFT JOIN n_levels AS l
     ON l.pk = t.pk AND l.day BETWEEN bo.ws AND bo.d AND l.day > t.b_day
 ), n_judged AS (
   SELECT
     pk,
-    COUNT(*) AS n_window,
+    b,
+    b_day,
+    w_day,
+    COUNT(day) AS n_window,
     MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) AS confirmed,
     MAX(CASE WHEN pend_level >= thr THEN 1 ELSE 0 END) AS pending,
-    MIN(CASE WHEN conf_level >= thr THEN day END) AS w_day
+    MAX(CASE WHEN day = w_day THEN edss END) AS w_edss,
+    MAX(CASE WHEN day = w_day THEN c_day END) AS w_c_day
   FROM n_in_window AS in_window
   GROUP BY
-    pk
+    pk,
+    b,
+    b_day,
+    w_day
 ), n AS (
   SELECT
-    t.patient_id,
+    pk AS patient_id,
     CASE
-      WHEN COALESCE(j.confirmed, 0) = 1
+      WHEN confirmed = 1
       THEN 'pass'
-      WHEN t.b IS NULL OR j.n_window IS NULL
+      WHEN b IS NULL OR n_window = 0
       THEN 'unknown'
-      WHEN COALESCE(j.pending, 0) = 1
+      WHEN pending = 1
       THEN 'unknown'
       ELSE 'fail'
     END AS status,
-    CAST('1970-01-01' AS DATE) + CAST(t.b_day AS INT) AS baseline_date,
-    t.b AS baseline_edss,
-    CAST('1970-01-01' AS DATE) + CAST(j.w_day AS INT) AS worsening_date,
-    w.edss AS worsening_edss,
-    CAST('1970-01-01' AS DATE) + CAST(w.c_day AS INT) AS confirmed_date
-  FROM n_thresholds AS t
-  LEFT JOIN n_judged AS j
-    ON j.pk = t.pk
-  LEFT JOIN n_in_window AS w
-    ON w.pk = t.pk AND w.day = j.w_day
+    CAST('1970-01-01' AS DATE) + CAST(b_day AS INT) AS baseline_date,
+    b AS baseline_edss,
+    CAST('1970-01-01' AS DATE) + CAST(w_day AS INT) AS worsening_date,
+    w_edss AS worsening_edss,
+    CAST('1970-01-01' AS DATE) + CAST(w_c_day AS INT) AS confirmed_date
+  FROM n_judged AS judged
 )
 SELECT
   *
