@@ -50,6 +50,11 @@ class Dated:
         self.registry, self.trial, self.engine = registry, trial, engine
         self.absent = set(registry.absent)
         self.session = None
+        self.base = registry.tables["patients"].select(PID, "site_id")
+        self.positions = self.base.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("pos")).to_series()
+        order = self.base[PID].arg_sort()  # the order of `evaluate`'s sort by patient_id, computed once
+        self.order = None if order.equals(self.positions.cast(order.dtype)) else order
+        self.undated: dict[str, pl.DataFrame] = {}
         if engine == "duckdb":
             from pipeline.engines.duckdb_engine import Session
 
@@ -60,9 +65,18 @@ class Dated:
             self.levels: dict = {}  # the EDSS windows over the whole series, per progression parameters
 
     def results(self, day: dt.date) -> dict[str, pl.DataFrame]:
-        """Per criterion: patient_id, status (in the patients' order)."""
+        """Per criterion, in the patients' order: DuckDB `pos, status` (a query that does not read the
+        reference date is run once, at the first date); Polars `patient_id, status`."""
         if self.engine == "duckdb":
-            return {cid: self.session.query(sql, day if dated else None) for cid, (sql, dated) in self.sql.items()}
+            out = {}
+            for cid, (sql, dated) in self.sql.items():
+                if dated or cid not in self.undated:
+                    out[cid] = self.session.query(sql, day if dated else None)
+                    if not dated:
+                        self.undated[cid] = out[cid]
+                else:
+                    out[cid] = self.undated[cid]
+            return out
         from pipeline.criteria.to_polars import Ctx, compile_node
 
         ctx = Ctx(self.lazy, day, self.levels)
@@ -72,14 +86,24 @@ class Dated:
     def at(self, day: dt.date) -> pl.DataFrame:
         """patient_id, site_id, status and a column per criterion, as `engines.evaluate` has them."""
         results = self.results(day)
-        base = self.registry.tables["patients"].select(PID, "site_id")
+        base = self.base
         for c in self.trial.criteria:
-            res = results[c.id].select(PID, pl.col("status").cast(pl.Utf8))
-            if set(c.tables) & self.absent:  # an absent table is not an empty one: nothing can be judged
+            res = results[c.id]
+            if "pos" in res.columns:  # DuckDB: placed by position (checked), not by comparing a million ids
+                if not res["pos"].equals(self.positions):
+                    res = self.positions.to_frame().join(res, on="pos", how="left", maintain_order="left")
+                status = res["status"].cast(pl.Utf8)
+                if set(c.tables) & self.absent:  # an absent table is not an empty one: nothing can be judged
+                    status = pl.repeat("unknown", base.height, dtype=pl.Utf8, eager=True)
+                base = base.with_columns(status.alias(c.id))
+                continue
+            res = res.select(PID, pl.col("status").cast(pl.Utf8))
+            if set(c.tables) & self.absent:
                 res = res.with_columns(pl.lit("unknown").alias("status"))
             base = _attach(base, res.rename({"status": c.id}))
         ids = self.trial.ids
-        return base.with_columns(overall_status(ids).alias("status")).select(PID, "site_id", "status", *ids).sort(PID)
+        out = base.with_columns(overall_status(ids).alias("status")).select(PID, "site_id", "status", *ids)
+        return out if self.order is None else out[self.order]  # sorted by patient_id, as evaluate sorts
 
     def close(self) -> None:
         if self.session is not None:
@@ -90,16 +114,18 @@ class Dated:
 # ---------------------------------------------------------------- DuckDB: one query text per criterion
 
 def history_sql(node, session) -> tuple[str, bool]:
-    """The criterion's status query for the history (patient_id, status in patient order), with the EDSS
+    """The criterion's status query for the history (pos, status in patient order), with the EDSS
     levels of its progression blocks read from tables precomputed in `session`; and whether it is dated."""
     from pipeline.criteria.to_sql import criterion_query
-    from pipeline.engines.duckdb_engine import in_patient_order
 
     query = criterion_query(node)
     precompute_levels(query, session)
-    status = (exp.select(exp.column(PID), exp.column("status"))
-              .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("q")))))
-    full = in_patient_order(status)
+    # Each patient's position (patient_order.pos) rather than the id: the statuses are placed by it.
+    full = (exp.select(exp.column("pos", "o"), exp.column("status", "q"))
+            .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("q"))))
+            .join(exp.to_table("patient_order").as_("o"), on=exp.column(PID, "o").eq(exp.column(PID, "q")),
+                  join_type="inner")
+            .order_by(exp.column("pos", "o")))
     return full.sql(dialect="duckdb"), full.find(exp.Placeholder) is not None
 
 
