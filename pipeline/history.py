@@ -2,9 +2,11 @@
 
 The reference dates are the last day of each of the MONTHS calendar months before the
 month of D, then D itself (`history_dates`). At each date the trial is judged with
-exactly the rules of a run at that date: `pipeline.engines.evaluate(registry, trial,
-date, engine)` on the registry the run has already read and validated (no re-reading,
-no re-validation per date). Nothing dated after a date is used at that date, because
+exactly the rules of a run at that date, on the registry the run has already read and
+validated (no re-reading, no re-validation per date): `pipeline.engines.dated.Dated`
+gives each date's statuses, exactly those of `pipeline.engines.evaluate(registry, trial,
+date, engine)` without the evidence columns, with what does not depend on the date done
+once (see its docstring). Nothing dated after a date is used at that date, because
 every criterion already ignores what is dated after its reference date; data entered
 later about earlier dates are used as the export holds them (the export has no entry
 dates). With DuckDB, each criterion's query text is the same for every date, with

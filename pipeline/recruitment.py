@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import history, outputs, projection
-from pipeline.engines import evaluate
+from pipeline.engines.dated import Dated
 from pipeline.registry import Registry
 from pipeline.trial import Trial
 
@@ -34,11 +34,17 @@ def run(registry: Registry, trial: Trial, as_of: dt.date, engine: str, evaluatio
         opts: HistoryOptions, folder: Path, summary: dict) -> dict:
     dates = history.history_dates(as_of, opts.months)
 
-    def at(day: dt.date) -> pl.DataFrame:
-        # D itself is the run's own evaluation: the same call, made once.
-        return evaluation if day == as_of else evaluate(registry, trial, day, engine)
+    dated = Dated(registry, trial, engine)  # the tables registered and the queries compiled once for all dates
 
-    hist = history.replay(dates, trial.ids, at)
+    def at(day: dt.date) -> pl.DataFrame:
+        # D itself is the run's own evaluation, made once; the other dates' statuses are those of
+        # `evaluate` at that date, without its evidence columns (tests/test_history.py checks each date).
+        return evaluation if day == as_of else dated.at(day)
+
+    try:
+        hist = history.replay(dates, trial.ids, at)
+    finally:
+        dated.close()
     outputs.write_csv(hist.totals, folder / "history.csv")
     outputs.write_csv(hist.by_site, folder / "history_by_site.csv")
     outputs.write_csv(hist.new.sort("as_of", "patient_id"), folder / "history_new.csv")

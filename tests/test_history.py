@@ -196,28 +196,71 @@ def small_export(tmp_path_factory) -> Path:
 
 
 def test_one_reading_and_one_sql_text_per_criterion(small_export, tmp_path, monkeypatch):
+    import pipeline.engines.dated as dated
     import pipeline.engines.duckdb_engine as dd
     import pipeline.ingest as ingest_module
 
-    reads, texts, params = [], {}, []
-    real_ingest, real_sql = ingest_module.ingest, dd.criterion_sql
+    reads, texts, flags, params, sessions, bound = [], [], [], [], [], []
+    real_ingest, real_sql, real_session = ingest_module.ingest, dated.history_sql, dd.Session
     monkeypatch.setattr(ingest_module, "ingest", lambda *a, **k: reads.append(1) or real_ingest(*a, **k))
 
-    def spy_sql(c):
-        sql, dated = real_sql(c)
-        texts.setdefault(c.id, set()).add(sql)
-        return sql, dated
-    monkeypatch.setattr(dd, "criterion_sql", spy_sql)
-    real_evaluate = recruitment.evaluate
-    monkeypatch.setattr(recruitment, "evaluate", lambda reg, trial, day, engine: params.append(day) or
-                        real_evaluate(reg, trial, day, engine))
+    def spy_sql(node, session):
+        sql, dated_ = real_sql(node, session)
+        texts.append(sql)
+        flags.append(dated_)
+        return sql, dated_
+    monkeypatch.setattr(dated, "history_sql", spy_sql)
+
+    class SpySession(real_session):
+        def __init__(self, *a, **k):
+            sessions.append(1)
+            super().__init__(*a, **k)
+
+        def query(self, sql, as_of):
+            bound.append((sql, as_of))
+            return super().query(sql, as_of)
+    monkeypatch.setattr(dd, "Session", SpySession)
+    real_at = dated.Dated.at
+    monkeypatch.setattr(dated.Dated, "at", lambda self, day: params.append(day) or real_at(self, day))
     assert main(["run", "--input", str(small_export), "--out", str(tmp_path / "r"), "--as-of", "2026-06-15",
                  "--history", "6", "--engine", "duckdb", "--no-cache"]) == 0
     assert reads == [1]  # read and validated once
-    assert params == history.history_dates(dt.date(2026, 6, 15), 6)[:-1]  # D is the run's own evaluation
-    assert len(texts) == len(load_trial("nct04203017").criteria)
-    assert all(len(v) == 1 for v in texts.values())  # the same query text at every date, $as_of bound
-    assert not any("2026-" in t or "2025-" in t for v in texts.values() for t in v)
+    dates = history.history_dates(dt.date(2026, 6, 15), 6)[:-1]
+    assert params == dates  # D is the run's own evaluation
+    assert sessions == [1, 1]  # one connection for the run's date, one for all the history dates
+    n = len(load_trial("nct04203017").criteria)
+    assert len(texts) == n  # one query text per criterion, compiled once for all dates
+    assert not any("2026-" in t or "2025-" in t for t in texts)  # $as_of bound, never pasted
+    history_queries = bound[n:]  # after the run's own n queries
+    # a query that reads the reference date runs at every date; one that does not, once
+    assert len(history_queries) == sum(flags) * len(dates) + (n - sum(flags)) and 0 < sum(flags) < n
+    assert {sql for sql, _ in history_queries} == set(texts)
+    assert {day for _, day in history_queries} - {None} == set(dates)
+
+
+def test_dated_statuses_equal_evaluate_with_precomputed_levels(small_export):
+    """Dated.at (statuses only; DuckDB with the EDSS levels precomputed once) against engines.evaluate,
+    at dates around the data, for both progression blocks and both engines."""
+    from pipeline.dialect import load_dialect
+    from pipeline.engines import evaluate
+    from pipeline.engines.dated import Dated
+    from pipeline.ingest import ingest
+    from pipeline.vocabulary import load_vocabulary
+
+    registry = ingest(small_export, load_dialect(small_export, {}), load_vocabulary(None), today=TODAY)
+    days = [dt.date(2019, 1, 31), dt.date(2024, 2, 29), dt.date(2025, 7, 31), dt.date(2026, 6, 15), TODAY]
+    for trial_id in ("nct04203017", "nct04411641"):
+        trial = load_trial(trial_id)
+        for engine in ENGINES:
+            dated_ = Dated(registry, trial, engine)
+            if engine == "duckdb":
+                assert all("levels_" in sql for cid, (sql, _) in dated_.sql.items()
+                           if cid in ("progression_on_therapy", "recent_progression"))
+            for day in days:
+                want = evaluate(registry, trial, day, engine).select("patient_id", "site_id", "status", *trial.ids)
+                got = dated_.at(day)
+                assert got.equals(want), (trial_id, engine, day)
+            dated_.close()
 
 
 def test_engines_and_several_trials_write_the_same_history(small_export, tmp_path):

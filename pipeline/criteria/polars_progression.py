@@ -65,14 +65,9 @@ def valid_edss_visits(t: Tables, p: dict, D: dt.date, ids: pl.LazyFrame) -> pl.L
     return m.filter(~covered).select("pk", "day", "edss", "key")
 
 
-def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
-    """Per valid visit v, the highest threshold at which v is a confirmed or a pending worsening.
-
-    C(v) is the earliest valid visit >= v.day + confirmation_days. v is confirmed at a
-    threshold thr when C exists and every valid visit from v to C is >= thr, i.e. when
-    `conf_level` = min(edss over [v.day, v.day + confirmation_days), edss of C) >= thr.
-    Without C, v is pending when every valid visit from v on is >= thr: `pend_level`.
-    """
+def visit_windows(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
+    """`valid` with, per visit, c_day and c_edss (the confirming visit C), win_min (the lowest EDSS over
+    [v.day, v.day + confirmation_days)) and after_min (the lowest from v on); latest visit first."""
     conf = p["confirmation_days"]
     right = valid.select(pl.col("key").alias("c_key"), pl.col("edss").alias("c_edss"))  # sorted by key
     v = (valid.with_columns((pl.col("key") + conf).alias("c_from"))
@@ -89,11 +84,56 @@ def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
     return v.with_columns(
         pl.col("edss").rolling_min_by("rkey", window_size=f"{conf}i", closed="right").alias("win_min"),
         ((pl.col("base") + pl.col("edss")).cum_min() - pl.col("base")).alias("after_min"),
-    ).select(
+    ).select("pk", "day", "edss", "key", "c_day", "c_edss", "win_min", "after_min")
+
+
+def visit_levels(valid: pl.LazyFrame, p: dict) -> pl.LazyFrame:
+    """Per valid visit v, the highest threshold at which v is a confirmed or a pending worsening.
+
+    C(v) is the earliest valid visit >= v.day + confirmation_days. v is confirmed at a
+    threshold thr when C exists and every valid visit from v to C is >= thr, i.e. when
+    `conf_level` = min(edss over [v.day, v.day + confirmation_days), edss of C) >= thr.
+    Without C, v is pending when every valid visit from v on is >= thr: `pend_level`.
+    """
+    return visit_windows(valid, p).select(
         "pk", "day", "edss", "c_day",
         pl.when(pl.col("c_day").is_not_null()).then(pl.min_horizontal("win_min", "c_edss")).alias("conf_level"),
         pl.when(pl.col("c_day").is_null()).then(pl.col("after_min")).alias("pend_level"),
     )
+
+
+END_OF_TIME = dt.date(9999, 12, 31)
+
+
+def valid_and_levels(t: Tables, p: dict, D: dt.date, ids: pl.LazyFrame,
+                     cache: dict | None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The valid EDSS visits at D (sorted by key) and their levels (`visit_levels`).
+
+    With a `cache` (a dict kept across the dates of a history, `pipeline/engines/dated.py`),
+    the windows are computed once over the whole series and each date derives its own from
+    them, exactly (the same argument as dated.precompute_levels for the SQL twin): at D the
+    valid visits are the whole series' dated <= D; c_day, c_edss and win_min are the whole
+    series' where that c_day is <= D (every visit they look at is then dated <= D), and
+    c_day is null otherwise; after_min, needed only there, is a running minimum over those
+    visits alone, which are the last ones of each patient's series up to D.
+    """
+    if cache is None:
+        valid = valid_edss_visits(t, p, D, ids).collect().lazy()
+        return valid, visit_levels(valid, p)
+    key = (p["relapse_exclusion_days"], p["confirmation_days"])
+    if key not in cache:
+        whole = valid_edss_visits(t, p, END_OF_TIME, ids).collect().lazy()
+        cache[key] = visit_windows(whole, p).reverse().drop("after_min").collect()  # sorted by key again
+    whole = cache[key].lazy()
+    d = pl.lit(D).cast(pl.Int64)
+    valid = whole.filter(pl.col("day") <= d).select("pk", "day", "edss", "key")
+    confirmed = whole.filter(pl.col("c_day") <= d).select(
+        "pk", "day", "edss", "c_day", pl.min_horizontal("win_min", "c_edss").alias("conf_level"),
+        pl.lit(None, pl.Float64).alias("pend_level"))
+    pending = whole.filter((pl.col("day") <= d) & (pl.col("c_day").is_null() | (pl.col("c_day") > d))).select(
+        "pk", "day", "edss", pl.lit(None, pl.Int64).alias("c_day"), pl.lit(None, pl.Float64).alias("conf_level"),
+        pl.col("edss").reverse().cum_min().reverse().over("pk").alias("pend_level"))
+    return valid, pl.concat([confirmed, pending], how="vertical_relaxed")
 
 
 def episodes(t: Tables, p: dict, D: dt.date) -> pl.LazyFrame:
@@ -107,10 +147,9 @@ def episodes(t: Tables, p: dict, D: dt.date) -> pl.LazyFrame:
             .with_row_index("ep"))
 
 
-def confirmed_progression(t, p, D):
+def confirmed_progression(t, p, D, cache: dict | None = None):
     ids = patients(t).with_row_index("pk")
-    valid = valid_edss_visits(t, p, D, ids).collect().lazy()
-    levels = visit_levels(valid, p)
+    valid, levels = valid_and_levels(t, p, D, ids, cache)
     ep = with_pk(episodes(t, p, D), ids).with_columns(packed(pl.col("pk"), pl.col("start")).alias("s_key"))
     base = valid.select("key", pl.col("edss").alias("b_edss"))  # sorted by key
 
@@ -169,7 +208,7 @@ def confirmed_progression(t, p, D):
         as_date("w_c_day").alias("confirmed_date"))
 
 
-def recent_progression(t, p, D):
+def recent_progression(t, p, D, cache: dict | None = None):
     """Confirmed EDSS worsening in the recent window [D - window_days, D] (docs/criteria-nct04411641.md).
 
     Baseline: the latest valid visit in [ws - baseline_lookback_days, ws), else the earliest
@@ -180,8 +219,7 @@ def recent_progression(t, p, D):
     confirmation_days, relapse_exclusion_days. The SQL twin: sql/blocks/recent_progression.sql.
     """
     ids = patients(t).with_row_index("pk")
-    valid = valid_edss_visits(t, p, D, ids).collect().lazy()
-    levels = visit_levels(valid, p)
+    valid, levels = valid_and_levels(t, p, D, ids, cache)
     d = pl.lit(D).cast(pl.Int64)
     ws = d - p["window_days"]
     early = (valid.filter((pl.col("day") >= ws - p["baseline_lookback_days"]) & (pl.col("day") < ws))

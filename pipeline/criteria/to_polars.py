@@ -28,6 +28,7 @@ from pipeline.criteria.polars_progression import confirmed_progression, recent_p
 class Ctx:
     tables: Tables  # accepted tables as LazyFrames (an absent table as an empty frame of its schema)
     D: dt.date
+    levels: dict | None = None  # --history: EDSS windows kept across dates (polars_progression.valid_and_levels)
 
 
 COMPILERS: dict[str, Callable[[Node, Ctx], pl.LazyFrame]] = {}
@@ -303,7 +304,7 @@ def _creatinine_clearance(node: Node, ctx: Ctx) -> pl.LazyFrame:
 
 @compiles("confirmed_progression")
 def _confirmed_progression(node: Node, ctx: Ctx) -> pl.LazyFrame:
-    return confirmed_progression(ctx.tables, node.args, ctx.D)
+    return confirmed_progression(ctx.tables, node.args, ctx.D, ctx.levels)
 
 
 # ---------------------------------------------------------------- activity: events, episodes, on-treatment periods
@@ -414,4 +415,4 @@ def _years_since_by_value(node: Node, ctx: Ctx) -> pl.LazyFrame:
 
 @compiles("recent_progression")
 def _recent_progression(node: Node, ctx: Ctx) -> pl.LazyFrame:
-    return recent_progression(ctx.tables, node.args, ctx.D)
+    return recent_progression(ctx.tables, node.args, ctx.D, ctx.levels)

@@ -5,6 +5,9 @@ criterion's query is wrapped, as an AST too, so that its rows come back in the o
 of the patients table (`patient_order`, each patient's position, is registered beside
 the tables): the results of all criteria then line up row by row and are placed side
 by side rather than joined (pipeline/engines/__init__.py checks the ids match).
+
+A `Session` is one connection with the tables registered once: a single-date run opens
+one for its date; `--history` (pipeline/engines/dated.py) keeps one open for all dates.
 """
 
 from __future__ import annotations
@@ -32,17 +35,41 @@ def criterion_sql(criterion: Criterion) -> tuple[str, bool]:
     return query.sql(dialect="duckdb"), query.find(exp.Placeholder) is not None
 
 
+class Session:
+    """One DuckDB connection with the accepted tables and `patient_order` registered (once)."""
+
+    def __init__(self, tables: dict[str, pl.DataFrame], threads: int | None = None, native: bool = False):
+        """`native`: copy the tables into DuckDB's own storage once (for many queries: `--history`),
+        rather than scanning the Arrow data at every query."""
+        self.con = duckdb.connect()
+        if threads:
+            self.con.execute(f"set threads = {int(threads)}")
+        for name, frame in tables.items():
+            if native:
+                self.con.register("arrow_input", frame.to_arrow())
+                self.con.execute(f'create temp table "{name}" as select * from arrow_input')
+                self.con.unregister("arrow_input")
+            else:
+                self.con.register(name, frame.to_arrow())
+        self.con.register("patient_order", tables["patients"].select(PID).with_row_index("pos").to_arrow())
+
+    def query(self, sql: str, as_of: dt.date | None) -> pl.DataFrame:
+        """Run one query, `$as_of` bound when given."""
+        return pl.from_arrow(self.con.sql(sql, params={"as_of": as_of} if as_of is not None else None)
+                             .to_arrow_table())
+
+    def close(self) -> None:
+        self.con.close()
+
+
 def evaluate(tables: dict[str, pl.DataFrame], criteria: list[Criterion], as_of: dt.date,
              threads: int | None = None) -> dict[str, pl.DataFrame]:
-    con = duckdb.connect()
-    if threads:
-        con.execute(f"set threads = {int(threads)}")
-    for name, frame in tables.items():
-        con.register(name, frame.to_arrow())
-    con.register("patient_order", tables["patients"].select(PID).with_row_index("pos").to_arrow())
+    session = Session(tables, threads)
     out = {}
-    for c in criteria:
-        sql, dated = criterion_sql(c)
-        out[c.id] = pl.from_arrow(con.sql(sql, params={"as_of": as_of} if dated else None).to_arrow_table())
-    con.close()
+    try:
+        for c in criteria:
+            sql, dated = criterion_sql(c)
+            out[c.id] = session.query(sql, as_of if dated else None)
+    finally:
+        session.close()
     return out
