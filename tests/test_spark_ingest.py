@@ -265,3 +265,32 @@ def test_parquet_input_as_the_csv_input(spark, tmp_path):
     assert_same(a, b, files_differ=True)
     assert b.inputs["patients"].file == "patients.parquet"
     assert sum(i.rows_quarantined for i in b.inputs.values()) > 0
+
+
+def test_parquet_of_text_columns_is_read_as_a_default_dialect_csv(spark, tmp_path):
+    """A warehouse may write every column as text: dates ISO, numbers with '.', judged by the same rules."""
+    import polars as pl
+
+    from pipeline.ingest import ingest as polars_ingest
+    from pipeline.spark.ingest import ingest as spark_ingest
+    from pipeline.spark.frames import to_polars
+    from pipeline.dialect import Dialect
+    from pipeline.vocabulary import load_vocabulary
+    from tests.conftest import TODAY, write_export
+
+    rows = [{"patient_id": "P1", "site_id": "S1", "sex": "F", "birth_date": "1980-02-29", "ms_course": "RRMS"},
+            {"patient_id": "P2", "site_id": "S1", "sex": "M", "birth_date": "29.02.1980", "ms_course": "RRMS"}]
+    visits = [{"patient_id": "P1", "visit_date": "2024-01-01", "edss": "3.5"},
+              {"patient_id": "P1", "visit_date": "2024-02-01", "edss": "3,5"}]
+    csv = write_export(tmp_path / "csv", {"patients": rows, "visits": visits})
+    pq = tmp_path / "pq"
+    pq.mkdir()
+    for f in csv.glob("*.csv"):
+        pl.read_csv(f, infer_schema=False).write_parquet(pq / f"{f.stem}.parquet")
+    want = polars_ingest(csv, Dialect(), load_vocabulary(), today=TODAY, max_reject=1.0)
+    got = spark_ingest(spark, pq, Dialect(), load_vocabulary(), today=TODAY, max_reject=1.0)
+    for t in ("patients", "visits"):
+        assert to_polars(got.tables[t]).sort("patient_id").equals(want.tables[t].sort("patient_id")), t
+        q = to_polars(got.quarantine[t]).sort("_line")
+        assert q["_reason"].to_list() == want.quarantine[t].sort("_line")["_reason"].to_list(), t
+    assert got.inputs["patients"].rows_quarantined == 1 and got.inputs["visits"].rows_quarantined == 1

@@ -35,7 +35,8 @@ Why it is built this way:
   ids and orphan rows: an aggregation and a join keyed by `patient_id`. No step uses a
   global window or sort (a single-partition exchange); the tests check the plans.
 - **Parquet.** `<table>.parquet` is read with an explicit schema (the file's columns that
-  the contract names, each in a type the contract's type admits, otherwise fatal), every
+  the contract names, each in a type the contract's type admits, otherwise fatal; a text
+  column is admitted for every type, holding what a default-dialect CSV would), every
   value cast to the text the CSV would hold in the default dialect (ISO dates, '.' decimal),
   and validated by the same rules under the default dialect; row i (0-based, from
   `_metadata.row_index`) is line i + 2. A number is written as Spark casts it to text
@@ -491,6 +492,8 @@ def _admits(kind: str, dtype) -> bool:
     from pyspark.sql import types as T
 
     whole = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+    if isinstance(dtype, T.StringType):  # text as a default-dialect CSV holds it: the rules judge it
+        return True
     if kind == "date":
         return isinstance(dtype, T.DateType)
     if kind in ("float", "int"):
@@ -524,6 +527,8 @@ def _parquet_records(spark, path: Path, table: str, ctx: rules.Context, scratch:
 
     def text(c, f):
         col = F.col(f"`{f.name}`")
+        if isinstance(f.dataType, T.StringType):  # as written: the rules judge the text
+            return col.alias(c.name)
         if c.type == "float" or (c.type == "int" and not isinstance(f.dataType, (T.ByteType, T.ShortType,
                                                                                    T.IntegerType, T.LongType))):
             col = col.cast("double")
