@@ -71,12 +71,21 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName("msfeas")
-    for key, value in {**DEFAULTS, **(conf or {})}.items():
+    for key, value in {**DEFAULTS, **_logging(), **(conf or {})}.items():
         builder = builder.config(key, value)
     _session = builder.getOrCreate()
     _session.sparkContext.setLogLevel("ERROR")
     _settings = settings
     return _session
+
+
+def _logging() -> dict[str, str]:
+    """The driver JVM logs errors only (pipeline/spark/log4j2.properties), so that a run's stderr
+    holds msfeas's own messages rather than Spark's start-up notes."""
+    from pathlib import Path
+
+    props = Path(__file__).with_name("log4j2.properties").resolve()
+    return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={props.as_uri()}"}
 
 
 def stop() -> None:
