@@ -8,7 +8,7 @@ SAMPLES := data_samples/default
 RUN_DIR ?= runs/sample
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run nightly test bench samples sql clean
+.PHONY: help setup browser run nightly test bench bench-spark samples sql clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test: $(STAMP) browser ## run the test suite (installs chromium for the browser 
 
 bench: $(STAMP) ## benchmark at 100k and 1M patients against the read-only floor, and --history 24; writes bench/results.md
 	$(BIN)/python bench/run_bench.py --sizes 100000 1000000 --repeat 3 --history 24
+
+bench-spark: $(STAMP) ## the Spark engine (local) beside polars and duckdb at 100k and 1M, with driver memory; writes bench/spark_results.md
+	$(BIN)/python bench/spark_bench.py --sizes 100000 1000000
 
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows
