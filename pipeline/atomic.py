@@ -61,6 +61,21 @@ def partial_dir(out: Path) -> Path:
         raise path_error(exc, f"cannot create a folder in {out.parent}") from None
 
 
+def own_partials(out: Path) -> list[Path]:
+    """This process's partial folders for `out`: what to remove when a signal came while one was
+    being made, before its name reached the caller (`mkdtemp` had created it, the assignment not yet)."""
+    try:
+        return sorted(out.parent.glob(f".{glob_escape(out.name)}{PARTIAL}{os.getpid()}-*"))
+    except OSError:
+        return []
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

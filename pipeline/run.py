@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import __version__, cache, disclosure, outputs, overview, quality, recruitment, report, workbench
-from pipeline.atomic import partial_dir, publish, sweep_dead_partials
+from pipeline.atomic import own_partials, partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate
 from pipeline.errors import OutputError, UsageError, cap
@@ -206,8 +206,9 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             log.detach()
     except BaseException:
         log.detach()
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # A signal may land after mkdtemp made the folder but before `tmp` held its name: ours by pid.
+        for folder in [tmp] if tmp is not None else own_partials(opts.out):
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
         if registry is not None and opts.engine == "spark":  # the tables Spark cached for this run

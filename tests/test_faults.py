@@ -696,3 +696,26 @@ def test_an_interrupt_swallowed_where_it_was_raised_is_still_the_reason():
         assert reported.failed_log == "runs/failed-2026-11-02.log"
     finally:
         SIGNALLED.clear()
+
+
+def test_a_signal_before_the_partial_folder_is_named_still_removes_it(tmp_path, monkeypatch):
+    """The race seen under load: SIGTERM after mkdtemp made `.<out>.partial-<pid>-*` but before run()
+    held its name. The folder is this process's (by pid) and is removed all the same."""
+    import pipeline.run as run_module
+    from pipeline.atomic import partial_dir as real_partial_dir
+    from pipeline.errors import Terminated
+
+    def made_then_interrupted(out):
+        real_partial_dir(out)
+        raise Terminated()
+
+    monkeypatch.setattr(run_module, "partial_dir", made_then_interrupted)
+    out = tmp_path / "runs" / "2026-11-02"
+    from pipeline.trial import load_trial
+    from tests.conftest import ROOT
+
+    opts = run_module.RunOptions(input=ROOT / "data_samples" / "default", out=out, as_of=dt.date(2026, 11, 2),
+                                 trial=load_trial("nct04203017", []))
+    with pytest.raises(Terminated):
+        run_module.run(opts)
+    assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
