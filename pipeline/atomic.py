@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import glob
 import os
 import re
 import shutil
@@ -65,15 +66,9 @@ def own_partials(out: Path) -> list[Path]:
     """This process's partial folders for `out`: what to remove when a signal came while one was
     being made, before its name reached the caller (`mkdtemp` had created it, the assignment not yet)."""
     try:
-        return sorted(out.parent.glob(f".{glob_escape(out.name)}{PARTIAL}{os.getpid()}-*"))
+        return sorted(out.parent.glob(f".{glob.escape(out.name)}{PARTIAL}{os.getpid()}-*"))
     except OSError:
         return []
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def _alive(pid: int) -> bool:

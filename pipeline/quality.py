@@ -40,6 +40,7 @@ import polars as pl
 
 import schemas
 from pipeline.registry import Registry
+from pipeline.spark.registry import SparkRegistry
 from pipeline.outputs import write_json
 from pipeline.trial import Trial
 
@@ -310,7 +311,7 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
     t0 = time.perf_counter()
     # The Spark engine's tables stay in Spark: its frames are built there and GE validates them
     # with its Spark execution engine (pipeline/spark/quality.py).
-    spark = type(registry).__name__ == "SparkRegistry"
+    spark = isinstance(registry, SparkRegistry)
     if spark:
         from pipeline.spark.quality import quality_frames as spark_frames
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline.quality import DEFAULT_LOOKBACKS, MEASURES, ORGAN_LABS, SAMPLE_ROWS, SEED, _lookback  # noqa: F401
+from pipeline.quality import ORGAN_LABS, SAMPLE_ROWS, SEED, _lookback
 from pipeline.trial import Trial
 
 PID = "patient_id"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 DEFAULTS = {
     "spark.sql.shuffle.partitions": "4",
@@ -107,7 +108,7 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     home = java_home()
     if home:
         os.environ["JAVA_HOME"] = home
-    os.environ.setdefault("PYSPARK_PYTHON", _python())
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run the driver's Python
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     import warnings
 
@@ -140,8 +141,3 @@ def stop() -> None:
         _session.stop()
     _session, _settings = None, None
 
-
-def _python() -> str:
-    import sys
-
-    return sys.executable
