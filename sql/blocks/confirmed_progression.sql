@@ -57,7 +57,7 @@ thresholds as (
     where rn = 1
 ),
 
--- The episode's visits in its window (a row of NULLs when none), with the earliest confirmed worsening.
+-- The episode's visits in its window (a row of NULLs when none).
 in_window as (
     select
         e.*,
@@ -66,7 +66,7 @@ in_window as (
         l.c_day,
         l.conf_level,
         l.pend_level,
-        min(case when l.conf_level >= e.thr then l.day end) over (partition by e.pk, e.ep) as w_day
+        case when l.conf_level >= e.thr then l.day end as conf_day
     from thresholds as e
     left join levels as l
         on l.pk = e.pk
@@ -82,9 +82,12 @@ verdicts as (
         end_date,
         b,
         b_day,
-        w_day,
-        max(case when day = w_day then edss end) as w_edss,
-        max(case when day = w_day then c_day end) as w_c_day,
+        -- The earliest confirmed worsening, with its EDSS and confirmation (one visit per day, and a
+        -- confirmed level has both: arg_min, Spark's min_by, never meets a NULL it would treat apart).
+        -- Aggregates here rather than a window over the episode: the same answer at half the cost.
+        min(conf_day) as w_day,
+        arg_min(edss, conf_day) as w_edss,
+        arg_min(c_day, conf_day) as w_c_day,
         case
             when max(case when conf_level >= thr then 1 else 0 end) = 1 then 'pass'
             when b is null or count(day) = 0 then 'unknown'
@@ -92,7 +95,7 @@ verdicts as (
             else 'fail'
         end as ep_status
     from in_window
-    group by pk, ep, patient_id, drug, start, start_date, end_date, b, b_day, w_day
+    group by pk, ep, patient_id, drug, start, start_date, end_date, b, b_day
 ),
 
 -- The episode shown as evidence: the decisive one, earliest worsening first.

@@ -43,7 +43,7 @@ thresholds as (
 ),
 
 -- Worsening candidates: valid visits in the recent window after the baseline's date (a row of NULLs
--- when none), with the earliest confirmed worsening.
+-- when none).
 in_window as (
     select
         t.*,
@@ -52,7 +52,7 @@ in_window as (
         l.c_day,
         l.conf_level,
         l.pend_level,
-        min(case when l.conf_level >= t.thr then l.day end) over (partition by t.pk) as w_day
+        case when l.conf_level >= t.thr then l.day end as conf_day
     from thresholds as t
     cross join bounds as bo
     left join levels as l
@@ -66,14 +66,15 @@ judged as (
         pk,
         b,
         b_day,
-        w_day,
         count(day) as n_window,
         max(case when conf_level >= thr then 1 else 0 end) as confirmed,
         max(case when pend_level >= thr then 1 else 0 end) as pending,
-        max(case when day = w_day then edss end) as w_edss,
-        max(case when day = w_day then c_day end) as w_c_day
+        -- The earliest confirmed worsening (see confirmed_progression.sql: aggregates, not a window).
+        min(conf_day) as w_day,
+        arg_min(edss, conf_day) as w_edss,
+        arg_min(c_day, conf_day) as w_c_day
     from in_window
-    group by pk, b, b_day, w_day
+    group by pk, b, b_day
 )
 
 select

@@ -320,7 +320,7 @@ WITH n_series AS (
     l.c_day,
     l.conf_level,
     l.pend_level,
-    MIN(CASE WHEN l.conf_level >= e.thr THEN l.day END) OVER (PARTITION BY e.pk, e.ep) AS w_day
+    CASE WHEN l.conf_level >= e.thr THEN l.day END AS conf_day
   FROM n_thresholds AS e
   LEFT JOIN n_levels AS l
     ON l.pk = e.pk AND l.day BETWEEN e.win_lo AND e.win_hi
@@ -333,9 +333,9 @@ WITH n_series AS (
     end_date,
     b,
     b_day,
-    w_day,
-    MAX(CASE WHEN day = w_day THEN edss END) AS w_edss,
-    MAX(CASE WHEN day = w_day THEN c_day END) AS w_c_day,
+    MIN(conf_day) AS w_day, /* The earliest confirmed worsening, with its EDSS and confirmation (one visit per day, and a */ /* confirmed level has both: arg_min, Spark's min_by, never meets a NULL it would treat apart). */ /* Aggregates here rather than a window over the episode: the same answer at half the cost. */
+    ARG_MIN(edss, conf_day) AS w_edss,
+    ARG_MIN(c_day, conf_day) AS w_c_day,
     CASE
       WHEN MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) = 1
       THEN 'pass'
@@ -355,8 +355,7 @@ WITH n_series AS (
     start_date,
     end_date,
     b,
-    b_day,
-    w_day
+    b_day
 ), n_shown AS (
   SELECT
     *,

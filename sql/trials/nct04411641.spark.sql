@@ -270,7 +270,7 @@ WITH n_series AS (
     l.c_day,
     l.conf_level,
     l.pend_level,
-    MIN(CASE WHEN l.conf_level >= t.thr THEN l.day END) OVER (PARTITION BY t.pk) AS w_day
+    CASE WHEN l.conf_level >= t.thr THEN l.day END AS conf_day
   FROM n_thresholds AS t
   CROSS JOIN n_bounds AS bo
   LEFT JOIN n_levels AS l
@@ -280,18 +280,17 @@ WITH n_series AS (
     pk,
     b,
     b_day,
-    w_day,
     COUNT(day) AS n_window,
     MAX(CASE WHEN conf_level >= thr THEN 1 ELSE 0 END) AS confirmed,
     MAX(CASE WHEN pend_level >= thr THEN 1 ELSE 0 END) AS pending,
-    MAX(CASE WHEN day = w_day THEN edss END) AS w_edss,
-    MAX(CASE WHEN day = w_day THEN c_day END) AS w_c_day
+    MIN(conf_day) AS w_day, /* The earliest confirmed worsening (see confirmed_progression.sql: aggregates, not a window). */
+    MIN_BY(edss, conf_day) AS w_edss,
+    MIN_BY(c_day, conf_day) AS w_c_day
   FROM n_in_window AS in_window
   GROUP BY
     pk,
     b,
-    b_day,
-    w_day
+    b_day
 ), n AS (
   SELECT
     pk AS patient_id,
