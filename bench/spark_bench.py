@@ -31,7 +31,6 @@ from run_bench import AS_OF, ROOT, export, load_average  # noqa: E402
 
 ENGINES = ("polars", "duckdb", "spark")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-SPARK_DRIVER_MEMORY = "4g"
 
 
 def _tree(pid: int) -> list[int]:
@@ -99,8 +98,6 @@ def run(folder: Path, engine: str) -> dict:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "pipeline", "run", "--input", str(folder), "--out", str(out), "--as-of", AS_OF,
                "--engine", engine, "--no-cache"]
-        if engine == "spark":  # local mode runs the tasks in the driver JVM: its heap is theirs (default 1g)
-            cmd += ["--spark-conf", f"spark.driver.memory={SPARK_DRIVER_MEMORY}"]
         load = load_average()
         wall, rss = measure(cmd)
         timings = json.loads((out / "summary.json").read_text())["timings_seconds"]
@@ -112,13 +109,15 @@ def run(folder: Path, engine: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "spark_results.md")
     args = ap.parse_args()
     lines = ["# msfeas: the Spark engine beside Polars and DuckDB", "",
              f"- date: {dt.date.today()}; machine: {os.cpu_count()} cores, {platform.platform()}",
              "- command: `make bench-spark` (`python bench/spark_bench.py`); one run per engine and size, in "
-             "fresh processes, `--no-cache`, Spark `local[*]` with msfeas's session defaults and "
-             f"`spark.driver.memory={SPARK_DRIVER_MEMORY}` (local mode runs the tasks in the driver JVM)",
+             "fresh processes, `--no-cache`, Spark `local[*]` with msfeas's session defaults (in local mode a "
+             "driver heap of a quarter of the machine's memory, shuffle partitions from the export's size: "
+             "`pipeline/spark/session.py`)",
              "- peak RSS polled every 0.2 s: the Python driver (msfeas), the JVM (Spark's driver and, in local "
              "mode, its executors' tasks) and Spark's Python workers (the row rules), summed over workers",
              "", "| patients | engine | run s | ingest s | evaluate s | quality s | report s | driver GiB | JVM GiB | "
@@ -126,7 +125,7 @@ def main() -> None:
     for n in args.sizes:
         folder = export(n)
         print(f"{n:,} patients ({folder})", flush=True)
-        for engine in ENGINES:
+        for engine in args.engines:
             r = run(folder, engine)
             t = r["timings"]
             lines.append(f"| {n:,} | {engine} | {r['wall']:.1f} | {t.get('ingest_validate', 0):.1f} | "

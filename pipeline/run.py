@@ -219,6 +219,16 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
     return RunResult(opts.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
 
 
+def _export_bytes(folder: Path) -> int:
+    """The size of the export's table files (0 when the folder cannot be listed: the ingest
+    then stops with its own clear message)."""
+    try:
+        return sum(f.stat().st_size for f in folder.iterdir()
+                   if f.suffix.lower() in (".csv", ".parquet") and f.is_file())
+    except OSError:
+        return 0
+
+
 def _spark_ingest(opts: RunOptions, dialect, vocab, log: RunLog):
     """The export read and validated inside Spark (pipeline/spark/ingest.py); its tables stay there.
 
@@ -228,10 +238,12 @@ def _spark_ingest(opts: RunOptions, dialect, vocab, log: RunLog):
     """
     from pipeline.spark.frames import to_polars
     from pipeline.spark.ingest import ingest as spark_ingest
-    from pipeline.spark.session import get_session
+    from pipeline.spark.session import get_session, size_partitions
 
     spark = get_session(opts.spark_master, opts.spark_conf)
-    log.event("ingest_validate", f"Spark {spark.version} at {opts.spark_master}")
+    parts = size_partitions(spark, _export_bytes(Path(opts.input)), opts.spark_conf)
+    log.event("ingest_validate", f"Spark {spark.version} at {opts.spark_master}"
+              + (f", {parts} shuffle partitions for the export's size" if parts else ""))
     registry = spark_ingest(spark, opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
     registry.quarantine = {t: to_polars(q.orderBy("_line")) for t, q in registry.quarantine.items()}
     return registry
