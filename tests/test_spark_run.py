@@ -144,3 +144,48 @@ def test_java_home_choice(monkeypatch):
     monkeypatch.delenv("JAVA_HOME")
     monkeypatch.setattr(session.shutil, "which", lambda _: None)
     assert session.java_home() == session.bundled_java_home()  # no Java at all: the bundled one
+
+
+class _Conf:
+    def __init__(self):
+        self.values = {}
+
+    def set(self, key, value):
+        self.values[key] = value
+
+
+class _Spark:
+    def __init__(self):
+        self.conf = _Conf()
+
+
+@pytest.mark.parametrize("size, expected", [(0, 4), (60 * 2**20, 4), (64 * 2**20 + 1, 5),
+                                            (1113 * 10**6, 67), (10**13, 2000)])
+def test_shuffle_partitions_follow_the_export_size(size, expected):
+    """One partition per 16 MB of export, at least msfeas's 4, at most 2000 (1M patients: 67)."""
+    from pipeline.spark.session import size_partitions
+
+    spark = _Spark()
+    assert size_partitions(spark, size, {}) == expected
+    assert spark.conf.values == {"spark.sql.shuffle.partitions": str(expected)}
+
+
+def test_users_shuffle_partitions_stand():
+    from pipeline.spark.session import size_partitions
+
+    spark = _Spark()
+    assert size_partitions(spark, 10**12, {"spark.sql.shuffle.partitions": "8"}) is None
+    assert spark.conf.values == {}
+
+
+def test_local_heap_is_a_quarter_of_memory_within_bounds(monkeypatch):
+    from pipeline.spark import session
+
+    pages = {"SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 24 * 2**30 // 4096))
+    assert session._local_heap("local[*]") == {"spark.driver.memory": "6g"}
+    assert session._local_heap("spark://host:7077") == {}  # a cluster's driver keeps the cluster's settings
+    monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 2 * 2**30 // 4096))
+    assert session._local_heap("local[2]") == {"spark.driver.memory": "1g"}
+    monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 512 * 2**30 // 4096))
+    assert session._local_heap("local") == {"spark.driver.memory": "16g"}
