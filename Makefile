@@ -8,7 +8,7 @@ SAMPLES := data_samples/default
 RUN_DIR ?= runs/sample
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run nightly test bench bench-spark samples sql clean
+.PHONY: help setup browser run nightly test bench bench-large bench-spark samples sql clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,8 +40,11 @@ nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [A
 test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
-bench: $(STAMP) ## benchmark at 100k and 1M patients against the read-only floor, and --history 24; writes bench/results.md
-	$(BIN)/python bench/run_bench.py --sizes 100000 1000000 --repeat 3 --history 24
+bench: $(STAMP) ## benchmark at 20k, 100k and 1M patients against the read-only floor (fresh and what-if runs), and --history 24; writes bench/results.md
+	$(BIN)/python bench/run_bench.py --sizes 20000 100000 1000000 --repeat 3 --history 24
+
+bench-large: $(STAMP) ## benchmark at 10M patients (about 13 GB of CSV, generated once into bench/cache/); writes bench/results_large.md
+	$(BIN)/python bench/run_bench.py --sizes 1000000 10000000 --repeat 1 --out bench/results_large.md
 
 bench-spark: $(STAMP) ## the Spark engine (local) beside polars and duckdb at 100k and 1M, with driver memory; writes bench/spark_results.md
 	$(BIN)/python bench/spark_bench.py --sizes 100000 1000000
