@@ -17,7 +17,6 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import history, outputs, projection
-from pipeline.engines.dated import Dated
 from pipeline.registry import Registry
 from pipeline.trial import Trial
 
@@ -32,6 +31,8 @@ class HistoryOptions:
 
 def run(registry: Registry, trial: Trial, as_of: dt.date, engine: str, evaluation: pl.DataFrame,
         opts: HistoryOptions, folder: Path, summary: dict) -> dict:
+    from pipeline.engines.dated import Dated  # here: it brings sqlglot, which a run without history never needs
+
     dates = history.history_dates(as_of, opts.months)
 
     dated = Dated(registry, trial, engine)  # the tables registered and the queries compiled once for all dates
