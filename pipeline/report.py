@@ -28,9 +28,32 @@ DISTRIBUTIONS = [
 ]
 
 
+_bytecode: jinja2.BytecodeCache | None = None
+
+
+def cache_templates(folder: Path | None) -> None:
+    """Keep the compiled report templates in `folder` (None: compile them at every run).
+
+    Compiling the report's templates takes about 0.2 s, a fifth of a what-if re-run at 20,000
+    patients. jinja2 keys each compiled template by its source's checksum, so an edited
+    template is never served stale. `pipeline.run` passes a folder inside the user's cache
+    (`--cache`; a dot folder, which the eviction of old exports passes over), and None with
+    `--no-cache`, which stores nothing.
+    """
+    global _bytecode
+    if folder is None:
+        _bytecode = None
+        return
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _bytecode = jinja2.FileSystemBytecodeCache(str(folder))
+    except OSError:  # a cache that cannot be written costs time, never the run
+        _bytecode = None
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("pipeline", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]), bytecode_cache=_bytecode,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["n"] = lambda v: f"{int(v):,}"
     env.filters["pct"] = lambda v, d: f"{100.0 * v / d:.1f} %" if d else "-"

@@ -153,6 +153,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
     try:
         tmp = partial_dir(opts.out)  # inside the try: an interrupt right after it still removes it
         log.attach(tmp / "run.log")
+        report.cache_templates(opts.cache_dir / ".templates" if opts.cache_dir is not None else None)
         warnings = _warnings(opts)
         for w in warnings:
             log.event("start", w, level="warning")

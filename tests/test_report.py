@@ -107,3 +107,29 @@ def test_engines_write_the_same_report_and_shareable_files(run_dir, tmp_path):
     polars = (run_dir / "report.html").read_text("utf-8")
     assert duck.replace("duckdb", "polars") == polars
     assert duck.count("duckdb") == 2  # the engine's name, in the header and the run table
+
+
+def test_compiled_templates_are_kept_only_in_the_cache(tmp_path):
+    """The report's templates compiled once into the cache folder (`.templates`, owner only, passed
+    over by the eviction of old exports) and reused by the next run; with --no-cache nothing is kept
+    (the default cache is pointed at a folder of its own to see that)."""
+    import stat
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MSFEAS_CACHE": str(tmp_path / "default")}
+    cache = tmp_path / "cache"
+    pages, stamps = [], []
+    for i, extra in enumerate((["--no-cache"], ["--cache", str(cache)], ["--cache", str(cache)])):
+        out = tmp_path / f"r{i}"
+        subprocess.run([sys.executable, "-m", "pipeline", "run", "--input", str(ROOT / "data_samples" / "default"),
+                        "--out", str(out), "--as-of", "2026-11-01", *extra], env=env, check=True, capture_output=True)
+        pages.append((out / "report.html").read_text("utf-8"))
+        if i:
+            stamps.append({f.name: f.stat().st_mtime_ns for f in (cache / ".templates").iterdir()})
+    assert not (tmp_path / "default").exists()  # --no-cache kept nothing, not even compiled templates
+    assert len(stamps[0]) >= 2 and stamps[0] == stamps[1]  # compiled once, then read
+    assert stat.S_IMODE((cache / ".templates").stat().st_mode) == 0o700
+    # The same page either way, up to the run's own timings.
+    times = re.compile(r"\d+(\.\d+)? s\b|\d+\.\d+|\d{4}-\d\d-\d\dT[\d:.+]+")
+    assert times.sub("#", pages[0]) == times.sub("#", pages[2])
