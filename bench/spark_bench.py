@@ -131,7 +131,7 @@ def main() -> None:
             lines.append(f"| {n:,} | {engine} | {r['wall']:.1f} | {t.get('ingest_validate', 0):.1f} | "
                          f"{t.get('evaluate', 0):.1f} | {t.get('quality', 0):.1f} | {t.get('report', 0):.1f} | "
                          f"{r['rss']['driver']:.2f} | {r['rss']['jvm']:.2f} | {r['rss']['workers']:.2f} | "
-                         f"{r['load']} |")
+                         f"{r['load']:.1f} |")
             args.out.write_text("\n".join(lines) + "\n")  # after every run: a long bench leaves what it measured
     print(f"wrote {args.out}")
 
