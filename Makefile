@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
+# msfeas's own modules compiled too (an editable install is not; only changed files are redone):
+# about 0.15 s off every run, and the test suite starts a few hundred.
+PYC = $(BIN)/python -m compileall -q pipeline schemas
+
 setup: $(STAMP) ## create .venv and install msfeas with pinned dependencies (idempotent)
 
 run: $(STAMP) ## run the three trials on the sample export with 24 months of history; print the summary
+	@$(PYC)
 	$(BIN)/msfeas run --input $(SAMPLES) --out $(RUN_DIR) --trial all --force --history 24
 
 browser: ## install Debian's chromium for the report's browser test (once; needs root or sudo)
@@ -38,6 +43,7 @@ nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [A
 	$(BIN)/msfeas nightly --input $(INPUT) --runs-dir $(RUNS) $(ARGS)
 
 test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
+	@$(PYC)
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 bench: $(STAMP) ## benchmark at 20k, 100k and 1M patients against the read-only floor (fresh and what-if runs), and --history 24; writes bench/results.md

@@ -20,7 +20,7 @@ import polars as pl
 from pipeline import __version__, cache, disclosure, outputs, overview, quality, recruitment, report, workbench
 from pipeline.atomic import own_partials, partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
-from pipeline.engines import evaluate
+from pipeline.engines import evaluate, sql_cache
 from pipeline.errors import OutputError, UsageError, cap
 from pipeline.registry import Registry
 from pipeline.runlog import RunLog
@@ -153,7 +153,10 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
     try:
         tmp = partial_dir(opts.out)  # inside the try: an interrupt right after it still removes it
         log.attach(tmp / "run.log")
+        # Compiled report templates and criterion queries kept beside the validated exports (dot
+        # folders: the eviction of old exports passes over them); --no-cache keeps nothing.
         report.cache_templates(opts.cache_dir / ".templates" if opts.cache_dir is not None else None)
+        sql_cache.use(opts.cache_dir / ".sql" if opts.cache_dir is not None else None)
         warnings = _warnings(opts)
         for w in warnings:
             log.event("start", w, level="warning")

@@ -118,3 +118,55 @@ def test_a_cached_rerun_loads_no_validation_or_quality_stack(export, tmp_path):
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-1] == "[]", again.stdout
     assert "pandera" in first.stdout.strip().splitlines()[-1]  # the probe sees imports: the first run validated
+
+
+def test_compiled_queries_kept_exactly(tmp_path, monkeypatch):
+    """A criterion's DuckDB query read back from the cache is the one sqlglot builds; another
+    parameter value, another dialect or other compiler code is another entry; a damaged entry is
+    rebuilt; without a folder nothing is kept."""
+    from pipeline.engines import duckdb_engine, sql_cache
+    from pipeline.trial import load_trial
+
+    trial = load_trial("nct04203017")
+    other = load_trial("nct04203017", ["edss_range.max_edss=7.0"])
+    built = {c.id: duckdb_engine._compile(c) for c in trial.criteria}
+    folder = tmp_path / "sql"
+    try:
+        sql_cache.use(None)
+        assert duckdb_engine.criterion_sql(trial.criteria[0]) == built[trial.criteria[0].id]
+        assert not folder.exists()
+        sql_cache.use(folder)
+        first = {c.id: duckdb_engine.criterion_sql(c) for c in trial.criteria}
+        assert first == built and stat.S_IMODE(folder.stat().st_mode) == 0o700
+        monkeypatch.setattr(duckdb_engine, "_compile", lambda c: pytest.fail("compiled again"))
+        assert {c.id: duckdb_engine.criterion_sql(c) for c in trial.criteria} == built  # read back
+        edss = next(c for c in other.criteria if c.id == "edss_range")
+        assert sql_cache.key(edss.node, "duckdb") != sql_cache.key(next(c for c in trial.criteria if c.id == "edss_range").node, "duckdb")
+        assert sql_cache.key(edss.node, "duckdb") != sql_cache.key(edss.node, "spark")
+        entry = folder / f"{sql_cache.key(trial.criteria[0].node, 'duckdb')}.json"
+        entry.write_text("{not json")
+        monkeypatch.undo()
+        assert duckdb_engine.criterion_sql(trial.criteria[0]) == built[trial.criteria[0].id]
+        assert json.loads(entry.read_text())["sql"] == built[trial.criteria[0].id][0]  # repaired
+        monkeypatch.setattr(sql_cache, "_code", lambda: "other compiler code")
+        assert sql_cache.key(trial.criteria[0].node, "duckdb") != entry.stem
+    finally:
+        sql_cache.use(None)
+
+
+def test_a_cached_duckdb_rerun_does_not_build_sql(export, tmp_path):
+    """A what-if re-run on DuckDB reads every query from the cache: sqlglot is not even imported."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MSFEAS_CACHE": str(tmp_path / "cache")}
+    args = ["run", "--input", str(export), "--out", str(tmp_path / "r"), "--as-of", "2026-11-01", "--force",
+            "--engine", "duckdb"]
+    probe = ("import sys; sys.argv = ['msfeas', *sys.argv[1:]]\n"
+             "from pipeline.cli import main\ncode = main()\n"
+             "print('sqlglot' in sys.modules)\nsys.exit(code)")
+    for extra, imported in (([], "True"), (["--trial", "nct04203017"], "False")):
+        done = subprocess.run([sys.executable, "-c", probe, *args, *extra], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == imported

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from pathlib import Path
 from typing import Callable
 
 import sqlglot
@@ -25,6 +24,7 @@ from sqlglot import exp
 
 from pipeline.criteria import contract
 from pipeline.criteria.nodes import FAIL, PASS, SCREENING, UNKNOWN, Node, registrar
+from pipeline.criteria.paths import sql_dir
 
 PID = "patient_id"
 DIALECTS = ("duckdb", "spark")
@@ -460,15 +460,6 @@ def _creatinine_clearance(node: Node, ctx: Ctx) -> str:
     crcl = case([(is_f.copy(), f.copy()), (is_m.copy(), m.copy())], exp.null())
     return ctx.cte(node, "", exp.select(col(PID), status.as_("status"), crcl.as_("crcl"), col("creat_mg_dl"),
                                         col("weight"), col("weight_date")).from_(table(sexes)))
-
-
-def sql_dir() -> Path:
-    """`sql/` of the checkout (editable install) or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_sql", here.parent / "sql"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("the sql/ folder of msfeas is missing from this installation")
 
 
 @cache

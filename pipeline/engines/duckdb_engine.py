@@ -16,13 +16,18 @@ import datetime as dt
 
 import duckdb
 import polars as pl
-from sqlglot import exp
 
 from pipeline.criteria.load import Criterion
-from pipeline.criteria.to_sql import PID, col, criterion_query, table
+from pipeline.engines import sql_cache
+
+PID = "patient_id"
 
 
-def in_patient_order(query: exp.Select) -> exp.Select:
+def in_patient_order(query):
+    from sqlglot import exp
+
+    from pipeline.criteria.to_sql import col, table
+
     return (exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("r")))
             .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("r"))))
             .join(table("patient_order", "o"), on=col(PID, "o").eq(col(PID, "r")), join_type="inner")
@@ -30,7 +35,16 @@ def in_patient_order(query: exp.Select) -> exp.Select:
 
 
 def criterion_sql(criterion: Criterion) -> tuple[str, bool]:
-    """The criterion's query in patient order, and whether it reads the reference date."""
+    """The criterion's query in patient order, and whether it reads the reference date (from the
+    compiled-query cache when a run keeps one: `pipeline.engines.sql_cache`)."""
+    return sql_cache.compiled(criterion.node, "duckdb", lambda: _compile(criterion))
+
+
+def _compile(criterion: Criterion) -> tuple[str, bool]:
+    from sqlglot import exp
+
+    from pipeline.criteria.to_sql import criterion_query
+
     query = in_patient_order(criterion_query(criterion.node))
     return query.sql(dialect="duckdb"), query.find(exp.Placeholder) is not None
 
