@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pipeline import synth
 from tests.conftest import ENGINES, evaluate_export, write_export
@@ -46,7 +46,7 @@ REASONS = st.sampled_from([None, "inefficacy", "Adverse_Event", "planned", "preg
 COUNTS = st.sampled_from([None, "0", "1", "3", "2.0", "1.5", "1000", "-1", "n/a"])
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=20)  # each example judges 2 exports on both engines: the suite's time
 @given(exports(), st.data(), st.sampled_from([dt.date(2024, 6, 30), dt.date(2022, 1, 1)]))
 def test_random_exports_with_and_without_the_additions(tmp_path_factory, data, draw, as_of):
     for row in data["treatments"]:

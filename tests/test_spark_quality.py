@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.dialect import load_dialect
 from pipeline.ingest import ingest
-from pipeline.quality import quality_frames, run_quality
+from pipeline.quality import quality_frames
 from pipeline.spark.frames import to_polars, to_spark
 from pipeline.spark.quality import quality_frames as spark_quality_frames
 from pipeline.spark.registry import SparkRegistry
@@ -56,13 +56,9 @@ def test_frames_equal_polars_on_the_sample(spark, sample, trial):
             assert _sorted(g).equals(_sorted(frame.select(g.columns))), name
 
 
-def test_findings_equal_polars_on_the_sample(spark, sample):
-    reg, sreg = sample
-    want = run_quality(reg, load_trial(), D)
-    got = run_quality(sreg, load_trial(), D)
-    want.pop("seconds"), got.pop("seconds")
-    assert got == want
-    assert want["n_findings"] > 0  # the sample has planted problems: a comparison of empty lists proves nothing
+# The findings themselves (GE's Spark engine against its pandas engine, counts and all) are
+# compared in summary.json by tests/test_spark_run.py::test_samples_identical_to_polars, on both
+# samples, which have planted problems.
 
 
 def test_visit_spreads_boundaries(spark, tmp_path):

@@ -31,8 +31,8 @@ from pipeline.vocabulary import load_vocabulary
 from tests.conftest import ENGINES, SPARK, TODAY, spark_registry, write_export
 
 TRIALS = ["nct04203017", "nct04047628", "nct04411641"]
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-SPARK_SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+SPARK_SETTINGS = settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 AS_OF = [dt.date(2024, 6, 30), dt.date(2022, 3, 1)]
 PIDS = ["A", "B", "C", "D"]
 OFFSETS = [0, 1, 10, 29, 30, 31, 60, 84, 85, 100, 200, 364, 365, 366, 400, 729, 730, 731, 1094, 1095, 1096,
