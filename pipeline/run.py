@@ -21,7 +21,7 @@ from pipeline import __version__, cache, disclosure, outputs, overview, quality,
 from pipeline.atomic import own_partials, partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate, sql_cache
-from pipeline.errors import OutputError, UsageError, cap
+from pipeline.errors import FatalInputError, OutputError, UsageError, cap
 from pipeline.registry import Registry
 from pipeline.runlog import RunLog
 from pipeline.trial import Trial
@@ -224,12 +224,14 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
 
 
 def _export_bytes(folder: Path) -> int:
-    """The size of the export's table files (0 when the folder cannot be listed: the ingest
-    then stops with its own clear message)."""
+    """The size of the export's table files, as the Spark ingest finds them (0 when it cannot: the
+    ingest then stops with its own clear message)."""
+    from pipeline.ingest import find_files
+    from pipeline.spark.ingest import INPUT_SUFFIXES
+
     try:
-        return sum(f.stat().st_size for f in folder.iterdir()
-                   if f.suffix.lower() in (".csv", ".parquet") and f.is_file())
-    except OSError:
+        return sum(f.stat().st_size for f in find_files(folder, INPUT_SUFFIXES).values())
+    except (FatalInputError, OSError):
         return 0
 
 

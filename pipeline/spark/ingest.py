@@ -87,6 +87,7 @@ FATAL = "_fatal"  # a worker's fatal finding (the rule text), on a row of its ow
 BOM = b"\xef\xbb\xbf"
 # Characters whose bytes must be their ASCII bytes for lines to be split and decoded one by one.
 STRUCTURAL = '\n\r",;\t'
+INPUT_SUFFIXES = (".csv", ".parquet")  # the file kinds a Spark export folder may hold, one per table
 
 
 def ingest(spark, folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: dt.date,
@@ -101,7 +102,7 @@ def ingest(spark, folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *,
     folder = Path(folder)
     if not folder.is_dir():
         raise FatalInputError(str(folder), "is not an export folder (no such directory)")
-    files = find_files(folder, (".csv", ".parquet"))
+    files = find_files(folder, INPUT_SUFFIXES)
     if schemas.REQUIRED_TABLE not in files:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
     ctx = rules.Context(dialect, today, vocabulary)
