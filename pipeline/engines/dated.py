@@ -48,11 +48,10 @@ class Dated:
         if engine not in ("polars", "duckdb", "spark"):
             raise ValueError(f"unknown engine {engine!r}")
         self.registry, self.trial, self.engine = registry, trial, engine
+        self.session = None
         if engine == "spark":  # each date is a Spark run's evaluation: the same SQL, the date bound
-            self.session = None
             return
         self.absent = set(registry.absent)
-        self.session = None
         self.base = registry.tables["patients"].select(PID, "site_id")
         self.positions = self.base.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("pos")).to_series()
         order = self.base[PID].arg_sort()  # the order of `evaluate`'s sort by patient_id, computed once
@@ -124,15 +123,12 @@ def history_sql(node, session) -> tuple[str, bool]:
     """The criterion's status query for the history (pos, status in patient order), with the EDSS
     levels of its progression blocks read from tables precomputed in `session`; and whether it is dated."""
     from pipeline.criteria.to_sql import criterion_query
+    from pipeline.engines.duckdb_engine import in_patient_order
 
     query = criterion_query(node)
     precompute_levels(query, session)
     # Each patient's position (patient_order.pos) rather than the id: the statuses are placed by it.
-    full = (exp.select(exp.column("pos", "o"), exp.column("status", "q"))
-            .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("q"))))
-            .join(exp.to_table("patient_order").as_("o"), on=exp.column(PID, "o").eq(exp.column(PID, "q")),
-                  join_type="inner")
-            .order_by(exp.column("pos", "o")))
+    full = in_patient_order(query, [exp.column("pos", "o"), exp.column("status", "r")])
     return full.sql(dialect="duckdb"), full.find(exp.Placeholder) is not None
 
 

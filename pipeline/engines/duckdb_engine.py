@@ -23,12 +23,14 @@ from pipeline.engines import sql_cache
 PID = "patient_id"
 
 
-def in_patient_order(query):
+def in_patient_order(query, columns: list | None = None):
+    """The query (as `r`) in the patients table's order (`patient_order` as `o`); `columns`: what to
+    select instead of all of r's columns (e.g. `o.pos, r.status` for the history)."""
     from sqlglot import exp
 
     from pipeline.criteria.to_sql import col, table
 
-    return (exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("r")))
+    return (exp.select(*(columns or [exp.Column(this=exp.Star(), table=exp.to_identifier("r"))]))
             .from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier("r"))))
             .join(table("patient_order", "o"), on=col(PID, "o").eq(col(PID, "r")), join_type="inner")
             .order_by(col("pos", "o")))
