@@ -386,16 +386,20 @@ def _ingest(tmp_path_factory, tables):
     return ingest(folder, Dialect(), VOCABULARY, today=TODAY, max_reject=1.0)
 
 
+def _random_case(tmp_path_factory, export, seed):
+    """A random trial of 2 or 3 random rules on the drawn export: (D, its text, the trial, the registry)."""
+    D, tables = export
+    r = rng(seed, export)
+    text = trial_text([(f"c{i}", *random_rule(r)) for i in range(r.randint(2, 3))])
+    return D, text, parse_trial(text, "random trial"), _ingest(tmp_path_factory, tables)
+
+
 # ---------------------------------------------------------------- properties
 
 @SETTINGS
 @given(exports(), SEEDS)
 def test_random_criteria_engines_identical(tmp_path_factory, export, seed):
-    D, tables = export
-    r = rng(seed, export)
-    text = trial_text([(f"c{i}", *random_rule(r)) for i in range(r.randint(2, 3))])
-    trial = parse_trial(text, "random trial")
-    reg = _ingest(tmp_path_factory, tables)
+    D, text, trial, reg = _random_case(tmp_path_factory, export, seed)
     a = evaluate(reg, trial, D, "polars")
     b = evaluate(reg, trial, D, "duckdb")
     assert a.equals(b), f"as of {D}, absent {reg.absent}\n{text}\npolars:\n{a}\nduckdb:\n{b}"
@@ -406,11 +410,7 @@ def test_random_criteria_engines_identical(tmp_path_factory, export, seed):
 @given(exports(), SEEDS)
 def test_random_criteria_spark_identical(tmp_path_factory, export, seed):
     """Random criteria on random exports: Spark's evaluation is identical to DuckDB's (and so Polars')."""
-    D, tables = export
-    r = rng(seed, export)
-    text = trial_text([(f"c{i}", *random_rule(r)) for i in range(r.randint(2, 3))])
-    trial = parse_trial(text, "random trial")
-    reg = _ingest(tmp_path_factory, tables)
+    D, text, trial, reg = _random_case(tmp_path_factory, export, seed)
     a = evaluate(reg, trial, D, "duckdb")
     b = evaluate(spark_registry(reg), trial, D, "spark")
     assert a.equals(b), f"as of {D}, absent {reg.absent}\n{text}\nduckdb:\n{a}\nspark:\n{b}"
