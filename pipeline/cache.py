@@ -2,7 +2,7 @@
 
 An analyst who tries "what if the EDSS limit were 7.0?" re-runs on the same export with
 another `--set` or `--trial`. Reading and validating the export, and the
-great-expectations suites, give the same answer every time for the same bytes, so the
+quality suites, give the same answer every time for the same bytes, so the
 first run stores the accepted tables, the quarantine and the row accounting (Parquet
 and JSON) and the quality findings; a later run with the same inputs reads them back.
 
@@ -136,7 +136,7 @@ def quality_key(settings: dict) -> str:
 
 
 def load_quality(root: Path, key: str, settings: dict, results_dir: Path) -> dict | None:
-    """The quality findings of this export for these settings (as_of, look-backs), with GE's raw
+    """The quality findings of this export for these settings (as_of, look-backs, engine), with the raw
     results copied into `results_dir`; None on a miss."""
     stored = _entry(root, key) / "quality" / quality_key(settings)
     if not (stored / "quality.json").is_file():

@@ -91,6 +91,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="with --engine spark: the Spark master (default local[*]; e.g. spark://host:7077, yarn)")
     p.add_argument("--spark-conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
                    help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
+    p.add_argument("--quality", choices=["native", "ge"], default="native",
+                   help="how the data-quality suites run: native (aggregate queries of the engine, the default) "
+                        "or ge (great-expectations itself, the reference; slower by its import and pandas frames)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")
     p.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
@@ -408,7 +411,8 @@ def _main(argv: list[str] | None) -> int:
                                "date_format": args.date_format, "encoding": args.encoding},
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
             force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
-            history=history_options(args), spark_master=args.spark_master, spark_conf=_spark_conf(args))
+            history=history_options(args), spark_master=args.spark_master, spark_conf=_spark_conf(args),
+            quality=args.quality)
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.runlog import RunLog

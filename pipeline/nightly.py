@@ -24,7 +24,8 @@
 - Volume guard: if a table's row count or the patient count fell by more than
   `--max-drop` since the previous run, stop with exit 4 naming the table, before
   anything is evaluated (`--accept-volume-drop` to go on). The check is a
-  great-expectations suite (`expectations/volume.json`), like the quality findings.
+  great-expectations suite (`expectations/volume.json`), computed natively like the
+  quality findings (`pipeline.quality_checks`).
 - The previous run is the newest complete run dated before this one, so re-running a
   day compares with the same night as the first attempt did, and gives the same files.
 """

@@ -1,15 +1,19 @@
-"""Data-quality findings with great-expectations, on the accepted data; they never stop a run.
+"""Data-quality findings on the accepted data, from great-expectations suites; they never stop a run.
 
 pandera gates what makes a row unusable (quarantine). What is left is data that is
 usable but doubtful, or missing where the criteria need it: a birth after the MS
 onset, an EDSS that jumps 4 points in a fortnight, a visit after death, patients
 without a recent EDSS or echocardiogram. Those are *findings* for the registry's
 data managers, written to `summary.json` (`quality`) and the report, which renders
-them itself; `quality/<suite>.json` of the run folder holds GE's raw validation
-results (GE's JSON, without its run ids and times, so two runs give the same bytes).
-GE's Data Docs are not built: offline they rendered unstyled, and a full disk made
-GE print pages of tracebacks while rendering them. GE's own logging is silenced: a
-problem it meets is reported as a finding's error, never as text on stderr.
+them itself; `quality/<suite>.json` of the run folder holds each suite's raw result.
+
+The suites run natively by default (`pipeline.quality_checks`: one aggregate query per
+frame, in the run's engine, without importing GE). `--quality ge` runs them with
+great-expectations itself, the reference the native checks are held to by the tests;
+its raw results are then GE's JSON, without its run ids and times, so two runs give
+the same bytes. GE's Data Docs are not built: offline they rendered unstyled, and a
+full disk made GE print pages of tracebacks while rendering them. GE's own logging is
+silenced: a problem it meets is reported as a finding's error, never as text on stderr.
 
 The expectation suites are files (`pipeline/expectations/<table>.json`, GE's suite
 format plus `meta.id`, `meta.finding` and `meta.sample`). What they check are
@@ -18,8 +22,8 @@ columns of a *quality frame* per table, built here with vectorised Polars:
 - derived columns GE cannot compute itself (the EDSS range within 30 days before a
   visit, the patient's death date beside each visit, recent-data flags);
 - only the rows a check applies to (a visit is checked against a death date only
-  when there is one), so that counts stay exact while GE (pandas) sees a fraction
-  of a 20-million-row table;
+  when there is one), so that counts stay exact while GE (pandas), when asked for,
+  sees a fraction of a 20-million-row table;
 - expectations marked `sample` (distributions: a mean EDSS) run on a uniform
   sample of at most `sample_rows` rows, drawn with a fixed seed.
 """
@@ -42,6 +46,7 @@ import schemas
 from pipeline.registry import Registry
 from pipeline.spark.registry import SparkRegistry
 from pipeline.outputs import write_json
+from pipeline.quality_checks import observed_figure as _observed
 from pipeline.trial import Trial
 
 PID = "patient_id"
@@ -115,9 +120,13 @@ def visit_spreads(visits: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("edss_jump_30d").is_not_null() | pl.col("weight_change_pct_30d").is_not_null()))
 
 
-def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str, pl.DataFrame]:
+def quality_frames(registry: Registry, trial: Trial, as_of: dt.date,
+                   lazy: bool = False) -> dict[str, pl.DataFrame] | dict[str, pl.LazyFrame]:
     """Table name -> the frame its suite checks. Vectorised, linear in rows (plus sorts), and
     built as lazy plans collected together, so that the engine shares scans and runs them in parallel.
+
+    With `lazy`, the plans themselves: the native checks aggregate them without ever holding
+    the frames.
     """
     t = {name: frame.lazy() for name, frame in registry.tables.items()}
     pat = t["patients"]
@@ -171,6 +180,8 @@ def quality_frames(registry: Registry, trial: Trial, as_of: dt.date) -> dict[str
     plans["mri.sample"] = (registry.tables["mri"].sample(min(SAMPLE_ROWS, registry.tables["mri"].height), seed=SEED)
                            .select((pl.col("gd_lesions").is_null() & pl.col("new_t2_lesions").is_null())
                                    .cast(pl.Float64).alias("counts_empty")).lazy())
+    if lazy:
+        return plans
     return dict(zip(plans, pl.collect_all(list(plans.values()))))
 
 
@@ -254,17 +265,6 @@ def raw_result(result) -> dict:
             "results": d.get("results", [])}
 
 
-def _observed(value):
-    """An observed statistic as reported: floats to 10 significant digits.
-
-    A mean summed in another order (pandas here, Spark's partial sums there) differs in the
-    last bits; ten digits are far more than a finding needs and the same on every engine.
-    """
-    if isinstance(value, float) or type(value).__name__.startswith("float"):
-        return float(f"{float(value):.10g}")
-    return value
-
-
 def _finding(table: str, exp: dict, result, sampled: bool, rows: int) -> dict:
     r = result.result or {}
     meta = exp.get("meta", {})
@@ -295,57 +295,50 @@ def _validate(gx, ctx, name: str, expectations: list[dict], frame, result_format
         return vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
-def settings(trial: Trial, as_of: dt.date) -> dict:
-    """What the findings depend on beside the export itself (the cache key of a quality result)."""
+def settings(trial: Trial, as_of: dt.date, engine: str = "native") -> dict:
+    """What the findings depend on beside the export itself (the cache key of a quality result).
+
+    The quality engine is part of it because its raw results (`quality/<suite>.json`) differ in form.
+    """
     return {"as_of": as_of.isoformat(), "lookbacks": {m: _lookback(trial, m) for m in MEASURES},
-            "sample_rows": SAMPLE_ROWS, "seed": SEED}
+            "sample_rows": SAMPLE_ROWS, "seed": SEED, "engine": engine}
 
 
-def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: Path | None = None) -> dict:
-    """Validate every present table's quality frame against its suite; return `summary.json` `quality`.
+QUALITY_ENGINES = ("native", "ge")
+
+
+def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: Path | None = None,
+                engine: str = "native") -> dict:
+    """Check every present table's quality frame against its suite; return `summary.json` `quality`.
+
+    `engine` is `native` (the suites' expectations as aggregate queries of the run's own
+    engine, `pipeline.quality_checks`) or `ge` (great-expectations itself, on pandas or
+    Spark frames: the reference, slower by GE's import and its frames). Both give the
+    same findings (tests/test_quality_checks.py).
 
     Nothing here raises for bad data: a failed expectation is a finding; an
-    expectation GE cannot evaluate is reported with its error. With `results_dir`, GE's
-    raw result of each suite goes to `<results_dir>/<suite>.json`.
+    expectation GE cannot evaluate is reported with its error. With `results_dir`, the raw
+    result of each suite goes to `<results_dir>/<suite>.json`.
     """
+    if engine not in QUALITY_ENGINES:
+        raise ValueError(f"unknown quality engine {engine!r}: one of {', '.join(QUALITY_ENGINES)}")
     t0 = time.perf_counter()
-    # The Spark engine's tables stay in Spark: its frames are built there and GE validates them
-    # with its Spark execution engine (pipeline/spark/quality.py).
+    # The Spark engine's tables stay in Spark: its frames are built there (pipeline/spark/quality.py).
     spark = isinstance(registry, SparkRegistry)
     if spark:
         from pipeline.spark.quality import quality_frames as spark_frames
 
         frames = spark_frames(registry, trial, as_of)
     else:
-        frames = quality_frames(registry, trial, as_of)
+        frames = quality_frames(registry, trial, as_of, lazy=engine == "native")
     t_frames = time.perf_counter() - t0
-    gx, ctx = _context()
+    parts = _suite_parts(registry, frames)
     if results_dir is not None:
         results_dir.mkdir(exist_ok=True)
-    findings = []
-    for table, suite in load_suites().items():
-        if table not in registry.tables or table in registry.absent:
-            continue
-        for sampled in (False, True):
-            exps = [e for e in suite["expectations"] if bool(e.get("meta", {}).get("sample")) == sampled]
-            name = f"{table}.sample" if sampled else table
-            if not exps or name not in frames:
-                continue
-            frame = frames[name]
-            used = frame.select(_columns_used(exps, frame.columns))
-            if spark:  # GE computes each metric as its own Spark job: the frame is built once, not per metric
-                used = used.cache()
-            rows = used.count() if spark else frame.height
-            result = _validate(gx, ctx, name, exps, used if spark else _to_pandas(used), "BASIC", suite.get("meta"),
-                               spark)
-            if results_dir is not None:
-                write_json(raw_result(result), results_dir / f"{name}.json")
-            by_id = {e.get("meta", {}).get("id"): e for e in exps}
-            for res in result.results:
-                exp = by_id.get((res.expectation_config.meta or {}).get("id"), {"type": res.expectation_config.type})
-                findings.append(_finding(table, exp, res, sampled, rows))
-            if spark:
-                used.unpersist()
+    if engine == "native":
+        findings = _run_native(parts, frames, spark, results_dir)
+    else:
+        findings = _run_ge(parts, frames, spark, results_dir)
     return {
         "sample_rows": SAMPLE_ROWS,
         "n_findings": sum(1 for f in findings if not f["ok"]),
@@ -354,30 +347,108 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
     }
 
 
+def _suite_parts(registry: Registry, frames: dict) -> list[tuple[str, str, bool, list[dict], dict]]:
+    """(table, part name, sampled, expectations, suite) for every suite part that has a frame:
+    a suite's expectations on all rows (`<table>`) and those marked `sample` (`<table>.sample`)."""
+    parts = []
+    for table, suite in load_suites().items():
+        if table not in registry.tables or table in registry.absent:
+            continue
+        for sampled in (False, True):
+            exps = [e for e in suite["expectations"] if bool(e.get("meta", {}).get("sample")) == sampled]
+            name = f"{table}.sample" if sampled else table
+            if exps and name in frames:
+                parts.append((table, name, sampled, exps, suite))
+    return parts
+
+
+def _run_native(parts, frames: dict, spark: bool, results_dir: Path | None) -> list[dict]:
+    """The suites as aggregate queries: Polars collects them together (shared scans, in parallel);
+    Spark runs one aggregate job per frame."""
+    from pipeline import quality_checks as qc
+
+    if spark:
+        results = [qc.run_spark(frames[name], exps) for _, name, _, exps, _ in parts]
+    else:
+        queries = [qc.polars_query(frames[name], exps) for _, name, _, exps, _ in parts]
+        rows = pl.collect_all(queries)
+        results = [qc.polars_results(row, exps) for row, (_, _, _, exps, _) in zip(rows, parts)]
+    findings = []
+    for (table, name, sampled, exps, suite), res in zip(parts, results):
+        if results_dir is not None:
+            write_json(native_raw_result(name, exps, res), results_dir / f"{name}.json")
+        for exp, r in zip(exps, res):
+            findings.append(_native_finding(table, exp, r, sampled))
+    return findings
+
+
+def native_raw_result(name: str, exps: list[dict], results: list) -> dict:
+    """A suite's raw result in the shape of GE's (suite, success, statistics, results), with the
+    figures the native checks compute instead of GE's example lists."""
+    ok = sum(1 for r in results if r.success)
+    return {"suite_name": name, "success": ok == len(results), "engine": "msfeas native checks",
+            "statistics": {"evaluated_expectations": len(results), "successful_expectations": ok,
+                           "unsuccessful_expectations": len(results) - ok,
+                           "success_percent": 100.0 * ok / len(results) if results else None},
+            "results": [r.as_dict(e) for e, r in zip(exps, results)]}
+
+
+def _native_finding(table: str, exp: dict, r, sampled: bool) -> dict:
+    """A finding from a native result, with exactly the fields `_finding` takes from GE's."""
+    meta = exp.get("meta", {})
+    out = {"table": table, "id": meta.get("id", exp["type"]), "finding": meta.get("finding", exp["type"]),
+           "expectation": exp["type"], "ok": bool(r.success), "sampled": sampled, "rows_checked": r.element_count}
+    if r.unexpected is not None:
+        out["count"] = int(r.unexpected)
+    else:
+        out["observed"] = _observed(r.observed)
+    return out
+
+
+def _run_ge(parts, frames: dict, spark: bool, results_dir: Path | None) -> list[dict]:
+    """The suites run by great-expectations on pandas frames (or its Spark execution engine)."""
+    gx, ctx = _context()
+    findings = []
+    for table, name, sampled, exps, suite in parts:
+        frame = frames[name]
+        used = frame.select(_columns_used(exps, frame.columns))
+        if spark:  # GE computes each metric as its own Spark job: the frame is built once, not per metric
+            used = used.cache()
+        rows = used.count() if spark else frame.height
+        result = _validate(gx, ctx, name, exps, used if spark else _to_pandas(used), "BASIC", suite.get("meta"),
+                           spark)
+        if results_dir is not None:
+            write_json(raw_result(result), results_dir / f"{name}.json")
+        by_id = {e.get("meta", {}).get("id"): e for e in exps}
+        for res in result.results:
+            exp = by_id.get((res.expectation_config.meta or {}).get("id"), {"type": res.expectation_config.type})
+            findings.append(_finding(table, exp, res, sampled, rows))
+        if spark:
+            used.unpersist()
+    return findings
+
+
 def check_volume(now: dict[str, int], before: dict[str, int], max_drop: float) -> list[dict]:
     """The volume guard of `msfeas nightly`: what fell by more than `max_drop` since the previous run.
 
     One row per table (and the accepted patient count) with its row count and the
-    least it may have (`previous * (1 - max_drop)`), checked by the `volume` suite.
-    Returns the rows that broke it: table, rows, previous_rows, drop.
+    least it may have (`previous * (1 - max_drop)`), checked by the `volume` suite,
+    natively (`pipeline.quality_checks`, row by row). Returns the rows that broke it:
+    table, rows, previous_rows, drop.
     """
-    import pandas as pd
+    from pipeline import quality_checks as qc
 
     names = [t for t in before if before[t] > 0]
     if not names:
         return []
-    frame = pd.DataFrame({"table": names, "rows": [now.get(t, 0) for t in names],
+    frame = pl.DataFrame({"table": names, "rows": [now.get(t, 0) for t in names],
                           "previous_rows": [before[t] for t in names],
-                          "min_rows": [before[t] * (1.0 - max_drop) for t in names]})
-    gx, ctx = _context()
-    suite = load_suite("volume")
-    result = _validate(gx, ctx, "volume", suite["expectations"], frame,
-                       {"result_format": "COMPLETE", "unexpected_index_column_names": ["table"]}, suite.get("meta"))
-    failed = set()
-    for res in result.results:
-        if res.exception_info and res.exception_info.get("raised_exception"):
-            raise RuntimeError(f"volume check could not run: {res.exception_info.get('exception_message')}")
-        for item in (res.result or {}).get("unexpected_index_list") or []:
-            failed.add(item["table"])
+                          "min_rows": [before[t] * (1.0 - max_drop) for t in names]},
+                         schema={"table": pl.String, "rows": pl.Int64, "previous_rows": pl.Int64,
+                                 "min_rows": pl.Float64})
+    broke = pl.lit(False)
+    for exp in load_suite("volume")["expectations"]:
+        broke = broke | qc.polars_rows(exp, frame.schema)[1]
+    failed = frame.filter(broke)
     return [{"table": t, "rows": int(r), "previous_rows": int(p), "drop": 1 - r / p}
-            for t, r, p in zip(frame["table"], frame["rows"], frame["previous_rows"]) if t in failed]
+            for t, r, p in failed.select("table", "rows", "previous_rows").iter_rows()]

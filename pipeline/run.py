@@ -48,6 +48,7 @@ class RunOptions:
     history: recruitment.HistoryOptions | None = None  # --history: past dates, projection (pipeline/recruitment.py)
     spark_master: str = "local[*]"  # --engine spark: where Spark runs (--spark-master)
     spark_conf: dict[str, str] = field(default_factory=dict)  # --spark-conf key=value settings
+    quality: str = "native"  # --quality: the suites as native aggregates, or run by great-expectations
 
     def __post_init__(self):
         if not self.trials:
@@ -282,10 +283,10 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
 
     with _Stage("quality", timings, log):
         try:
-            settings = quality.settings(trial, opts.as_of)
+            settings = quality.settings(trial, opts.as_of, opts.quality)
             found = cache.load_quality(opts.cache_dir, key, settings, folder / "quality") if key else None
             if found is None:
-                found = quality.run_quality(registry, trial, opts.as_of, folder / "quality")
+                found = quality.run_quality(registry, trial, opts.as_of, folder / "quality", opts.quality)
                 seconds = found.pop("seconds")  # timings live in timings_seconds only
                 timings["quality_frames"] = seconds["frames"]
                 if key:

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.dialect import load_dialect
 from pipeline.ingest import ingest
-from pipeline.quality import quality_frames
+from pipeline.quality import quality_frames, run_quality
 from pipeline.spark.frames import to_polars, to_spark
 from pipeline.spark.quality import quality_frames as spark_quality_frames
 from pipeline.spark.registry import SparkRegistry
@@ -82,3 +82,24 @@ def test_visit_spreads_boundaries(spark, tmp_path):
                  .select(pl.col("visit_date").cast(pl.Utf8), "edss_jump_30d").iter_rows())
     assert jumps == {"2020-01-31": 4.0, "2022-05-05": 1.5}
     assert got.filter(pl.col("death_date").is_not_null()).height == 1
+
+
+def test_native_checks_on_spark_equal_polars(spark):
+    """Each expectation type at its boundaries (tests/test_quality_checks.py's cases, held to GE
+    there): the Spark SQL aggregates give the Polars ones' results."""
+    from pipeline import quality_checks as qc
+    from tests.test_quality_checks import CASES
+
+    for name, data, expectation, _ in CASES:
+        got = qc.run_spark(to_spark(spark, data), [expectation])
+        assert got == qc.run_polars(data, [expectation]), name
+
+
+@pytest.mark.parametrize("trial", ["nct04411641"])
+def test_ge_on_spark_gives_the_native_findings(spark, sample, trial):
+    """`--quality ge` with the Spark engine (GE's Spark execution engine) against the native checks."""
+    reg, sreg = sample
+    want = run_quality(reg, load_trial(trial), D, engine="native")
+    got = run_quality(sreg, load_trial(trial), D, engine="ge")
+    assert got["findings"] == want["findings"]
+    assert got["n_findings"] > 0

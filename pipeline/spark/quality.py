@@ -1,9 +1,10 @@
 """The quality frames of `pipeline.quality`, built in Spark from a `SparkRegistry`.
 
-The findings are the same great-expectations suites run on the same frames; only where
-the frames are built differs. With the Spark engine the tables never leave Spark, so
-the frames are Spark DataFrames and GE validates them with its Spark execution engine
-(`pipeline.quality.run_quality` picks the datasource). Each step below mirrors its Polars
+The findings are the same suites run on the same frames; only where the frames are built
+differs. With the Spark engine the tables never leave Spark, so the frames are Spark
+DataFrames, checked by one aggregate Spark SQL job per suite (`pipeline.quality_checks`),
+or with `--quality ge` by GE's Spark execution engine (`pipeline.quality.run_quality`
+picks). Each step below mirrors its Polars
 twin in `pipeline.quality.quality_frames` line for line; `tests/test_spark_quality.py`
 checks that both give the same rows and the same findings.
 
