@@ -14,9 +14,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.imports import without_pyspark_pandas
+from pipeline.imports import pandera_polars_only
 
-with without_pyspark_pandas():
+with pandera_polars_only():
     import pandera.polars as pa
 import polars as pl
 

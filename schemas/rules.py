@@ -15,9 +15,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline.imports import without_pyspark_pandas
+from pipeline.imports import pandera_polars_only
 
-with without_pyspark_pandas():
+with pandera_polars_only():
     import pandera.polars as pa
 import polars as pl
 
