@@ -152,7 +152,12 @@ def _validate(frame: pl.DataFrame, table: str, ctx: rules.Context,
     # Lazy: the eager select evaluates each expression on its own, repeating the parses.
     parsed = frame.lazy().select(*schemas.MODULES[table].typed(ctx), rules.screen(schema).alias("_ok")).collect()
     flagged = (~parsed["_ok"]).arg_true()
-    reasons = _reasons(frame[flagged], schema)  # also on no rows: pandera checks the columns themselves
+    if not flagged.len():
+        # No row breaks a rule of the screen, which is the schema's checks (tests/test_screen.py):
+        # pandera would only confirm the columns, which `_read_raw` has just laid out itself.
+        return frame.with_columns(pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True).alias(REASON)), \
+            parsed.drop("_ok")
+    reasons = _reasons(frame[flagged], schema)
     return frame.with_columns(_scatter(frame.height, flagged, reasons)), parsed.drop("_ok")
 
 
