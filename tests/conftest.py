@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,8 +20,11 @@ from pipeline.trial import load_trial
 from pipeline.vocabulary import load_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
-# Runs keep validated exports in a cache (pipeline.cache): never the user's own, in tests.
-os.environ.setdefault("MSFEAS_CACHE", tempfile.mkdtemp(prefix="msfeas-cache-"))
+# Runs keep validated exports in a cache (pipeline.cache): never the user's own, in tests; a
+# process's own temporary cache is removed when it ends (each pytest-xdist worker makes one).
+if "MSFEAS_CACHE" not in os.environ:
+    os.environ["MSFEAS_CACHE"] = tempfile.mkdtemp(prefix="msfeas-cache-")
+    atexit.register(shutil.rmtree, os.environ["MSFEAS_CACHE"], ignore_errors=True)
 TODAY = dt.date(2026, 11, 24)
 ENGINES = ["polars", "duckdb"]
 
