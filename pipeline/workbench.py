@@ -572,13 +572,22 @@ def _site_column(b: _Build) -> tuple[int, list[str]]:
 # ---------------------------------------------------------------- the page's payload
 
 def _leb128(values: np.ndarray) -> bytes:
-    out = bytearray()
-    for v in values.tolist():
-        while v >= 0x80:
-            out.append((v & 0x7F) | 0x80)
-            v >>= 7
-        out.append(v)
-    return bytes(out)
+    """Unsigned LEB128 of each value (7 bits a byte, low first, high bit set on all but the last),
+    vectorised: one pass per byte position (at most 10 for 64 bits), not one per value."""
+    v = np.asarray(values, dtype=np.uint64)
+    if not v.size:
+        return b""
+    n_bytes = np.ones(v.shape, dtype=np.int64)
+    rest = v >> np.uint64(7)
+    while rest.any():
+        n_bytes += rest > 0
+        rest >>= np.uint64(7)
+    width = int(n_bytes.max())
+    k = np.arange(width, dtype=np.uint64)
+    groups = ((v[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
+    more = k[None, :].astype(np.int64) < (n_bytes[:, None] - 1)
+    groups |= (more * 0x80).astype(np.uint8)
+    return groups[k[None, :].astype(np.int64) < n_bytes[:, None]].tobytes()
 
 
 def _encode(columns: list[_Column]) -> tuple[dict, dict]:

@@ -702,3 +702,23 @@ def test_the_payload_holds_counts_not_patients(registry):
     assert rows["n"].sum() == ev.height and len(rows["n"]) == wb["payload"]["rows"] < ev.height
     assert workbench.recount(wb["payload"]) == {**outputs.counts(ev), "by_site": outputs.by_site(ev),
                                                 "attrition": outputs.attrition(ev, trial).to_dicts()}
+
+
+def test_leb128_at_its_byte_boundaries():
+    """The counts' encoding, vectorised, against the definition, one value at a time."""
+    import numpy as np
+
+    from pipeline.workbench import _leb128
+
+    def one(v: int) -> bytes:
+        out = bytearray()
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+        return bytes(out)
+
+    values = [0, 1, 127, 128, 255, 16383, 16384, 2**21 - 1, 2**21, 2**35 + 3, 2**63 - 1]
+    assert _leb128(np.array(values, dtype=np.uint64)) == b"".join(one(v) for v in values)
+    assert _leb128(np.array([127, 128])) == b"\x7f\x80\x01"
+    assert _leb128(np.array([], dtype=np.int64)) == b""
