@@ -379,6 +379,26 @@ def _silence_stdout() -> None:
         pass
 
 
+def entry() -> None:
+    """The `msfeas` command and `python -m pipeline`: `main`, then exit with its status.
+
+    After a handled Ctrl-C or SIGTERM the process leaves at once (`os._exit`), its streams
+    flushed: by then the partial folder is gone and the log written. An interrupt that
+    lands while an extension module runs Python code of its own (as during pandera's imports)
+    leaves CPython's "unhandled Ctrl-C" mark set although msfeas handled it, and a normal
+    exit would then end the process by SIGINT instead of exiting with status 130.
+    """
+    code = main()
+    if SIGNALLED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     SIGNALLED.clear()
     old = _install_signals()
