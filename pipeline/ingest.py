@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from pipeline.imports import pandera_polars_only
 
@@ -24,7 +25,7 @@ import schemas
 from pipeline.dialect import Dialect
 from pipeline.registry import Registry, TableInput  # noqa: F401 - re-exported: the accepted export
 from pipeline.errors import FatalInputError, cap, some
-from pipeline.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
+from pipeline.readcsv import LINE, NFIELDS, decode, read_csv_text, scan_simple, simple_layout
 from pipeline.vocabulary import DrugVocabulary
 from schemas import rules
 
@@ -35,24 +36,25 @@ HEADER_NAME = re.compile(r"[a-z][a-z_ ]{0,39}")
 LINES_SHOWN = 5  # line numbers listed in a conflict reason, then "and N more"
 
 
-def first_distinct(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
+def first_distinct(hashes: pl.Series, lines: pl.Series, fetch: Callable[[pl.Series], pl.DataFrame],
+                   keys: list[str]) -> pl.Series:
     """True for each row that is the first with its values in `keys` (exact duplicates are the rest).
 
-    Comparing whole rows of 20 million strings is slow; a 64-bit row hash is fast but
-    may collide. So the hash only picks the candidates (rows whose hash occurs twice,
-    which every true duplicate is; found by sorting the hashes, much faster than a
-    hash table at this size), and the exact comparison runs on those alone.
+    `hashes` is a 64-bit hash of each row's `keys`, `lines` its line; `fetch(lines)` gives
+    the raw rows of those lines, in line order. Comparing whole rows of 20 million strings
+    is slow; the hash is fast but may collide. So the hash only picks the candidates
+    (rows whose hash occurs twice, which every true duplicate is; found by sorting the
+    hashes, much faster than a hash table at this size), and the exact comparison runs
+    on those alone.
     """
-    h = frame.select(keys).hash_rows(seed=0)
-    s = h.sort()
+    s = hashes.sort()
     twice = s.filter(s == s.shift(1)).unique()
-    maybe = h.is_in(twice.implode())
+    maybe = hashes.is_in(twice.implode())
     if not maybe.any():
-        return pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True)
-    idx = pl.int_range(frame.height, dtype=pl.Int64, eager=True).filter(maybe)
-    exact = frame.select(keys).filter(maybe).select(pl.struct(keys).is_first_distinct()).to_series()
-    not_first = idx.filter(~exact)
-    return ~pl.int_range(frame.height, dtype=pl.Int64, eager=True).is_in(not_first.implode())
+        return pl.repeat(True, hashes.len(), dtype=pl.Boolean, eager=True)
+    candidates = fetch(lines.filter(maybe))
+    not_first = candidates.filter(~pl.struct(keys).is_first_distinct())[LINE]
+    return ~lines.is_in(not_first.implode())
 
 
 def find_files(folder: Path, suffixes: tuple[str, ...] = (".csv",)) -> dict[str, Path]:
@@ -161,12 +163,39 @@ def _validate(frame: pl.DataFrame, table: str, ctx: rules.Context,
     return frame.with_columns(_scatter(frame.height, flagged, reasons)), parsed.drop("_ok")
 
 
+HASH, OK = "_hash", "_ok"
+
+
+@dataclass
+class _Source:
+    """A table's raw rows (`_line`, `_nfields`, one string column per contract column), lazily.
+
+    From a simple file, a streaming scan of it: the raw strings are never all in memory,
+    and the rows a step needs as written (duplicates to compare, rows to quarantine) are
+    read again by line. From any other file, the careful reader's frame, in memory.
+    """
+
+    rows: pl.LazyFrame
+    n_header: int
+    n_rows: int | None  # rows the scan must give (the lines after the header), when scanned
+
+    def fetch(self, lines: pl.Series) -> pl.DataFrame:
+        """The raw rows of `lines`, in line order."""
+        return self.rows.filter(pl.col(LINE).is_in(lines.implode())).collect()
+
+
 def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: dt.date,
            max_reject: float = 0.05) -> Registry:
     """Read, validate and link every table of an export folder.
 
     Raises FatalInputError for what the contract calls fatal: no patients.csv, a
     missing required column, an undecodable file, too many quarantined rows.
+
+    Table by table, in the contract's order (patients first, so that every other table's
+    rows are linked to the accepted patients as they are read), one pass over the rows
+    gives the typed columns, the screen and a hash of each row; only the accepted typed
+    rows and the rows set aside are kept. Peak memory is the typed tables plus one
+    table's pass, not every table's raw strings.
     """
     if not folder.is_dir():
         raise FatalInputError(str(folder), "is not an export folder (no such directory)")
@@ -175,35 +204,36 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
     ctx = rules.Context(dialect, today, vocabulary)
     inputs: dict[str, TableInput] = {}
-    checked: dict[str, pl.DataFrame] = {}
-    parsed: dict[str, pl.DataFrame] = {}
-    read_seconds = 0.0
-    for table in schemas.TABLES:
-        path = files.get(table)
-        if path is None:
-            inputs[table] = TableInput(present=False)
-            continue
-        t_read = time.perf_counter()
-        frame, n_header = _read_raw(path, table, ctx)
-        read_seconds += time.perf_counter() - t_read
-        keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
-        first = first_distinct(frame, keys)
-        inputs[table] = TableInput(present=True, rows_read=frame.height,
-                                   duplicates_dropped=int((~first).sum()), file=path.name)
-        checked[table], parsed[table] = _validate(frame.filter(first), table, ctx, n_header)
-
-    checked = _link_patients(checked)
     tables: dict[str, pl.DataFrame] = {}
     quarantine: dict[str, pl.DataFrame] = {}
-    for table in schemas.TABLES:  # an absent table is an empty frame of the right schema
-        if not inputs[table].present:
+    read_seconds = 0.0
+    accepted = listed = None  # patient ids: accepted, and every one in patients.csv
+    for table in schemas.TABLES:
+        path = files.get(table)
+        if path is None:  # an absent table is an empty frame of the right schema
+            inputs[table] = TableInput(present=False)
             empty = pl.DataFrame(schema={c.name: pl.Utf8 for c in schemas.TABLES[table]})
             tables[table] = empty.select(schemas.MODULES[table].typed(ctx))
-    for table, frame in checked.items():
-        bad = frame.filter(pl.col(REASON).is_not_null())
-        n_good = frame.height - bad.height
-        inp = inputs[table]
-        inp.rows_quarantined, inp.rows_accepted = bad.height, n_good
+            continue
+        t_read = time.perf_counter()
+        source = _source(path, table, ctx)
+        read_seconds += time.perf_counter() - t_read
+        rows, source = _one_pass(source, path, table, ctx)
+        keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
+        first = first_distinct(rows[HASH], rows[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
+        inp = inputs[table] = TableInput(present=True, rows_read=rows.height, duplicates_dropped=int((~first).sum()),
+                                         file=path.name)
+        rows = rows.filter(first).drop(HASH)
+        reasons = _rule_reasons(rows, source, table, ctx)
+        if table == "patients":
+            reasons = _conflicting_patients(rows, reasons)
+            accepted = rows.filter(~pl.col(LINE).is_in(reasons[LINE].implode()))["patient_id"]
+            listed = rows["patient_id"].drop_nulls()
+        else:
+            reasons = _unknown_patients(rows, reasons, accepted, listed)
+        raw = source.fetch(reasons[LINE]) if reasons.height else source.rows.head(0).collect()
+        bad = raw.join(reasons, on=LINE, how="left", maintain_order="left")
+        inp.rows_quarantined, inp.rows_accepted = bad.height, rows.height - bad.height
         if inp.rows_read and bad.height / inp.rows_read > max_reject:
             # Values quoted in reasons are row data: the message shows them as '…', like the report.
             general = bad.select(pl.col(LINE), pl.col(REASON).str.replace_all(r"'[^']*'", "'…'"))
@@ -211,15 +241,73 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             line = general.filter(pl.col(REASON) == top)[LINE][0]
             raise reject_error(inp.file, bad.height, inp.rows_read, max_reject, top, n_top, line)
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
-        tables[table] = parsed[table].filter(frame[REASON].is_null())
-        checked[table] = parsed[table] = None  # free the raw strings early
+        kept = rows.filter(~pl.col(LINE).is_in(reasons[LINE].implode())) if reasons.height else rows
+        # One chunk, as the eager reader gave (a streaming read gives many): polars 2.1 panics on a
+        # when/then over strings in several chunks, and every later step is faster on one.
+        tables[table] = kept.drop(LINE, OK).rechunk()
     return Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect, read_seconds=read_seconds)
 
 
-def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame, int]:
+def _source(path: Path, table: str, ctx: rules.Context, careful: bool = False) -> _Source:
+    """The table's raw rows: a scan of a simple UTF-8 file, else the careful reader's frame."""
+    utf8 = ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
+    try:
+        layout = simple_layout(path, ctx.dialect.delimiter) if utf8 and not careful else None
+        if layout is not None:
+            header = list(dict.fromkeys(h for h in layout.header if h))
+            check_header(header, len(layout.header), table, path.name)
+            rows = scan_simple(path, ctx.dialect.delimiter, layout)
+            return _Source(_contract_columns(rows, header, table), len(layout.header), layout.n_lines - 1)
+    except OSError as exc:
+        raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
+    frame, n_header = _read_raw(path, table, ctx, careful=True)
+    return _Source(frame.lazy(), n_header, None)
+
+
+def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame, _Source]:
+    """Every row once: its line, a hash of its raw fields, its typed columns and the screen (`_ok`).
+
+    A scanned file that turns out not to be simple after all (invalid UTF-8, a row with too
+    many fields) is read again by the careful reader, which explains its problem.
+    """
+    schema = _schema(table, ctx, source.n_header)
+    keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
+    plan = source.rows.select(pl.col(LINE), pl.struct(keys).hash(seed=0).alias(HASH),
+                              *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK))
+    if source.n_rows is None:
+        return plan.collect(), source
+    try:
+        rows = plan.collect(engine="streaming")
+        if rows.height == source.n_rows:
+            return rows, source
+    except Exception:  # noqa: BLE001 - the careful reader says what is wrong, by line
+        pass
+    return _one_pass(_source(path, table, ctx, careful=True), path, table, ctx)
+
+
+def _schema(table: str, ctx: rules.Context, n_header: int) -> pa.DataFrameSchema:
+    return schemas.MODULES[table].schema(ctx).add_columns({NFIELDS: rules.field_count(n_header)})
+
+
+def _rule_reasons(rows: pl.DataFrame, source: _Source, table: str, ctx: rules.Context) -> pl.DataFrame:
+    """`_line`, `_reason` of the rows that break a row rule: pandera validates the rows the screen
+    flags (at population scale a handful), read again as written, and gives the reasons."""
+    flagged = rows.filter(~pl.col(OK))[LINE]
+    if not flagged.len():
+        return pl.DataFrame(schema={LINE: pl.Int64, REASON: pl.Utf8})
+    raw = source.fetch(flagged)
+    reasons = _reasons(raw, _schema(table, ctx, source.n_header))
+    return raw.select(LINE).with_columns(reasons).filter(pl.col(REASON).is_not_null())
+
+
+def _read_raw(path: Path, table: str, ctx: rules.Context, careful: bool = False) -> tuple[pl.DataFrame, int]:
+    """The raw rows of a file in memory (the careful reader, or the fast one on a simple file)."""
     try:
         raw = None
-        if ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig"):
+        utf8 = ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
+        if utf8 and not careful:
+            from pipeline.readcsv import read_simple
+
             raw = read_simple(path, ctx.dialect.delimiter, path.name)
         if raw is None:
             raw = read_csv_text(decode(path.read_bytes(), ctx.dialect.encoding, path.name), ctx.dialect.delimiter,
@@ -227,12 +315,15 @@ def _read_raw(path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame,
     except OSError as exc:
         raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
     check_header(raw.header, raw.n_fields, table, path.name)
-    cols = schemas.TABLES[table]
-    frame = raw.frame.select(
+    return _contract_columns(raw.frame.lazy(), raw.header, table).collect(), raw.n_fields
+
+
+def _contract_columns(rows: pl.LazyFrame, header: list[str], table: str) -> pl.LazyFrame:
+    """`_line`, `_nfields` and the contract's columns in its order (an optional one not in the file: empty)."""
+    return rows.select(
         pl.col(LINE), pl.col(NFIELDS),
-        *[pl.col(c.name) if c.name in raw.header else pl.lit(None, pl.Utf8).alias(c.name) for c in cols],
+        *[pl.col(c.name) if c.name in header else pl.lit(None, pl.Utf8).alias(c.name) for c in schemas.TABLES[table]],
     )
-    return frame, raw.n_fields
 
 
 def check_header(header: list[str], n_fields: int, table: str, file: str) -> None:
@@ -252,53 +343,40 @@ def reject_error(file: str, n_bad: int, n_read: int, max_reject: float, top: str
         f"e.g. line {line}): {cap(top, 200)}"))
 
 
-def _link_patients(checked: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """Quarantine conflicting duplicate patients, and every row whose patient is not accepted.
-
-    Both are rare, so the reasons are composed only for the rows concerned (found with
-    one vectorised test over each table) and placed back by position.
-    """
-    patients = checked["patients"]
+def _conflicting_patients(rows: pl.DataFrame, reasons: pl.DataFrame) -> pl.DataFrame:
+    """`reasons` with a conflict added to every row of a patient id that is on several rows
+    (exact duplicates are gone already: these differ in content)."""
     pid = pl.col("patient_id")
-    shared = patients.select(pid.is_not_null() & pid.is_duplicated()).to_series().arg_true()
-    if shared.len():
-        sub = patients[shared]
-        n_rows = pl.len().over(pid)
-        lines = pl.col(LINE).cast(pl.Utf8).implode().over(pid).list.head(LINES_SHOWN).list.join(", ")
-        more = pl.when(n_rows > LINES_SHOWN).then(pl.format(" and {} more", n_rows - LINES_SHOWN)).otherwise(pl.lit(""))
-        conflict = pl.format("patient_id '{}' is on {} rows with different content (lines {}{})",
-                             pid, n_rows, lines, more)
-        checked["patients"] = _add_reasons(patients, shared, sub.select(_joined(conflict)).to_series())
-    patients = checked["patients"]
-    accepted = patients.filter(pl.col(REASON).is_null())["patient_id"]
-    listed = patients["patient_id"].drop_nulls()
-    # One membership test over all the other tables' ids together: building the set of a
-    # million accepted ids costs as much as probing millions of rows, so it is built once.
-    others = [t for t in checked if t != "patients"]
-    if not others:
-        return checked
+    shared = rows.filter(pid.is_not_null() & pid.is_duplicated()).select(LINE, pid).rechunk()  # see `ingest`
+    if not shared.height:
+        return reasons
+    # Per patient id, then joined back.
+    per_id = shared.group_by(pid).agg(
+        pl.len().alias("_n"), pl.col(LINE).sort().head(LINES_SHOWN).cast(pl.Utf8).str.join(", ").alias("_lines"))
+    more = pl.when(pl.col("_n") > LINES_SHOWN).then(pl.format(" and {} more", pl.col("_n") - LINES_SHOWN)) \
+        .otherwise(pl.lit(""))
+    conflict = pl.format("patient_id '{}' is on {} rows with different content (lines {}{})",
+                         pid, pl.col("_n"), pl.col("_lines"), more)
+    return _with_reasons(reasons, shared.join(per_id, on="patient_id").select(LINE, conflict.alias(REASON)))
+
+
+def _unknown_patients(rows: pl.DataFrame, reasons: pl.DataFrame, accepted: pl.Series,
+                      listed: pl.Series) -> pl.DataFrame:
+    """`reasons` with a reason added to every row whose patient is not accepted."""
+    pid = pl.col("patient_id")
     # Lazy, because the engine then splits the probing across cores (half the time of Series.is_in).
-    ids = pl.concat([checked[t]["patient_id"] for t in others], rechunk=False).to_frame().lazy()
-    unknown_id = ids.select(pid.is_not_null() & ~pid.is_in(accepted.implode())).collect().to_series()
-    offset = 0
-    for table in others:
-        frame = checked[table]
-        orphan = unknown_id.slice(offset, frame.height).arg_true()
-        offset += frame.height
-        if not orphan.len():
-            continue
-        unknown = (pl.when(pid.is_in(listed.implode()))
-                   .then(pl.format("patient_id '{}' was quarantined in patients.csv", pid))
-                   .otherwise(pl.format("patient_id '{}' is not in patients.csv", pid)))
-        checked[table] = _add_reasons(frame, orphan, frame[orphan].select(_joined(unknown)).to_series())
-    return checked
+    orphans = rows.lazy().filter(pid.is_not_null() & ~pid.is_in(accepted.implode())).select(LINE, pid).collect() \
+        .rechunk()  # see `ingest`
+    if not orphans.height:
+        return reasons
+    unknown = (pl.when(pid.is_in(listed.implode()))
+               .then(pl.format("patient_id '{}' was quarantined in patients.csv", pid))
+               .otherwise(pl.format("patient_id '{}' is not in patients.csv", pid)))
+    return _with_reasons(reasons, orphans.select(LINE, unknown.alias(REASON)))
 
 
-def _joined(extra: pl.Expr) -> pl.Expr:
-    """The row's existing reasons followed by `extra`."""
-    return pl.concat_str([pl.col(REASON), extra], separator="; ", ignore_nulls=True).alias(REASON)
-
-
-def _add_reasons(frame: pl.DataFrame, idx: pl.Series, reasons: pl.Series) -> pl.DataFrame:
-    """`frame` with the reasons of the rows at positions `idx` replaced by `reasons`."""
-    return frame.with_columns(frame[REASON].clone().scatter(idx, reasons))
+def _with_reasons(reasons: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
+    """`_line`, `_reason`: each line's reasons followed by its `extra` ones, in line order."""
+    both = reasons.join(extra.rename({REASON: "_extra"}), on=LINE, how="full", coalesce=True)
+    return both.select(LINE, pl.concat_str([pl.col(REASON), pl.col("_extra")], separator="; ",
+                                           ignore_nulls=True).alias(REASON)).sort(LINE)

@@ -98,12 +98,18 @@ def _misquoted(body: pl.DataFrame, delimiter: str) -> int | None:
     return int(bad[LINE][0]) if bad.height else None
 
 
-def _named(parsed: pl.DataFrame, header: list[str]) -> RawTable:
-    """Name columns c0, c1, ... by the header, keeping the first of each (case-insensitive) name."""
+def _first_names(header: list[str]) -> dict[str, str]:
+    """Header name -> column c0, c1, ...: the first column of each (case-insensitive) name."""
     seen: dict[str, str] = {}
     for i, h in enumerate(header):
         if h and h not in seen:
             seen[h] = f"c{i}"
+    return seen
+
+
+def _named(parsed: pl.DataFrame, header: list[str]) -> RawTable:
+    """Name columns c0, c1, ... by the header, keeping the first of each (case-insensitive) name."""
+    seen = _first_names(header)
     frame = parsed.select(LINE, NFIELDS, *[pl.col(c).alias(h) for h, c in seen.items()])
     return RawTable(header=list(seen), frame=frame, n_fields=len(header))
 
@@ -206,16 +212,27 @@ def _scan(path: Path, delimiter: str) -> tuple[bool, int, int, bool]:
     return True, lines, delims, trim
 
 
-def read_simple(path: Path, delimiter: str, file: str) -> RawTable | None:
-    """The fast path for the common file (UTF-8, no quotes, no blank lines, no tabs or CRs).
+@dataclass
+class SimpleLayout:
+    """A file the fast path can read: one record per line, every line with the header's fields."""
 
-    Every line is then one record, so a row's line number is its position, and polars
-    reads the fields natively. A row with the wrong number of fields, or a blank line,
-    must still be found: polars refuses a row with too many
+    header: list[str]  # trimmed, lower case, as in the file (duplicates kept)
+    n_lines: int  # header included
+    spaces: bool  # some field may need trimming
+
+
+def simple_layout(path: Path, delimiter: str) -> SimpleLayout | None:
+    """The layout of a file for the fast path, or None when it needs the careful reader.
+
+    The fast path is for the common file (UTF-8, no quotes, no blank lines, no tabs or
+    CRs). Every line is then one record, so a row's line number is its position, and
+    polars reads the fields natively. A row with the wrong number of fields, or a blank
+    line, must still be found: polars refuses a row with too many
     (`truncate_ragged_lines=False`), and if none has too many while the file holds
     exactly (fields - 1) delimiters per line, none has too few and none is blank.
-    Anything else goes to the careful path (`read_csv_text`), which gives the same
-    table; the tests compare the two.
+    Invalid UTF-8 and ragged rows are found when the file is read (`scan_simple` raises,
+    or gives another number of rows): the reader then falls back to `read_csv_text`,
+    which gives the same table and explains the problem; the tests compare the two.
     """
     if len(delimiter) != 1 or ord(delimiter) > 127:
         return None
@@ -224,22 +241,36 @@ def read_simple(path: Path, delimiter: str, file: str) -> RawTable | None:
         return None
     with open(path, "rb") as fh:
         header_line = fh.readline().decode("utf-8", "replace").rstrip("\n")  # no BOM: `_scan` sent those away
-    header_cells = header_line.split(delimiter)
-    header = [h.strip().lower() for h in header_cells]
+    header = [h.strip().lower() for h in header_line.split(delimiter)]
     n = len(header)
     if n < 2 or n_delims != (n - 1) * n_lines:
         return None
+    return SimpleLayout(header=header, n_lines=n_lines, spaces=spaces)
+
+
+def scan_simple(path: Path, delimiter: str, layout: SimpleLayout) -> pl.LazyFrame:
+    """The rows of a simple file as a lazy scan (read in streaming, never whole in memory):
+    `_line`, `_nfields`, then one trimmed string column per header name (the first of each)."""
+    n = len(layout.header)
     names = [f"c{i}" for i in range(n)]
+    lazy = pl.scan_csv(path, has_header=False, skip_rows=1, separator=delimiter, quote_char=None,
+                       new_columns=names, schema={c: pl.Utf8 for c in names}, encoding="utf8",
+                       truncate_ragged_lines=False, raise_if_empty=False, row_index_name=LINE, row_index_offset=2)
+    field = (lambda c: pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c).str.strip_chars()).replace("", None)) \
+        if layout.spaces else pl.col
+    return lazy.select(pl.col(LINE).cast(pl.Int64), pl.lit(n, pl.Int64).alias(NFIELDS),
+                       *[field(c).alias(h) for h, c in _first_names(layout.header).items()])
+
+
+def read_simple(path: Path, delimiter: str, file: str) -> RawTable | None:
+    """The fast path read into memory (see `simple_layout`), or None for the careful reader."""
+    layout = simple_layout(path, delimiter)
+    if layout is None:
+        return None
     try:
-        parsed = pl.read_csv(path, has_header=False, skip_rows=1, separator=delimiter, quote_char=None,
-                             new_columns=names, schema={c: pl.Utf8 for c in names}, encoding="utf8",
-                             truncate_ragged_lines=False, raise_if_empty=False)
+        frame = scan_simple(path, delimiter, layout).collect()
     except Exception:  # noqa: BLE001 - invalid UTF-8, ragged rows: the careful reader explains them
         return None
-    if parsed.height != n_lines - 1:
+    if frame.height != layout.n_lines - 1:
         return None
-    field = (lambda c: pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c).str.strip_chars()).replace("", None)) \
-        if spaces else pl.col
-    parsed = parsed.select(pl.int_range(2, parsed.height + 2, dtype=pl.Int64).alias(LINE),
-                           pl.lit(n, pl.Int64).alias(NFIELDS), *[field(c).alias(c) for c in names])
-    return _named(parsed, header)
+    return RawTable(header=list(_first_names(layout.header)), frame=frame, n_fields=len(layout.header))

@@ -194,12 +194,10 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
     inputs: dict[str, TableInput] = {}
     tables: dict[str, object] = {}
     quarantine: dict[str, object] = {}
-    for table in schemas.TABLES:  # absent tables first, as `pipeline.ingest` orders them
+    for table in schemas.TABLES:  # in the contract's order, as `pipeline.ingest` gives them
         if table not in linked:  # an absent table is an empty frame of the right schema
             inputs[table] = TableInput(present=False)
             tables[table] = spark.createDataFrame([], spark_schema(_typed_schema(table, ctx)))
-    for table in schemas.TABLES:
-        if table not in linked:
             continue
         typed_schema = _typed_schema(table, ctx)
         c, frame = counts[table], linked[table].where(F.col("_first"))
@@ -217,7 +215,6 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
         bad = F.col(REASON).isNotNull()
         quarantine[table] = frame.where(bad).select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
         tables[table] = frame.where(~bad).select(*[F.col(TYPED + c).alias(c) for c in typed_schema])
-    inputs = {t: inputs[t] for t in schemas.TABLES}
     return SparkRegistry(spark=spark, tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect,
                          read_seconds=read_seconds)
 
