@@ -175,6 +175,9 @@ def report(results: list[dict], repeat: int) -> str:
     lines = [
         "# msfeas benchmark",
         "",
+        "The Spark engine's figures (`make bench-spark`) are in [spark_results.md](spark_results.md); "
+        "earlier rounds in [history.md](history.md).",
+        "",
         f"- date: {dt.date.today().isoformat()}",
         f"- machine: {machine()}",
         f"- Python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in vers.items()),
