@@ -722,3 +722,20 @@ def test_leb128_at_its_byte_boundaries():
     assert _leb128(np.array(values, dtype=np.uint64)) == b"".join(one(v) for v in values)
     assert _leb128(np.array([127, 128])) == b"\x7f\x80\x01"
     assert _leb128(np.array([], dtype=np.int64)) == b""
+
+
+@pytest.mark.parametrize("sizes", [[3, 3, 5, 40, 200, 2], [60_000, 60_000, 60_000, 60_000, 3, 7], [1, 2, 256, 257]])
+def test_packed_sort_keys_give_the_column_order(sizes):
+    """The payload's rows sorted by packed 64-bit words are in the order of a sort by each
+    column in turn (one word, several words, a column of one key)."""
+    import numpy as np
+
+    from pipeline.workbench import packed_keys
+
+    rng = np.random.default_rng(len(sizes))
+    frame = pl.DataFrame({f"c{i}": rng.integers(0, n, 5000) for i, n in enumerate(sizes)}).unique()
+    frame = frame.with_columns(pl.Series("c0", [sizes[0] - 1] * frame.height)) if sizes[0] == 1 else frame
+    order = [f"c{i}" for i in np.argsort(sizes, kind="stable")]
+    want = frame.sort(order)
+    got = frame.sort(packed_keys([(c, sizes[int(c[1:])]) for c in order]))
+    assert got.equals(want)
