@@ -59,8 +59,8 @@ samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry genera
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/regional --with-bad-rows --dialect regional
 
-sql: $(STAMP) ## regenerate sql/trials/: the SQL of each bundled trial per dialect, for review
-	$(BIN)/python -m pipeline.criteria.snapshot --out sql/trials
+sql: $(STAMP) ## regenerate sql/trials/ (the SQL of each bundled trial per dialect, for review) and sql/compiled/ (its DuckDB queries as shipped)
+	$(BIN)/python -m pipeline.criteria.snapshot --out sql/trials --compiled sql/compiled
 
 clean: ## remove the virtual environment and sample runs
 	rm -rf $(VENV) runs

@@ -131,6 +131,8 @@ def test_compiled_queries_kept_exactly(tmp_path, monkeypatch):
     other = load_trial("nct04203017", ["edss_range.max_edss=7.0"])
     built = {c.id: duckdb_engine._compile(c) for c in trial.criteria}
     folder = tmp_path / "sql"
+    shipped = sql_cache.shipped_dir
+    sql_cache.shipped_dir = lambda: tmp_path / "none shipped"  # the user's cache alone, here
     try:
         sql_cache.use(None)
         assert duckdb_engine.criterion_sql(trial.criteria[0]) == built[trial.criteria[0].id]
@@ -152,6 +154,7 @@ def test_compiled_queries_kept_exactly(tmp_path, monkeypatch):
         assert sql_cache.key(trial.criteria[0].node, "duckdb") != entry.stem
     finally:
         sql_cache.use(None)
+        sql_cache.shipped_dir = shipped
 
 
 def test_a_cached_duckdb_rerun_does_not_build_sql(export, tmp_path):
@@ -161,8 +164,9 @@ def test_a_cached_duckdb_rerun_does_not_build_sql(export, tmp_path):
     import sys
 
     env = {**os.environ, "MSFEAS_CACHE": str(tmp_path / "cache")}
+    # A changed parameter: the bundled trials' own queries ship compiled (sql/compiled/), these do not.
     args = ["run", "--input", str(export), "--out", str(tmp_path / "r"), "--as-of", "2026-11-01", "--force",
-            "--engine", "duckdb"]
+            "--engine", "duckdb", "--set", "edss_range.max_edss=5.5"]
     probe = ("import sys; sys.argv = ['msfeas', *sys.argv[1:]]\n"
              "from pipeline.cli import main\ncode = main()\n"
              "print('sqlglot' in sys.modules)\nsys.exit(code)")

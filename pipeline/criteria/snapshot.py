@@ -5,7 +5,11 @@ each criterion's query as compiled from the trial file, its parameters as typed
 literals and the reference date as the named parameter `as_of`. The files are
 generated; `tests/test_sql_snapshots.py` fails when one is stale.
 
-    python -m pipeline.criteria.snapshot [--out sql/trials]
+    python -m pipeline.criteria.snapshot [--out sql/trials] [--compiled sql/compiled]
+
+It also writes `sql/compiled/`: each bundled criterion's DuckDB query as the engine runs it,
+under its compiled-query key (`pipeline.engines.sql_cache`), so that a run of a bundled
+trial needs neither sqlglot nor building SQL.
 """
 
 from __future__ import annotations
@@ -37,15 +41,32 @@ def snapshot_path(folder: Path, trial_id: str, dialect: str) -> Path:
     return folder / f"{trial_id}.{dialect}.sql"
 
 
+def compiled_entries() -> dict[str, str]:
+    """File name -> text of every shipped compiled query (the bundled trials, published parameters)."""
+    from pipeline.engines import duckdb_engine, sql_cache
+
+    out = {}
+    for trial_id in bundled_trials():
+        for c in load_trial(trial_id).criteria:
+            out[f"{sql_cache.key(c.node, 'duckdb')}.json"] = sql_cache.entry(*duckdb_engine._compile(c)) + "\n"
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("sql/trials"))
+    ap.add_argument("--compiled", type=Path, default=Path("sql/compiled"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for trial_id in bundled_trials():
         trial = load_trial(trial_id)
         for dialect in DIALECTS:
             snapshot_path(args.out, trial.id, dialect).write_text(trial_sql(trial, dialect), "utf-8")
+    args.compiled.mkdir(parents=True, exist_ok=True)
+    for old in args.compiled.glob("*.json"):  # entries of an older compiler would never match again
+        old.unlink()
+    for name, text in compiled_entries().items():
+        (args.compiled / name).write_text(text, "utf-8")
 
 
 if __name__ == "__main__":

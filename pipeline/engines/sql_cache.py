@@ -8,7 +8,11 @@ both: the node tree as canonical JSON, and the bytes of the compiler's modules, 
 schemas, the SQL blocks and sqlglot's version. Any change to either is a miss, never a stale query.
 
 `pipeline.run` points it at a folder inside the user's cache (`--cache`) and at nothing with
-`--no-cache`. This module imports neither sqlglot nor duckdb.
+`--no-cache`. The bundled trials' queries, with their published parameters, also ship
+compiled in `sql/compiled/` (written by `make sql` beside the review snapshots, under the same
+keys; `tests/test_sql_snapshots.py` fails when they are stale), so that a first run of a
+bundled trial does not build them either: a stale entry's key simply no longer matches.
+This module imports neither sqlglot nor duckdb.
 """
 
 from __future__ import annotations
@@ -62,21 +66,41 @@ def key(node, dialect: str) -> str:
     return hashlib.sha256(f"{_code()}\0{dialect}\0{tree}".encode()).hexdigest()
 
 
-def compiled(node, dialect: str, build: Callable[[], tuple[str, bool]]) -> tuple[str, bool]:
-    """`build()`'s (query text, whether it reads the reference date), from the folder when kept there."""
-    if _folder is None:
-        return build()
-    path = _folder / f"{key(node, dialect)}.json"
+def shipped_dir() -> Path:
+    """The compiled queries of the bundled trials that ship with msfeas (`make sql`)."""
+    from pipeline.criteria.paths import sql_dir
+
+    return sql_dir() / "compiled"
+
+
+def _read(path: Path) -> tuple[str, bool] | None:
     try:
         got = json.loads(path.read_text("utf-8"))
         return got["sql"], bool(got["dated"])
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        return None
+
+
+def entry(sql: str, dated: bool) -> str:
+    """An entry's text (the cache's and the shipped ones')."""
+    return json.dumps({"sql": sql, "dated": dated})
+
+
+def compiled(node, dialect: str, build: Callable[[], tuple[str, bool]]) -> tuple[str, bool]:
+    """`build()`'s (query text, whether it reads the reference date), from the folder when kept
+    there, else from the shipped queries of the bundled trials, else built (and kept)."""
+    name = f"{key(node, dialect)}.json"
+    found = (_read(_folder / name) if _folder is not None else None) or _read(shipped_dir() / name)
+    if found is not None:
+        return found
+    if _folder is None:
+        return build()
+    path = _folder / name
     sql, dated = build()
     try:
         _folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"sql": sql, "dated": dated}), "utf-8")
+        tmp.write_text(entry(sql, dated), "utf-8")
         tmp.replace(path)  # atomic: a concurrent run reads the old state or the whole query
     except OSError:
         pass  # a cache that cannot be written costs time, never the run
