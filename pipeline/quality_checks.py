@@ -28,7 +28,7 @@ against 0 kg would be 0/0).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
@@ -310,4 +310,3 @@ def judge(exp: dict, fig: dict) -> Result:
     return Result(success, n, considered, unexpected)
 
 
-RUNNERS: dict[str, Callable] = {"polars": run_polars, "spark": run_spark}
