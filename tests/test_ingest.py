@@ -317,3 +317,63 @@ def test_mri_and_stop_reason_in_the_regional_dialect(tmp_path):
         "scan_date '2024-04-02' is not a date like 31.03.2024 (%d.%m.%Y)", "gd_lesions '1,5' is not a whole number"]
     assert reg.tables["treatments"]["stop_reason"].to_list() == ["other", None]
     assert reg.tables["treatments"]["stop_reason_given"].to_list() == ["Беременность", None]
+
+
+# ---- the streaming ingest against the careful reader alone -----------------------------------
+
+def _ingest_both(folder, monkeypatch, dialect=None):
+    """(streaming, careful): the ingest as it runs, and with every file read by the careful reader
+    (the fast path declined), each as its registry or the fatal error it raised."""
+    import pipeline.ingest as ingest_module
+    from pipeline.dialect import load_dialect
+
+    dialect = dialect or load_dialect(folder, {})
+
+    def one():
+        try:
+            return ingest(folder, dialect, load_vocabulary(), today=TODAY, max_reject=1.0)
+        except Exception as exc:  # noqa: BLE001 - compared below
+            return exc
+    streamed = one()
+    with monkeypatch.context() as m:
+        m.setattr(ingest_module, "simple_layout", lambda *a: None)
+        careful = one()
+    return streamed, careful
+
+
+def _assert_same_registry(a, b):
+    if isinstance(b, Exception):
+        assert type(a) is type(b) and str(a) == str(b), (a, b)
+        return
+    assert list(a.tables) == list(b.tables) and list(a.quarantine) == list(b.quarantine)
+    for t in a.tables:
+        assert a.tables[t].equals(b.tables[t]), t
+        assert a.tables[t].n_chunks() == 1, t  # see pipeline.ingest: one chunk, as the eager reader gave
+    for t in a.quarantine:
+        assert a.quarantine[t].equals(b.quarantine[t]), (t, a.quarantine[t], b.quarantine[t])
+    assert {t: i.as_dict() for t, i in a.inputs.items()} == {t: i.as_dict() for t, i in b.inputs.items()}
+
+
+@pytest.mark.parametrize("case", sorted(FAST_CASES))
+def test_streaming_ingest_equals_the_careful_one_on_odd_files(tmp_path, monkeypatch, case):
+    """Each odd file as visits.csv of a small export: a scan that fails half-way (a row with too
+    many fields, invalid UTF-8) falls back to the careful reader and gives exactly its result."""
+    folder = write_export(tmp_path / "e", {"patients": [P("A"), P("B")]})
+    body = FAST_CASES[case].replace(b"patient_id,site_id", b"patient_id,visit_date") \
+        .replace(b"S1", b"2024-01-01").replace(b"S2", b"2024-02-01")
+    (folder / "visits.csv").write_bytes(body)
+    _assert_same_registry(*_ingest_both(folder, monkeypatch))
+
+
+def test_streaming_ingest_equals_the_careful_one_on_bad_rows(tmp_path, monkeypatch):
+    """Duplicates, conflicting patients, unknown patients and rule breaks, in a synthetic export with
+    its planted bad rows, and in the bundled samples (both dialects)."""
+    from pipeline.synth import generate, write_export as synth_write
+
+    folder = tmp_path / "synth"
+    synth_write(generate(300, seed=7), folder, with_bad_rows=True)
+    streamed, careful = _ingest_both(folder, monkeypatch)
+    assert sum(i.rows_quarantined + i.duplicates_dropped for i in streamed.inputs.values()) > 0
+    _assert_same_registry(streamed, careful)
+    for sample in ("default", "regional"):
+        _assert_same_registry(*_ingest_both(SAMPLES / sample, monkeypatch))
