@@ -150,7 +150,7 @@ def _validate(frame: pl.DataFrame, table: str, ctx: rules.Context,
     pandera then validates only the rows the screen flags, which at population scale
     are a handful, and its failure cases give the reasons.
     """
-    schema = schemas.MODULES[table].schema(ctx).add_columns({NFIELDS: rules.field_count(n_header)})
+    schema = _schema(table, ctx, n_header)
     # Lazy: the eager select evaluates each expression on its own, repeating the parses.
     parsed = frame.lazy().select(*schemas.MODULES[table].typed(ctx), rules.screen(schema).alias("_ok")).collect()
     flagged = (~parsed["_ok"]).arg_true()
@@ -219,7 +219,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         source = _source(path, table, ctx)
         read_seconds += time.perf_counter() - t_read
         rows, source = _one_pass(source, path, table, ctx)
-        keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
+        keys = _keys(table)
         first = first_distinct(rows[HASH], rows[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
         inp = inputs[table] = TableInput(present=True, rows_read=rows.height, duplicates_dropped=int((~first).sum()),
                                          file=path.name)
@@ -227,10 +227,11 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         reasons = _rule_reasons(rows, source, table, ctx)
         if table == "patients":
             reasons = _conflicting_patients(rows, reasons)
-            accepted = rows.filter(~pl.col(LINE).is_in(reasons[LINE].implode()))["patient_id"]
-            listed = rows["patient_id"].drop_nulls()
         else:
             reasons = _unknown_patients(rows, reasons, accepted, listed)
+        kept = rows.filter(~pl.col(LINE).is_in(reasons[LINE].implode())) if reasons.height else rows
+        if table == "patients":
+            accepted, listed = kept["patient_id"], rows["patient_id"].drop_nulls()
         raw = source.fetch(reasons[LINE]) if reasons.height else source.rows.head(0).collect()
         bad = raw.join(reasons, on=LINE, how="left", maintain_order="left")
         inp.rows_quarantined, inp.rows_accepted = bad.height, rows.height - bad.height
@@ -241,7 +242,6 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             line = general.filter(pl.col(REASON) == top)[LINE][0]
             raise reject_error(inp.file, bad.height, inp.rows_read, max_reject, top, n_top, line)
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
-        kept = rows.filter(~pl.col(LINE).is_in(reasons[LINE].implode())) if reasons.height else rows
         # One chunk, as the eager reader gave (a streaming read gives many): polars 2.1 panics on a
         # when/then over strings in several chunks, and every later step is faster on one.
         tables[table] = kept.drop(LINE, OK).rechunk()
@@ -250,14 +250,12 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
 
 def _source(path: Path, table: str, ctx: rules.Context, careful: bool = False) -> _Source:
     """The table's raw rows: a scan of a simple UTF-8 file, else the careful reader's frame."""
-    utf8 = ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
     try:
-        layout = simple_layout(path, ctx.dialect.delimiter) if utf8 and not careful else None
+        layout = simple_layout(path, ctx.dialect.delimiter) if _utf8(ctx) and not careful else None
         if layout is not None:
-            header = list(dict.fromkeys(h for h in layout.header if h))
-            check_header(header, len(layout.header), table, path.name)
+            check_header(layout.names, len(layout.header), table, path.name)
             rows = scan_simple(path, ctx.dialect.delimiter, layout)
-            return _Source(_contract_columns(rows, header, table), len(layout.header), layout.n_lines - 1)
+            return _Source(_contract_columns(rows, layout.names, table), len(layout.header), layout.n_lines - 1)
     except OSError as exc:
         raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
     frame, n_header = _read_raw(path, table, ctx, careful=True)
@@ -271,8 +269,7 @@ def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context) -> tu
     many fields) is read again by the careful reader, which explains its problem.
     """
     schema = _schema(table, ctx, source.n_header)
-    keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
-    plan = source.rows.select(pl.col(LINE), pl.struct(keys).hash(seed=0).alias(HASH),
+    plan = source.rows.select(pl.col(LINE), pl.struct(_keys(table)).hash(seed=0).alias(HASH),
                               *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK))
     if source.n_rows is None:
         return plan.collect(), source
@@ -304,8 +301,7 @@ def _read_raw(path: Path, table: str, ctx: rules.Context, careful: bool = False)
     """The raw rows of a file in memory (the careful reader, or the fast one on a simple file)."""
     try:
         raw = None
-        utf8 = ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
-        if utf8 and not careful:
+        if _utf8(ctx) and not careful:
             from pipeline.readcsv import read_simple
 
             raw = read_simple(path, ctx.dialect.delimiter, path.name)
@@ -316,6 +312,16 @@ def _read_raw(path: Path, table: str, ctx: rules.Context, careful: bool = False)
         raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
     check_header(raw.header, raw.n_fields, table, path.name)
     return _contract_columns(raw.frame.lazy(), raw.header, table).collect(), raw.n_fields
+
+
+def _utf8(ctx: rules.Context) -> bool:
+    """Whether the dialect's encoding is UTF-8 (with or without a BOM): the fast reader's only one."""
+    return ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
+
+
+def _keys(table: str) -> list[str]:
+    """What makes two rows of `table` exact duplicates: every contract column and the field count."""
+    return [c.name for c in schemas.TABLES[table]] + [NFIELDS]
 
 
 def _contract_columns(rows: pl.LazyFrame, header: list[str], table: str) -> pl.LazyFrame:

@@ -220,6 +220,11 @@ class SimpleLayout:
     n_lines: int  # header included
     spaces: bool  # some field may need trimming
 
+    @property
+    def names(self) -> list[str]:
+        """The column names read: the first column of each header name."""
+        return list(_first_names(self.header))
+
 
 def simple_layout(path: Path, delimiter: str) -> SimpleLayout | None:
     """The layout of a file for the fast path, or None when it needs the careful reader.
@@ -273,4 +278,4 @@ def read_simple(path: Path, delimiter: str, file: str) -> RawTable | None:
         return None
     if frame.height != layout.n_lines - 1:
         return None
-    return RawTable(header=list(_first_names(layout.header)), frame=frame, n_fields=len(layout.header))
+    return RawTable(header=layout.names, frame=frame, n_fields=len(layout.header))
