@@ -39,6 +39,7 @@ import time
 import warnings
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
@@ -347,9 +348,19 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
     }
 
 
-def _suite_parts(registry: Registry, frames: dict) -> list[tuple[str, str, bool, list[dict], dict]]:
-    """(table, part name, sampled, expectations, suite) for every suite part that has a frame:
-    a suite's expectations on all rows (`<table>`) and those marked `sample` (`<table>.sample`)."""
+class _Part(NamedTuple):
+    """One suite part: a suite's expectations on all rows (`<table>`), or those marked `sample`
+    (`<table>.sample`), with the name of the frame they check."""
+
+    table: str
+    name: str
+    sampled: bool
+    expectations: list[dict]
+    suite: dict
+
+
+def _suite_parts(registry: Registry, frames: dict) -> list[_Part]:
+    """Every suite part of a present table that has a frame."""
     parts = []
     for table, suite in load_suites().items():
         if table not in registry.tables or table in registry.absent:
@@ -358,7 +369,7 @@ def _suite_parts(registry: Registry, frames: dict) -> list[tuple[str, str, bool,
             exps = [e for e in suite["expectations"] if bool(e.get("meta", {}).get("sample")) == sampled]
             name = f"{table}.sample" if sampled else table
             if exps and name in frames:
-                parts.append((table, name, sampled, exps, suite))
+                parts.append(_Part(table, name, sampled, exps, suite))
     return parts
 
 
@@ -368,17 +379,15 @@ def _run_native(parts, frames: dict, spark: bool, results_dir: Path | None) -> l
     from pipeline import quality_checks as qc
 
     if spark:
-        results = [qc.run_spark(frames[name], exps) for _, name, _, exps, _ in parts]
+        results = [qc.run_spark(frames[p.name], p.expectations) for p in parts]
     else:
-        queries = [qc.polars_query(frames[name], exps) for _, name, _, exps, _ in parts]
-        rows = pl.collect_all(queries)
-        results = [qc.polars_results(row, exps) for row, (_, _, _, exps, _) in zip(rows, parts)]
+        rows = pl.collect_all([qc.polars_query(frames[p.name], p.expectations) for p in parts])
+        results = [qc.polars_results(row, p.expectations) for row, p in zip(rows, parts)]
     findings = []
-    for (table, name, sampled, exps, suite), res in zip(parts, results):
+    for p, res in zip(parts, results):
         if results_dir is not None:
-            write_json(native_raw_result(name, exps, res), results_dir / f"{name}.json")
-        for exp, r in zip(exps, res):
-            findings.append(_native_finding(table, exp, r, sampled))
+            write_json(native_raw_result(p.name, p.expectations, res), results_dir / f"{p.name}.json")
+        findings += [_native_finding(p.table, exp, r, p.sampled) for exp, r in zip(p.expectations, res)]
     return findings
 
 
