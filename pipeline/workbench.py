@@ -582,19 +582,17 @@ def _leb128(values: np.ndarray) -> bytes:
     while rest.any():
         n_bytes += rest > 0
         rest >>= np.uint64(7)
-    width = int(n_bytes.max())
-    k = np.arange(width, dtype=np.uint64)
-    groups = ((v[:, None] >> (np.uint64(7) * k)) & np.uint64(0x7F)).astype(np.uint8)
-    more = k[None, :].astype(np.int64) < (n_bytes[:, None] - 1)
-    groups |= (more * 0x80).astype(np.uint8)
-    return groups[k[None, :].astype(np.int64) < n_bytes[:, None]].tobytes()
+    k = np.arange(int(n_bytes.max()))  # byte positions
+    groups = ((v[:, None] >> (np.uint64(7) * k.astype(np.uint64))) & np.uint64(0x7F)).astype(np.uint8)
+    groups |= np.where(k[None, :] < n_bytes[:, None] - 1, 0x80, 0).astype(np.uint8)  # more bytes follow
+    return groups[k[None, :] < n_bytes[:, None]].tobytes()
 
 
 def packed_keys(columns: list[tuple[str, int]]) -> list[pl.Expr]:
     """Sort keys equivalent to sorting by `columns` (name, number of distinct keys 0 .. n-1) in turn,
     packed into as few 64-bit words as hold them: each column takes the bits its largest key needs,
     most significant first. One or two integer keys sort many times faster than twenty columns
-    (1.4 s to about 0.1 s for a million rows), and in the same order."""
+    (1.3 s to 0.18 s for a million rows), and in the same order."""
     words: list[list[tuple[str, int]]] = [[]]
     used = 0
     for name, n in columns:
