@@ -219,7 +219,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         source = _source(path, table, ctx)
         read_seconds += time.perf_counter() - t_read
         rows, source = _one_pass(source, path, table, ctx)
-        keys = _keys(table)
+        keys = duplicate_keys(table)
         first = first_distinct(rows[HASH], rows[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
         inp = inputs[table] = TableInput(present=True, rows_read=rows.height, duplicates_dropped=int((~first).sum()),
                                          file=path.name)
@@ -269,7 +269,7 @@ def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context) -> tu
     many fields) is read again by the careful reader, which explains its problem.
     """
     schema = _schema(table, ctx, source.n_header)
-    plan = source.rows.select(pl.col(LINE), pl.struct(_keys(table)).hash(seed=0).alias(HASH),
+    plan = source.rows.select(pl.col(LINE), pl.struct(duplicate_keys(table)).hash(seed=0).alias(HASH),
                               *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK))
     if source.n_rows is None:
         return plan.collect(), source
@@ -319,7 +319,7 @@ def _utf8(ctx: rules.Context) -> bool:
     return ctx.dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
 
 
-def _keys(table: str) -> list[str]:
+def duplicate_keys(table: str) -> list[str]:
     """What makes two rows of `table` exact duplicates: every contract column and the field count."""
     return [c.name for c in schemas.TABLES[table]] + [NFIELDS]
 

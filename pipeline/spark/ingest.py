@@ -74,7 +74,7 @@ import pyarrow as pa
 import schemas
 from pipeline.dialect import Dialect
 from pipeline.errors import FatalInputError, clip
-from pipeline.ingest import LINES_SHOWN, REASON, check_header, find_files, reject_error
+from pipeline.ingest import LINES_SHOWN, REASON, check_header, duplicate_keys, find_files, reject_error
 from pipeline.readcsv import LINE, NFIELDS, parse_body, parse_header
 from pipeline.registry import TableInput
 from pipeline.spark.frames import spark_schema, spark_type
@@ -169,7 +169,7 @@ def _ingest(spark, files: dict[str, Path], ctx: rules.Context, dialect: Dialect,
         read_seconds += time.perf_counter() - t_read
         out = records.mapInArrow(_worker(kind, table, tctx, header, n_fields, path.name, True),
                                  _output_schema(table, tctx))
-        keys = [c.name for c in schemas.TABLES[table]] + [NFIELDS]
+        keys = duplicate_keys(table)
         rows[table] = out.withColumn("_first", F.row_number().over(Window.partitionBy(*keys).orderBy(LINE)) == 1)
 
     linked = _link_patients(rows)
