@@ -27,11 +27,11 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__
+from pipeline import __version__, shards
 from pipeline.dialect import Dialect
 from pipeline.registry import Registry, TableInput
 
-FORMAT = 1  # bump when what is stored changes
+FORMAT = 2  # bump when what is stored changes (2: a large export's shards)
 KEEP = 4  # exports kept; the least recently used beyond that are removed
 
 
@@ -81,8 +81,9 @@ def _entry(root: Path, key: str) -> Path:
     return root / key
 
 
-def load(root: Path, key: str) -> Registry | None:
-    """The validated export stored under `key`, or None."""
+def load(root: Path, key: str, sharded: bool = True) -> Registry | None:
+    """The validated export stored under `key`, or None. `sharded=False`: a run that needs the export
+    in memory (`--history`) takes an entry kept in shards as a miss, and reads the export afresh."""
     entry = _entry(root, key)
     meta_path = entry / "registry.json"
     if not meta_path.is_file():
@@ -90,13 +91,20 @@ def load(root: Path, key: str) -> Registry | None:
     t0 = time.perf_counter()
     try:
         meta = json.loads(meta_path.read_text("utf-8"))
-        tables = {t: pl.read_parquet(entry / "tables" / f"{t}.parquet") for t in meta["tables"]}
+        layout = meta.get("shards")
+        if layout and not sharded:
+            return None
+        tables = {} if layout else {t: pl.read_parquet(entry / "tables" / f"{t}.parquet") for t in meta["tables"]}
         quarantine = {t: pl.read_parquet(entry / "quarantine" / f"{t}.parquet") for t in meta["quarantine"]}
+        registry = Registry(tables, {t: TableInput(**i) for t, i in meta["inputs"].items()}, quarantine,
+                            Dialect(**meta["dialect"]))
+        if layout:  # read where they lie, shard by shard (pipeline/shards.py)
+            shards.open_in(registry, shards.Shards.open(entry / "shards", layout["k"], meta["tables"]))
     except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
         return None  # a damaged entry is a miss; it is replaced by the next store
     os.utime(entry)  # most recently used
-    return Registry(tables, {t: TableInput(**i) for t, i in meta["inputs"].items()}, quarantine,
-                    Dialect(**meta["dialect"]), time.perf_counter() - t0)
+    registry.read_seconds = time.perf_counter() - t0
+    return registry
 
 
 def store(root: Path, key: str, registry: Registry) -> None:
@@ -110,17 +118,36 @@ def store(root: Path, key: str, registry: Registry) -> None:
     try:
         (tmp / "tables").mkdir(parents=True)
         (tmp / "quarantine").mkdir()
-        for t, frame in registry.tables.items():
-            frame.write_parquet(tmp / "tables" / f"{t}.parquet", statistics=False)
+        if registry.shards is None:
+            for t, frame in registry.tables.items():
+                frame.write_parquet(tmp / "tables" / f"{t}.parquet", statistics=False)
         for t, frame in registry.quarantine.items():
             frame.write_parquet(tmp / "quarantine" / f"{t}.parquet", statistics=False)
         meta = {"tables": list(registry.tables), "quarantine": list(registry.quarantine),
-                "inputs": {t: vars(i) for t, i in registry.inputs.items()}, "dialect": vars(registry.dialect)}
+                "inputs": {t: vars(i) for t, i in registry.inputs.items()}, "dialect": vars(registry.dialect),
+                "shards": registry.shards.as_dict() if registry.shards is not None else None}
         (tmp / "registry.json").write_text(json.dumps(meta), "utf-8")
-        tmp.rename(entry)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another run stored it first, or the disk is full: no cache
+        shutil.rmtree(tmp, ignore_errors=True)  # the disk is full: no cache
         return
+    # A large export's shards are moved (not copied: gigabytes) into the entry; where they cannot be
+    # (the cache on another file system) they stay in the run's folder and the export is not cached.
+    moved = registry.shards is not None
+    try:
+        if moved:
+            os.rename(registry.shards.folder, tmp / "shards")
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    try:
+        tmp.rename(entry)
+    except OSError:  # another run stored it first
+        if moved:
+            os.rename(tmp / "shards", registry.shards.folder)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    if moved:
+        shards.open_in(registry, registry.shards.moved(entry / "shards"), registry.tables["patients"])
     _evict(root)
 
 

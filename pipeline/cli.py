@@ -94,6 +94,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", choices=["native", "ge"], default="native",
                    help="how the data-quality suites run: native (aggregate queries of the engine, the default) "
                         "or ge (great-expectations itself, the reference; slower by its import and pandas frames)")
+    p.add_argument("--shard-patients", type=_whole(1, 10**9), default=None, metavar="N",
+                   help="above N accepted patients, keep the export on disk in patient shards and judge one "
+                        "shard at a time, so that memory stays that of about N patients (default 1,000,000: "
+                        "pipeline/shards.py; polars and duckdb engines)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")
     p.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
@@ -432,7 +436,7 @@ def _main(argv: list[str] | None) -> int:
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
             force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
             history=history_options(args), spark_master=args.spark_master, spark_conf=_spark_conf(args),
-            quality=args.quality)
+            quality=args.quality, **({"shard_patients": args.shard_patients} if args.shard_patients else {}))
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.runlog import RunLog

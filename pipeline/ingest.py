@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from pipeline.imports import pandera_polars_only
 
@@ -22,6 +23,7 @@ with pandera_polars_only():
 import polars as pl
 
 import schemas
+from pipeline import shards
 from pipeline.dialect import Dialect
 from pipeline.registry import Registry, TableInput  # noqa: F401 - re-exported: the accepted export
 from pipeline.errors import FatalInputError, cap, some
@@ -185,7 +187,8 @@ class _Source:
 
 
 def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: dt.date,
-           max_reject: float = 0.05) -> Registry:
+           max_reject: float = 0.05, spill: Path | None = None,
+           per_shard: int = shards.PATIENTS_PER_SHARD) -> Registry:
     """Read, validate and link every table of an export folder.
 
     Raises FatalInputError for what the contract calls fatal: no patients.csv, a
@@ -196,6 +199,11 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     gives the typed columns, the screen and a hash of each row; only the accepted typed
     rows and the rows set aside are kept. Peak memory is the typed tables plus one
     table's pass, not every table's raw strings.
+
+    With `spill` (a folder to create), an export of more than `per_shard` accepted patients
+    is kept on disk instead, in patient shards (pipeline/shards.py): each later table's
+    pass is written to a file and its accepted rows streamed from there into the shards,
+    so that no table is ever in memory whole.
     """
     if not folder.is_dir():
         raise FatalInputError(str(folder), "is not an export folder (no such directory)")
@@ -208,33 +216,43 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     quarantine: dict[str, pl.DataFrame] = {}
     read_seconds = 0.0
     accepted = listed = None  # patient ids: accepted, and every one in patients.csv
+    k, to_shards = 1, None  # shards, decided once the patients are known
     for table in schemas.TABLES:
         path = files.get(table)
         if path is None:  # an absent table is an empty frame of the right schema
             inputs[table] = TableInput(present=False)
             empty = pl.DataFrame(schema={c.name: pl.Utf8 for c in schemas.TABLES[table]})
             tables[table] = empty.select(schemas.MODULES[table].typed(ctx))
+            if k > 1:
+                shards.finish(spill, table, tables[table].schema)
             continue
         t_read = time.perf_counter()
         source = _source(path, table, ctx)
         read_seconds += time.perf_counter() - t_read
-        rows, source = _one_pass(source, path, table, ctx)
+        rows, source = _one_pass(source, path, table, ctx, to_shards and to_shards._replace(table=table))
+        engine = "streaming" if isinstance(rows, pl.LazyFrame) else "auto"
+        light = rows.select(LINE, HASH, OK)
+        light = light.collect(engine=engine) if isinstance(light, pl.LazyFrame) else light
         keys = duplicate_keys(table)
-        first = first_distinct(rows[HASH], rows[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
-        inp = inputs[table] = TableInput(present=True, rows_read=rows.height, duplicates_dropped=int((~first).sum()),
+        first = first_distinct(light[HASH], light[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
+        dups = light[LINE].filter(~first)
+        inp = inputs[table] = TableInput(present=True, rows_read=light.height, duplicates_dropped=dups.len(),
                                          file=path.name)
-        rows = rows.filter(first).drop(HASH)
-        reasons = _rule_reasons(rows, source, table, ctx)
+        flagged = light.filter(first & ~light[OK])[LINE]
+        del light, first
+        reasons = _rule_reasons(flagged, source, table, ctx)
+        distinct = rows.lazy().filter(~pl.col(LINE).is_in(dups.implode())) if dups.len() else rows.lazy()
         if table == "patients":
-            reasons = _conflicting_patients(rows, reasons)
+            reasons = _conflicting_patients(distinct.collect(), reasons)
         else:
-            reasons = _unknown_patients(rows, reasons, accepted, listed)
-        kept = rows.filter(~pl.col(LINE).is_in(reasons[LINE].implode())) if reasons.height else rows
+            reasons = _unknown_patients(distinct, reasons, accepted, listed, engine)
+        kept = distinct.filter(~pl.col(LINE).is_in(reasons[LINE].implode())) if reasons.height else distinct
         if table == "patients":
-            accepted, listed = kept["patient_id"], rows["patient_id"].drop_nulls()
+            accepted = kept.select("patient_id").collect()["patient_id"]
+            listed = distinct.select("patient_id").collect()["patient_id"].drop_nulls()
         raw = source.fetch(reasons[LINE]) if reasons.height else source.rows.head(0).collect()
         bad = raw.join(reasons, on=LINE, how="left", maintain_order="left")
-        inp.rows_quarantined, inp.rows_accepted = bad.height, rows.height - bad.height
+        inp.rows_quarantined, inp.rows_accepted = bad.height, inp.rows_read - inp.duplicates_dropped - bad.height
         if inp.rows_read and bad.height / inp.rows_read > max_reject:
             # Values quoted in reasons are row data: the message shows them as '…', like the report.
             general = bad.select(pl.col(LINE), pl.col(REASON).str.replace_all(r"'[^']*'", "'…'"))
@@ -242,10 +260,42 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             line = general.filter(pl.col(REASON) == top)[LINE][0]
             raise reject_error(inp.file, bad.height, inp.rows_read, max_reject, top, n_top, line)
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
-        # One chunk, as the eager reader gave (a streaming read gives many): polars 2.1 panics on a
-        # when/then over strings in several chunks, and every later step is faster on one.
-        tables[table] = kept.drop(LINE, OK).rechunk()
-    return Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect, read_seconds=read_seconds)
+        typed = kept.drop(LINE, OK, HASH)
+        if table == "patients" and spill is not None:
+            k = shards.shard_count(inp.rows_accepted, per_shard)
+            if k > 1:
+                to_shards = _ToShards(spill, table, shards.bounds(accepted, k))
+                shards.write(kept, spill, table, to_shards.cuts)
+        if k > 1:  # the rows are in the shards already: the lines of those not accepted are noted
+            shards.finish(spill, table, typed.collect_schema(),
+                          None if table == "patients" else pl.concat([dups, reasons[LINE].cast(dups.dtype)]))
+            tables[table] = pl.DataFrame(schema=typed.collect_schema())  # replaced below by a scan
+        else:
+            # One chunk, as the eager reader gave (a streaming read gives many): polars 2.1 panics on a
+            # when/then over strings in several chunks, and every later step is faster on one.
+            tables[table] = typed.collect().rechunk()
+    registry = Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect,
+                        read_seconds=read_seconds)
+    if k > 1:
+        shards.open_in(registry, shards.Shards.open(spill, k, list(tables)))
+    return registry
+
+
+class _ToShards(NamedTuple):
+    """Where a table's pass goes when the export is sharded (pipeline/shards.py)."""
+
+    folder: Path
+    table: str
+    cuts: pl.Series
+
+    def write(self, plan: pl.LazyFrame) -> pl.LazyFrame:
+        """The pass written into the shards, and a scan of what was written."""
+        shards.write(plan, self.folder, self.table, self.cuts)
+        files = shards.Shards(self.folder, len(self.cuts) + 1, {}).files(self.table)
+        return pl.scan_ipc(files) if files else pl.LazyFrame(schema=plan.collect_schema())  # a file of no rows
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder / self.table, ignore_errors=True)
 
 
 def _source(path: Path, table: str, ctx: rules.Context, careful: bool = False) -> _Source:
@@ -262,34 +312,44 @@ def _source(path: Path, table: str, ctx: rules.Context, careful: bool = False) -
     return _Source(frame.lazy(), n_header, None)
 
 
-def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context) -> tuple[pl.DataFrame, _Source]:
+def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context,
+              to_shards: _ToShards | None = None) -> tuple[pl.DataFrame | pl.LazyFrame, _Source]:
     """Every row once: its line, a hash of its raw fields, its typed columns and the screen (`_ok`).
 
     A scanned file that turns out not to be simple after all (invalid UTF-8, a row with too
-    many fields) is read again by the careful reader, which explains its problem.
+    many fields) is read again by the careful reader, which explains its problem. With
+    `to_shards`, the pass is written into the export's shards and given back as a scan of them.
     """
     schema = _schema(table, ctx, source.n_header)
     plan = source.rows.select(pl.col(LINE), pl.struct(duplicate_keys(table)).hash(seed=0).alias(HASH),
                               *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK))
     if source.n_rows is None:
-        return plan.collect(), source
+        rows = plan.collect()
+        return (to_shards.write(rows.lazy()) if to_shards else rows), source
     try:
-        rows = plan.collect(engine="streaming")
-        if rows.height == source.n_rows:
-            return rows, source
+        if to_shards is not None:
+            rows = to_shards.write(plan)
+            if rows.select(pl.len()).collect().item() == source.n_rows:
+                return rows, source
+            to_shards.clear()
+        else:
+            rows = plan.collect(engine="streaming")
+            if rows.height == source.n_rows:
+                return rows, source
     except Exception:  # noqa: BLE001 - the careful reader says what is wrong, by line
-        pass
-    return _one_pass(_source(path, table, ctx, careful=True), path, table, ctx)
+        if to_shards is not None:
+            to_shards.clear()
+    return _one_pass(_source(path, table, ctx, careful=True), path, table, ctx, to_shards)
 
 
 def _schema(table: str, ctx: rules.Context, n_header: int) -> pa.DataFrameSchema:
     return schemas.MODULES[table].schema(ctx).add_columns({NFIELDS: rules.field_count(n_header)})
 
 
-def _rule_reasons(rows: pl.DataFrame, source: _Source, table: str, ctx: rules.Context) -> pl.DataFrame:
+def _rule_reasons(flagged: pl.Series, source: _Source, table: str, ctx: rules.Context) -> pl.DataFrame:
     """`_line`, `_reason` of the rows that break a row rule: pandera validates the rows the screen
-    flags (at population scale a handful), read again as written, and gives the reasons."""
-    flagged = rows.filter(~pl.col(OK))[LINE]
+    flags (`flagged`, their lines; at population scale a handful), read again as written, and
+    gives the reasons."""
     if not flagged.len():
         return pl.DataFrame(schema={LINE: pl.Int64, REASON: pl.Utf8})
     raw = source.fetch(flagged)
@@ -366,13 +426,13 @@ def _conflicting_patients(rows: pl.DataFrame, reasons: pl.DataFrame) -> pl.DataF
     return _with_reasons(reasons, shared.join(per_id, on="patient_id").select(LINE, conflict.alias(REASON)))
 
 
-def _unknown_patients(rows: pl.DataFrame, reasons: pl.DataFrame, accepted: pl.Series,
-                      listed: pl.Series) -> pl.DataFrame:
+def _unknown_patients(rows: pl.LazyFrame, reasons: pl.DataFrame, accepted: pl.Series,
+                      listed: pl.Series, engine: str = "auto") -> pl.DataFrame:
     """`reasons` with a reason added to every row whose patient is not accepted."""
     pid = pl.col("patient_id")
     # Lazy, because the engine then splits the probing across cores (half the time of Series.is_in).
-    orphans = rows.lazy().filter(pid.is_not_null() & ~pid.is_in(accepted.implode())).select(LINE, pid).collect() \
-        .rechunk()  # see `ingest`
+    orphans = rows.filter(pid.is_not_null() & ~pid.is_in(accepted.implode())).select(LINE, pid) \
+        .collect(engine=engine).rechunk()  # see `ingest`
     if not orphans.height:
         return reasons
     unknown = (pl.when(pid.is_in(listed.implode()))

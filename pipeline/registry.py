@@ -7,10 +7,12 @@ the quality stage, a run that reads it from the cache) does not load the validat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Iterator
 
 import polars as pl
 
 from pipeline.dialect import Dialect
+from pipeline.shards import Shards
 
 
 @dataclass
@@ -33,14 +35,41 @@ class TableInput:
 
 @dataclass
 class Registry:
-    """The accepted export: typed tables (empty when absent: see `absent`) and accounting."""
+    """The accepted export: typed tables (empty when absent: see `absent`) and accounting.
+
+    A large export is kept in patient shards on disk (`shards`, pipeline/shards.py): then
+    `tables` holds the whole patients table (in shard order) and lazy scans of the others,
+    and what judges patients goes through `parts()`, one shard at a time.
+    """
 
     tables: dict[str, pl.DataFrame]
     inputs: dict[str, TableInput]
     quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
     dialect: Dialect = field(default_factory=Dialect)
     read_seconds: float = 0.0  # of the ingest time, reading the files (the rest is validating)
+    shards: Shards | None = None
+    shard_sizes: list[int] = field(default_factory=list)  # patients per shard, in `tables["patients"]`'s order
 
     @property
     def absent(self) -> list[str]:
         return [t for t, inp in self.inputs.items() if not inp.present]
+
+    @property
+    def n_shards(self) -> int:
+        return self.shards.k if self.shards is not None else 1
+
+    def part(self, i: int) -> dict[str, pl.DataFrame]:
+        """Shard `i`'s tables, in memory (unsharded: the tables themselves)."""
+        if self.shards is None:
+            return self.tables
+        start = sum(self.shard_sizes[:i])
+        return self.shards.load(i, self.tables["patients"].slice(start, self.shard_sizes[i]))
+
+    def parts(self) -> Iterator[dict[str, pl.DataFrame]]:
+        """Every shard's tables in turn; each shard's patients in `tables["patients"]`'s order."""
+        for i in range(self.n_shards):
+            yield self.part(i)
+
+    def shard_registry(self, i: int) -> "Registry":
+        """Shard `i` as a registry of its own (same accounting), for code that takes a Registry."""
+        return Registry(self.part(i), self.inputs, self.quarantine, self.dialect)

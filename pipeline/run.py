@@ -24,6 +24,7 @@ from pipeline.engines import evaluate, sql_cache
 from pipeline.errors import FatalInputError, OutputError, UsageError, cap
 from pipeline.registry import Registry
 from pipeline.runlog import RunLog
+from pipeline.shards import PATIENTS_PER_SHARD
 from pipeline.trial import Trial
 from pipeline.vocabulary import load_vocabulary
 
@@ -49,11 +50,21 @@ class RunOptions:
     spark_master: str = "local[*]"  # --engine spark: where Spark runs (--spark-master)
     spark_conf: dict[str, str] = field(default_factory=dict)  # --spark-conf key=value settings
     quality: str = "native"  # --quality: the suites as native aggregates, or run by great-expectations
+    # --shard-patients: above this, judged in patient shards on disk (pipeline/shards.py). None: the
+    # default, except that --history, which needs the whole export in memory, then judges it whole.
+    shard_patients: int | None = None
 
     def __post_init__(self):
         if not self.trials:
             self.trials = [self.trial]
         self.trial = self.trials[0]
+
+    @property
+    def per_shard(self) -> int | None:
+        """Accepted patients above which the export is sharded; None: never."""
+        if self.shard_patients is None and self.history is not None:
+            return None
+        return self.shard_patients or PATIENTS_PER_SHARD
 
     @property
     def several(self) -> bool:
@@ -86,6 +97,7 @@ class Hooks:
 # What every run folder holds (a run folder appears only when complete): `--force` replaces
 # only a folder that has them, never a folder of other files.
 RUN_FOLDER_FILES = ("summary.json", "evaluation.parquet")
+SHARDS = ".shards"  # inside the unfinished run folder: a large export's tables (pipeline/shards.py)
 
 
 def looks_like_run(folder: Path) -> bool:
@@ -166,7 +178,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             vocab = load_vocabulary(opts.drug_lines)
             key = (cache.export_key(opts.input, dialect, vocab, opts.today, opts.max_reject)
                    if opts.cache_dir is not None and dialect is not None and opts.engine != "spark" else None)
-            registry = cache.load(opts.cache_dir, key) if key else None
+            registry = cache.load(opts.cache_dir, key, sharded=opts.per_shard is not None) if key else None
             if opts.engine == "spark":
                 registry = _spark_ingest(opts, dialect, vocab, log)
             elif registry is not None:
@@ -174,9 +186,21 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             else:
                 from pipeline.ingest import ingest  # the validation stack, loaded only when validating
 
-                registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+                # A large export is kept in shards inside the unfinished run folder (removed before it is
+                # published, or moved into the cache).
+                registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject,
+                                  spill=tmp / SHARDS if opts.per_shard else None, per_shard=opts.per_shard or 0)
                 if key:
                     cache.store(opts.cache_dir, key, registry)
+            if registry.shards is not None:
+                log.event("ingest_validate", f"{registry.inputs['patients'].rows_accepted:,} patients: judged in "
+                          f"{registry.n_shards} shards of about {registry.shard_sizes[0]:,} patients")
+                if opts.history is not None:
+                    raise UsageError(f"--history needs the whole export in memory, and --shard-patients "
+                                     f"{opts.shard_patients:,} cuts this one into {registry.n_shards} shards: leave "
+                                     f"--shard-patients out, or raise it above its "
+                                     f"{registry.inputs['patients'].rows_accepted:,} patients")
+
         # Quarantined rows and quality findings are facts of every export, not alarms: info, so
         # that a normal night stays quiet under cron.
         log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
@@ -203,6 +227,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
                 trial_summary["timings_seconds"] = summary["timings_seconds"]
                 outputs.write_json(trial_summary, tmp / trial_id / "summary.json")
         outputs.write_json(summary, tmp / "summary.json")
+        shutil.rmtree(tmp / SHARDS, ignore_errors=True)  # the shards of an uncached large export
         hooks.before_publish(tmp, summary, timings, log)
         publish(tmp, opts.out, keep_replaced=opts.keep_replaced)
         # The log file stays open across the rename: later events (retention) still reach it.
@@ -321,7 +346,8 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
 
     with _Stage("report", timings, log):
         bench = workbench.build(evaluation, trial, registry.tables, registry.absent, opts.as_of, opts,
-                                opts.shareable, opts.min_cell)
+                                opts.shareable, opts.min_cell,
+                                parts=registry.parts if getattr(registry, "shards", None) is not None else None)
         for note in bench["notes"]:
             log.event("report", f"workbench: {note}", level="warning")
         report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands,

@@ -70,10 +70,11 @@ def _per_patient(rng, pids: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(pids, counts)
 
 
-def generate(n: int, seed: int) -> dict[str, pl.DataFrame]:
+def generate(n: int, seed: int, first: int = 0) -> dict[str, pl.DataFrame]:
+    """n patients, numbered from `first` (a block of a large export: see `write_blocks`)."""
     rng = np.random.default_rng(seed)
     idx = np.arange(n)
-    pid = np.char.add("P", np.char.zfill(idx.astype(str), 7))
+    pid = np.char.add("P", np.char.zfill((idx + first).astype(str), 7))
     age_days = (rng.uniform(16, 78, n) * 365.25).astype(np.int64)
     birth = REF_DAY - age_days
     onset = birth + (rng.uniform(16, 50, n) * 365.25).astype(np.int64)
@@ -402,6 +403,30 @@ def write_export(tables: dict[str, pl.DataFrame], out: Path, dialect: str = "def
             f'encoding = "{dd["encoding"]}"\n', "utf-8")
 
 
+BLOCK = 1_000_000  # patients generated at a time: a 10M export never sits in memory whole
+
+
+def block_seed(seed: int, b: int) -> int:
+    """Block 0 keeps the seed, so an export of up to BLOCK patients is what one call to `generate` gives."""
+    return seed + 1_000_003 * b
+
+
+def write_blocks(n: int, seed: int, out: Path, block: int = BLOCK) -> int:
+    """An export of n patients written block by block (default dialect, no bad rows): each block's
+    patients are numbered on from the last and drawn from their own seed, and its rows appended to the
+    files. Returns the rows written."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    for b, first in enumerate(range(0, n, block)):
+        tables = generate(min(block, n - first), block_seed(seed, b), first)
+        for name, frame in tables.items():
+            with (out / f"{name}.csv").open("wb" if b == 0 else "ab") as f:
+                to_strings(frame, "default").write_csv(f, include_header=b == 0, null_value="")
+        rows += sum(f.height for f in tables.values())
+        del tables
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.synth", description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, required=True)
@@ -412,9 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import time
     t0 = time.perf_counter()
-    tables = generate(args.patients, args.seed)
-    write_export(tables, args.out, args.dialect, args.with_bad_rows)
-    rows = sum(f.height for f in tables.values())
+    if args.patients > BLOCK and args.dialect == "default" and not args.with_bad_rows:
+        rows = write_blocks(args.patients, args.seed, args.out)
+    else:
+        tables = generate(args.patients, args.seed)
+        write_export(tables, args.out, args.dialect, args.with_bad_rows)
+        rows = sum(f.height for f in tables.values())
     print(f"wrote {args.out}: {args.patients:,} patients, {rows:,} rows in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
     return 0

@@ -41,7 +41,7 @@ import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -286,6 +286,7 @@ class _Build:
     sliders: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _extra: pl.DataFrame | None = None
+    parts: Callable[[], Iterator[dict[str, pl.DataFrame]]] | None = None  # a sharded export's shards, in turn
 
     def column(self, name: str, keys: np.ndarray, entries: list) -> int:
         # int64 always: an export of no patient gives empty columns of no particular type
@@ -322,7 +323,12 @@ class _Build:
             return spark_engine.evaluate(self.tables, [part], self.as_of)["_part"]
         from pipeline.criteria.to_polars import Ctx, compile_node
 
-        return compile_node(node, Ctx({k: v.lazy() for k, v in self.tables.items()}, self.as_of)).collect()
+        def judge(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+            return compile_node(node, Ctx({k: v.lazy() for k, v in tables.items()}, self.as_of)).collect()
+
+        if self.parts is not None:  # per patient, so shard by shard (pipeline/shards.py)
+            return pl.concat([judge(tables) for tables in self.parts()], how="vertical_relaxed")
+        return judge(self.tables)
 
     def evidence(self, cid: str, name: str) -> pl.Series:
         return self.ev[f"{cid}__{name}"]
@@ -687,9 +693,14 @@ def _set_text(value: Any, typ: str) -> str:
 
 
 def build(evaluation: pl.DataFrame, trial: Trial, tables: dict[str, pl.DataFrame], absent: list[str],
-          as_of: dt.date, opts=None, shareable: bool = False, min_cell: int = 5) -> dict:
-    """The workbench model for the report: `json` (the embedded payload) and plain facts for the template."""
-    b = _Build(evaluation, trial, tables, set(absent), as_of)
+          as_of: dt.date, opts=None, shareable: bool = False, min_cell: int = 5,
+          parts: Callable[[], Iterator[dict[str, pl.DataFrame]]] | None = None) -> dict:
+    """The workbench model for the report: `json` (the embedded payload) and plain facts for the template.
+
+    `parts`: for a sharded export (pipeline/shards.py), its shards' tables in turn; `tables`
+    then needs only the whole patients table.
+    """
+    b = _Build(evaluation, trial, tables, set(absent), as_of, parts=parts)
     site_col, sites = _site_column(b)
     criteria = [_criterion(b, c) for c in trial.criteria]
     encoded, _ = _encode(b.columns)

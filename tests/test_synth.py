@@ -125,3 +125,18 @@ def test_bad_rows_add_stop_reasons_outside_the_list(tmp_path):
     synth.write_export(synth.generate(300, 3), clean)
     t = pl.read_csv(clean / "treatments.csv", infer_schema=False)
     assert t.filter(given & (pl.col("end_date").is_null() | ~pl.col("stop_reason").is_in(STOP_REASONS))).height == 0
+
+
+def test_a_large_export_is_written_in_blocks(tmp_path):
+    """Block by block: the first block is exactly a one-call export of its size, the next ones number
+    their patients on (ids unique) with rows of their own patients only, headers written once."""
+    synth.write_export(synth.generate(40, seed=9), tmp_path / "one")
+    synth.write_blocks(100, seed=9, out=tmp_path / "blocks", block=40)
+    for name in ("patients", "visits", "treatments", "mri"):
+        one = pl.read_csv(tmp_path / "one" / f"{name}.csv", infer_schema=False)
+        blocks = pl.read_csv(tmp_path / "blocks" / f"{name}.csv", infer_schema=False)
+        assert blocks.head(one.height).equals(one), name
+        assert blocks["patient_id"].is_in(pl.Series([f"P{i:07d}" for i in range(100)]).implode()).all(), name
+    patients = pl.read_csv(tmp_path / "blocks" / "patients.csv", infer_schema=False)["patient_id"]
+    assert patients.to_list() == [f"P{i:07d}" for i in range(100)]
+    assert synth.block_seed(9, 0) == 9 and synth.block_seed(9, 1) != 9

@@ -60,9 +60,8 @@ def overall_status(criteria_ids: list[str]) -> pl.Expr:
             .otherwise(pl.lit("possible")))
 
 
-def _patients(registry) -> pl.DataFrame:
+def _patients(patients) -> pl.DataFrame:
     """patient_id, site_id of every patient, in the patients table's order (from Spark through Arrow)."""
-    patients = registry.tables["patients"]
     if isinstance(patients, pl.DataFrame):
         return patients.select(PID, "site_id")
     from pipeline.spark.frames import to_polars
@@ -74,7 +73,9 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
     """The evaluation matrix: patient_id, site_id, status, a column per criterion, then evidence.
 
     Sorted by patient_id in code-point order. Evidence columns are named
-    `<criterion id>__<evidence>`.
+    `<criterion id>__<evidence>`. A sharded export (pipeline/shards.py) is judged shard by
+    shard; its shards are ranges of patient ids, so their sorted evaluations, one after
+    the other, are the whole one.
     """
     if engine == "polars":
         from pipeline.engines import polars_engine as eng
@@ -87,9 +88,16 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
             raise TypeError("engine 'spark' evaluates a SparkRegistry (tables in Spark), not a Polars Registry")
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    results = eng.evaluate(registry.tables, trial.criteria, as_of)
     absent = set(registry.absent)
-    base = _patients(registry)
+    if getattr(registry, "shards", None) is None:
+        return _evaluation(eng, registry.tables, trial, as_of, absent)
+    whole = pl.concat([_evaluation(eng, tables, trial, as_of, absent) for tables in registry.parts()], rechunk=True)
+    return whole if whole[PID].is_sorted() else whole.sort(PID)  # in order already: checked, not assumed
+
+
+def _evaluation(eng, tables: dict, trial: Trial, as_of: dt.date, absent: set[str]) -> pl.DataFrame:
+    results = eng.evaluate(tables, trial.criteria, as_of)
+    base = _patients(tables["patients"])
     evidence: list[pl.Expr] = []
     for c in trial.criteria:
         res = _normalise(results[c.id])
