@@ -96,7 +96,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "or ge (great-expectations itself, the reference; slower by its import and pandas frames)")
     p.add_argument("--shard-patients", type=_whole(1, 10**9), default=None, metavar="N",
                    help="above N accepted patients, keep the export on disk in patient shards and judge one "
-                        "shard at a time, so that memory stays that of about N patients (default 1,000,000: "
+                        "shard at a time, so that memory stays that of about N patients (default 250,000: "
                         "pipeline/shards.py; polars and duckdb engines)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")

@@ -165,7 +165,7 @@ def _validate(frame: pl.DataFrame, table: str, ctx: rules.Context,
     return frame.with_columns(_scatter(frame.height, flagged, reasons)), parsed.drop("_ok")
 
 
-HASH, OK = "_hash", "_ok"
+HASH, OK, KNOWN = "_hash", "_ok", "_known"
 
 
 @dataclass
@@ -229,9 +229,10 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         t_read = time.perf_counter()
         source = _source(path, table, ctx)
         read_seconds += time.perf_counter() - t_read
-        rows, source = _one_pass(source, path, table, ctx, to_shards and to_shards._replace(table=table))
+        known = [known_patient(accepted)] if accepted is not None else []
+        rows, source = _one_pass(source, path, table, ctx, to_shards and to_shards._replace(table=table), known)
         engine = "streaming" if isinstance(rows, pl.LazyFrame) else "auto"
-        light = rows.select(LINE, HASH, OK)
+        light = rows.select(LINE, HASH, OK, *([KNOWN] if known else []))
         light = light.collect(engine=engine) if isinstance(light, pl.LazyFrame) else light
         keys = duplicate_keys(table)
         first = first_distinct(light[HASH], light[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
@@ -239,13 +240,14 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         inp = inputs[table] = TableInput(present=True, rows_read=light.height, duplicates_dropped=dups.len(),
                                          file=path.name)
         flagged = light.filter(first & ~light[OK])[LINE]
+        orphans = light.filter(first & ~light[KNOWN])[LINE] if known else None
         del light, first
         reasons = _rule_reasons(flagged, source, table, ctx)
         distinct = rows.lazy().filter(~pl.col(LINE).is_in(dups.implode())) if dups.len() else rows.lazy()
         if table == "patients":
             reasons = _conflicting_patients(distinct.collect(), reasons)
         else:
-            reasons = _unknown_patients(distinct, reasons, accepted, listed, engine)
+            reasons = _unknown_patients(rows.lazy(), orphans, reasons, listed, engine)
         kept = distinct.filter(~pl.col(LINE).is_in(reasons[LINE].implode())) if reasons.height else distinct
         if table == "patients":
             accepted = kept.select("patient_id").collect()["patient_id"]
@@ -260,7 +262,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             line = general.filter(pl.col(REASON) == top)[LINE][0]
             raise reject_error(inp.file, bad.height, inp.rows_read, max_reject, top, n_top, line)
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
-        typed = kept.drop(LINE, OK, HASH)
+        typed = kept.drop(LINE, OK, HASH, *([KNOWN] if known else []))
         if table == "patients" and spill is not None:
             k = shards.shard_count(inp.rows_accepted, per_shard)
             if k > 1:
@@ -312,8 +314,8 @@ def _source(path: Path, table: str, ctx: rules.Context, careful: bool = False) -
     return _Source(frame.lazy(), n_header, None)
 
 
-def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context,
-              to_shards: _ToShards | None = None) -> tuple[pl.DataFrame | pl.LazyFrame, _Source]:
+def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context, to_shards: _ToShards | None = None,
+              extra: list[pl.Expr] = ()) -> tuple[pl.DataFrame | pl.LazyFrame, _Source]:
     """Every row once: its line, a hash of its raw fields, its typed columns and the screen (`_ok`).
 
     A scanned file that turns out not to be simple after all (invalid UTF-8, a row with too
@@ -322,7 +324,7 @@ def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context,
     """
     schema = _schema(table, ctx, source.n_header)
     plan = source.rows.select(pl.col(LINE), pl.struct(duplicate_keys(table)).hash(seed=0).alias(HASH),
-                              *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK))
+                              *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK), *extra)
     if source.n_rows is None:
         rows = plan.collect()
         return (to_shards.write(rows.lazy()) if to_shards else rows), source
@@ -339,7 +341,7 @@ def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context,
     except Exception:  # noqa: BLE001 - the careful reader says what is wrong, by line
         if to_shards is not None:
             to_shards.clear()
-    return _one_pass(_source(path, table, ctx, careful=True), path, table, ctx, to_shards)
+    return _one_pass(_source(path, table, ctx, careful=True), path, table, ctx, to_shards, extra)
 
 
 def _schema(table: str, ctx: rules.Context, n_header: int) -> pa.DataFrameSchema:
@@ -426,15 +428,21 @@ def _conflicting_patients(rows: pl.DataFrame, reasons: pl.DataFrame) -> pl.DataF
     return _with_reasons(reasons, shared.join(per_id, on="patient_id").select(LINE, conflict.alias(REASON)))
 
 
-def _unknown_patients(rows: pl.LazyFrame, reasons: pl.DataFrame, accepted: pl.Series,
-                      listed: pl.Series, engine: str = "auto") -> pl.DataFrame:
-    """`reasons` with a reason added to every row whose patient is not accepted."""
+def known_patient(accepted: pl.Series) -> pl.Expr:
+    """Whether a row's patient is accepted (or it has none: a rule of its own says so), computed in
+    the ingest's one pass, where the engine splits the probing across cores."""
     pid = pl.col("patient_id")
-    # Lazy, because the engine then splits the probing across cores (half the time of Series.is_in).
-    orphans = rows.filter(pid.is_not_null() & ~pid.is_in(accepted.implode())).select(LINE, pid) \
-        .collect(engine=engine).rechunk()  # see `ingest`
-    if not orphans.height:
+    return (pid.is_null() | pid.is_in(accepted.implode())).alias(KNOWN)
+
+
+def _unknown_patients(rows: pl.LazyFrame, lines: pl.Series, reasons: pl.DataFrame, listed: pl.Series,
+                      engine: str = "auto") -> pl.DataFrame:
+    """`reasons` with a reason added to every row whose patient is not accepted (their `lines`)."""
+    if not lines.len():
         return reasons
+    pid = pl.col("patient_id")
+    orphans = rows.filter(pl.col(LINE).is_in(lines.implode())).select(LINE, pid).collect(engine=engine) \
+        .rechunk()  # see `ingest`
     unknown = (pl.when(pid.is_in(listed.implode()))
                .then(pl.format("patient_id '{}' was quarantined in patients.csv", pid))
                .otherwise(pl.format("patient_id '{}' is not in patients.csv", pid)))

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import polars as pl
 
-PATIENTS_PER_SHARD = 1_000_000  # up to this an export is judged in memory, whole
+PATIENTS_PER_SHARD = 250_000  # up to this an export is judged in memory, whole (see README, Performance)
 SHARD = "_shard"
 PID = "patient_id"
 LINE = "_line"
-PASS_COLUMNS = ("_line", "_hash", "_ok")  # the ingest's own columns, kept in the files, not in a table
 
 
 def shard_count(patients: int, per_shard: int = PATIENTS_PER_SHARD) -> int:

@@ -56,8 +56,8 @@ def same_outputs(a: Path, b: Path) -> None:
 
 def test_shard_count():
     assert shards.shard_count(0) == 1
-    assert shards.shard_count(1_000_000) == 1  # just in: judged whole
-    assert shards.shard_count(1_000_001) == 2  # just out
+    assert shards.shard_count(shards.PATIENTS_PER_SHARD) == 1  # just in: judged whole
+    assert shards.shard_count(shards.PATIENTS_PER_SHARD + 1) == 2  # just out
     assert shards.shard_count(10, per_shard=3) == 4
 
 
