@@ -243,9 +243,7 @@ def targets(results: list[dict]) -> list[str]:
                 ratio = e["whatif"] / r["floor"]
                 parts.append(f"what-if/floor {ratio:.1f}x (target {WHATIF_TARGET[n]}x: "
                              f"{_verdict(ratio <= WHATIF_TARGET[n])})")
-            smaller = [m for m in by_n if m < n and m >= 100_000]
-            if n > 100_000 and smaller:
-                m = max(smaller)
+            for m in sorted((m for m in by_n if 100_000 <= m < n), reverse=True):  # each smaller size from 100k
                 scale = e["wall"] / by_n[m]["engines"][engine]["wall"]
                 limit = TARGET_SCALING * (n / m) / 10  # 12x for ten times the patients
                 parts.append(f"{n // m}x the patients of {m:,}: {scale:.1f}x the time (linear: at most "

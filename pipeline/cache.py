@@ -162,6 +162,11 @@ def quality_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def has_quality(root: Path, key: str, settings: dict) -> bool:
+    """Whether the quality findings of this export for these settings are stored."""
+    return (_entry(root, key) / "quality" / quality_key(settings) / "quality.json").is_file()
+
+
 def load_quality(root: Path, key: str, settings: dict, results_dir: Path) -> dict | None:
     """The quality findings of this export for these settings (as_of, look-backs, engine), with the raw
     results copied into `results_dir`; None on a miss."""

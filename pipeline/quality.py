@@ -309,7 +309,7 @@ QUALITY_ENGINES = ("native", "ge")
 
 
 def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: Path | None = None,
-                engine: str = "native") -> dict:
+                engine: str = "native", checks: ShardedChecks | None = None) -> dict:
     """Check every present table's quality frame against its suite; return `summary.json` `quality`.
 
     `engine` is `native` (the suites' expectations as aggregate queries of the run's own
@@ -319,7 +319,8 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
 
     Nothing here raises for bad data: a failed expectation is a finding; an
     expectation GE cannot evaluate is reported with its error. With `results_dir`, the raw
-    result of each suite goes to `<results_dir>/<suite>.json`.
+    result of each suite goes to `<results_dir>/<suite>.json`. `checks`: a sharded export's
+    checks already gathered shard by shard (`ShardedChecks`); else its shards are read here.
     """
     if engine not in QUALITY_ENGINES:
         raise ValueError(f"unknown quality engine {engine!r}: one of {', '.join(QUALITY_ENGINES)}")
@@ -334,7 +335,11 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
         if engine != "native":
             raise ValueError("--quality ge needs the whole export in memory; this one is judged in shards: "
                              "use --quality native")
-        return _run_sharded(registry, trial, as_of, results_dir, t0)
+        if checks is None:
+            checks = ShardedChecks(registry, trial, as_of)
+            for tables in registry.parts():
+                checks.add(tables)
+        return checks.result(results_dir)
     else:
         frames = quality_frames(registry, trial, as_of, lazy=engine == "native")
     t_frames = time.perf_counter() - t0
@@ -396,49 +401,75 @@ def _run_native(parts, frames: dict, spark: bool, results_dir: Path | None) -> l
     return findings
 
 
-def _run_sharded(registry: Registry, trial: Trial, as_of: dt.date, results_dir: Path | None, t0: float) -> dict:
-    """The native checks of a sharded export (pipeline/shards.py), one shard at a time.
+class ShardedChecks:
+    """The native checks of a sharded export (pipeline/shards.py), gathered one shard at a time.
 
     A quality frame is a union of per-patient rows, so each shard's frames are its patients'
     rows, and the counts of a check (rows, rows considered, rows breaking it) are the sums
     of the shards' counts. The sampled checks run on one sample drawn across the shards,
-    an equal share from each (the shards are of about equal size: a hash of the patient id).
-    """
-    from pipeline import quality_checks as qc
+    an equal share from each (the shards are ranges of patients of equal counts).
 
-    k = registry.n_shards
-    share = -(-SAMPLE_ROWS // k)
-    parts: list[_Part] = []
-    counts: dict[str, list[pl.DataFrame]] = {}
-    samples: dict[str, list[pl.DataFrame]] = {}
-    for i in range(k):
-        frames = quality_frames(registry.shard_registry(i), trial, as_of, lazy=True, sample_rows=share)
-        parts = parts or _suite_parts(registry, frames)
-        plans = [frames[p.name] if p.sampled else qc.polars_query(frames[p.name], p.expectations) for p in parts]
-        for p, got in zip(parts, pl.collect_all(plans)):
-            (samples if p.sampled else counts).setdefault(p.name, []).append(got)
-    t_frames = time.perf_counter() - t0
-    results = []
-    for p in parts:
-        if p.sampled:
-            results.append(qc.run_polars(pl.concat(samples[p.name]), p.expectations))
-            continue
-        rows = pl.concat(counts[p.name])
-        if any(c.endswith("observed") for c in rows.columns):  # a statistic does not add up over shards
-            raise ValueError(f"suite {p.name}: an aggregate expectation outside the sampled part")
-        results.append(qc.polars_results(rows.sum(), p.expectations))
-    findings = []
-    for p, res in zip(parts, results):
-        if results_dir is not None:
-            results_dir.mkdir(exist_ok=True)
-            write_json(native_raw_result(p.name, p.expectations, res), results_dir / f"{p.name}.json")
-        findings += [_native_finding(p.table, exp, r, p.sampled) for exp, r in zip(p.expectations, res)]
-    return {
-        "sample_rows": SAMPLE_ROWS,
-        "n_findings": sum(1 for f in findings if not f["ok"]),
-        "findings": findings,
-        "seconds": {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)},
-    }
+    `add` takes each shard's tables; a run gives it the shards the criteria have just been
+    judged on (`engines.evaluate(..., each_shard=)`), so that each shard is read once. A
+    failure is kept and reported by `result`, as any failure of the quality stage is: it
+    never stops the criteria.
+    """
+
+    def __init__(self, registry: Registry, trial: Trial, as_of: dt.date):
+        self.registry, self.trial, self.as_of = registry, trial, as_of
+        self.share = -(-SAMPLE_ROWS // registry.n_shards)
+        self.parts: list[_Part] = []
+        self.counts: dict[str, list[pl.DataFrame]] = {}
+        self.samples: dict[str, list[pl.DataFrame]] = {}
+        self.seconds = 0.0
+        self.error: Exception | None = None
+
+    def add(self, tables: dict[str, pl.DataFrame]) -> None:
+        from pipeline import quality_checks as qc
+
+        if self.error is not None:
+            return
+        t0 = time.perf_counter()
+        try:
+            shard = Registry(tables, self.registry.inputs)
+            frames = quality_frames(shard, self.trial, self.as_of, lazy=True, sample_rows=self.share)
+            self.parts = self.parts or _suite_parts(self.registry, frames)
+            plans = [frames[p.name] if p.sampled else qc.polars_query(frames[p.name], p.expectations)
+                     for p in self.parts]
+            for p, got in zip(self.parts, pl.collect_all(plans)):
+                (self.samples if p.sampled else self.counts).setdefault(p.name, []).append(got)
+        except Exception as exc:  # noqa: BLE001 - reported by `result`
+            self.error = exc
+        self.seconds += time.perf_counter() - t0
+
+    def result(self, results_dir: Path | None) -> dict:
+        from pipeline import quality_checks as qc
+
+        if self.error is not None:
+            raise self.error
+        t0 = time.perf_counter()
+        results = []
+        for p in self.parts:
+            if p.sampled:
+                results.append(qc.run_polars(pl.concat(self.samples[p.name]), p.expectations))
+                continue
+            rows = pl.concat(self.counts[p.name])
+            if any(c.endswith("observed") for c in rows.columns):  # a statistic does not add up over shards
+                raise ValueError(f"suite {p.name}: an aggregate expectation outside the sampled part")
+            results.append(qc.polars_results(rows.sum(), p.expectations))
+        findings = []
+        for p, res in zip(self.parts, results):
+            if results_dir is not None:
+                results_dir.mkdir(exist_ok=True)
+                write_json(native_raw_result(p.name, p.expectations, res), results_dir / f"{p.name}.json")
+            findings += [_native_finding(p.table, exp, r, p.sampled) for exp, r in zip(p.expectations, res)]
+        total = self.seconds + time.perf_counter() - t0
+        return {
+            "sample_rows": SAMPLE_ROWS,
+            "n_findings": sum(1 for f in findings if not f["ok"]),
+            "findings": findings,
+            "seconds": {"frames": round(self.seconds, 3), "total": round(total, 3)},
+        }
 
 
 def native_raw_result(name: str, exps: list[dict], results: list) -> dict:

@@ -281,6 +281,19 @@ def _spark_ingest(opts: RunOptions, dialect, vocab, log: RunLog):
     return registry
 
 
+def _sharded_checks(opts: RunOptions, trial: Trial, registry: Registry, key: str | None):
+    """For a sharded export whose quality findings are not cached: the native checks, to be gathered
+    on each shard while the criteria are judged on it (quality.ShardedChecks), else None."""
+    if registry.shards is None or opts.quality != "native":
+        return None
+    try:
+        if key and cache.has_quality(opts.cache_dir, key, quality.settings(trial, opts.as_of, opts.quality)):
+            return None
+    except Exception:  # noqa: BLE001 - the quality stage reports its own failures
+        return None
+    return quality.ShardedChecks(registry, trial, opts.as_of)
+
+
 def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Path, warnings: list[str],
            hooks: Hooks, log: RunLog, timings: dict, key: str | None) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
     """One trial on the validated export: evaluate, check quality, write its files into `folder`.
@@ -288,8 +301,9 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
     Returns its summary (timings filled in by the caller), attrition and evaluation. With several
     trials each gets its own folder with exactly the files a one-trial run writes.
     """
+    checks = _sharded_checks(opts, trial, registry, key)
     with _Stage("evaluate", timings, log):
-        evaluation = evaluate(registry, trial, opts.as_of, opts.engine)
+        evaluation = evaluate(registry, trial, opts.as_of, opts.engine, each_shard=checks and checks.add)
         attr = outputs.attrition(evaluation, trial)
         cands = outputs.candidates(evaluation, trial)
     summary = {
@@ -311,7 +325,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
             settings = quality.settings(trial, opts.as_of, opts.quality)
             found = cache.load_quality(opts.cache_dir, key, settings, folder / "quality") if key else None
             if found is None:
-                found = quality.run_quality(registry, trial, opts.as_of, folder / "quality", opts.quality)
+                found = quality.run_quality(registry, trial, opts.as_of, folder / "quality", opts.quality, checks)
                 seconds = found.pop("seconds")  # timings live in timings_seconds only
                 timings["quality_frames"] = seconds["frames"]
                 if key:
@@ -324,6 +338,9 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
             summary["quality"] = {"error": cap(f"the quality stage failed: {type(exc).__name__}: {exc}", 300),
                                   "n_findings": 0, "findings": []}
             log.event("quality", summary["quality"]["error"], level="warning")
+    if checks is not None:  # the checks' share of the shards' pass is the quality stage's time
+        timings["evaluate"] -= checks.seconds
+        timings["quality"] += checks.seconds
 
     with _Stage("write", timings, log):
         outputs.write_parquet(evaluation, folder / "evaluation.parquet")

@@ -9,6 +9,7 @@ overall status is derived.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Callable
 
 import polars as pl
 
@@ -69,13 +70,15 @@ def _patients(patients) -> pl.DataFrame:
     return to_polars(patients.select(PID, "site_id"))
 
 
-def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "polars") -> pl.DataFrame:
+def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "polars",
+             each_shard: Callable[[dict[str, pl.DataFrame]], None] | None = None) -> pl.DataFrame:
     """The evaluation matrix: patient_id, site_id, status, a column per criterion, then evidence.
 
     Sorted by patient_id in code-point order. Evidence columns are named
     `<criterion id>__<evidence>`. A sharded export (pipeline/shards.py) is judged shard by
     shard; its shards are ranges of patient ids, so their sorted evaluations, one after
-    the other, are the whole one.
+    the other, are the whole one. `each_shard`: also given each shard's tables once judged
+    (the quality checks, so that a shard is read once).
     """
     if engine == "polars":
         from pipeline.engines import polars_engine as eng
@@ -91,7 +94,12 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
     absent = set(registry.absent)
     if getattr(registry, "shards", None) is None:
         return _evaluation(eng, registry.tables, trial, as_of, absent)
-    whole = pl.concat([_evaluation(eng, tables, trial, as_of, absent) for tables in registry.parts()], rechunk=True)
+    parts = []
+    for tables in registry.parts():
+        parts.append(_evaluation(eng, tables, trial, as_of, absent))
+        if each_shard is not None:
+            each_shard(tables)
+    whole = pl.concat(parts, rechunk=True)
     return whole if whole[PID].is_sorted() else whole.sort(PID)  # in order already: checked, not assumed
 
 
