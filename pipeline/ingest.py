@@ -229,10 +229,10 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         t_read = time.perf_counter()
         source = _source(path, table, ctx)
         read_seconds += time.perf_counter() - t_read
-        known = [known_patient(accepted)] if accepted is not None else []
+        known = accepted if table != "patients" else None
         rows, source = _one_pass(source, path, table, ctx, to_shards and to_shards._replace(table=table), known)
         engine = "streaming" if isinstance(rows, pl.LazyFrame) else "auto"
-        light = rows.select(LINE, HASH, OK, *([KNOWN] if known else []))
+        light = rows.select(LINE, HASH, OK, *([KNOWN] if known is not None else []))
         light = light.collect(engine=engine) if isinstance(light, pl.LazyFrame) else light
         keys = duplicate_keys(table)
         first = first_distinct(light[HASH], light[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
@@ -240,7 +240,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         inp = inputs[table] = TableInput(present=True, rows_read=light.height, duplicates_dropped=dups.len(),
                                          file=path.name)
         flagged = light.filter(first & ~light[OK])[LINE]
-        orphans = light.filter(first & ~light[KNOWN])[LINE] if known else None
+        orphans = light.filter(first & ~light[KNOWN])[LINE] if known is not None else None
         del light, first
         reasons = _rule_reasons(flagged, source, table, ctx)
         distinct = rows.lazy().filter(~pl.col(LINE).is_in(dups.implode())) if dups.len() else rows.lazy()
@@ -262,7 +262,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             line = general.filter(pl.col(REASON) == top)[LINE][0]
             raise reject_error(inp.file, bad.height, inp.rows_read, max_reject, top, n_top, line)
         quarantine[table] = bad.select(*[c.name for c in schemas.TABLES[table]], LINE, REASON)
-        typed = kept.drop(LINE, OK, HASH, *([KNOWN] if known else []))
+        typed = kept.drop(LINE, OK, HASH, *([KNOWN] if known is not None else []))
         if table == "patients" and spill is not None:
             k = shards.shard_count(inp.rows_accepted, per_shard)
             if k > 1:
@@ -315,16 +315,19 @@ def _source(path: Path, table: str, ctx: rules.Context, careful: bool = False) -
 
 
 def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context, to_shards: _ToShards | None = None,
-              extra: list[pl.Expr] = ()) -> tuple[pl.DataFrame | pl.LazyFrame, _Source]:
+              accepted: pl.Series | None = None) -> tuple[pl.DataFrame | pl.LazyFrame, _Source]:
     """Every row once: its line, a hash of its raw fields, its typed columns and the screen (`_ok`).
 
     A scanned file that turns out not to be simple after all (invalid UTF-8, a row with too
     many fields) is read again by the careful reader, which explains its problem. With
     `to_shards`, the pass is written into the export's shards and given back as a scan of them.
+    With `accepted` (the patients accepted), each row's `_known` too (`with_known`).
     """
     schema = _schema(table, ctx, source.n_header)
     plan = source.rows.select(pl.col(LINE), pl.struct(duplicate_keys(table)).hash(seed=0).alias(HASH),
-                              *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK), *extra)
+                              *schemas.MODULES[table].typed(ctx), rules.screen(schema).alias(OK))
+    if accepted is not None:
+        plan = with_known(plan, accepted)
     if source.n_rows is None:
         rows = plan.collect()
         return (to_shards.write(rows.lazy()) if to_shards else rows), source
@@ -341,7 +344,7 @@ def _one_pass(source: _Source, path: Path, table: str, ctx: rules.Context, to_sh
     except Exception:  # noqa: BLE001 - the careful reader says what is wrong, by line
         if to_shards is not None:
             to_shards.clear()
-    return _one_pass(_source(path, table, ctx, careful=True), path, table, ctx, to_shards, extra)
+    return _one_pass(_source(path, table, ctx, careful=True), path, table, ctx, to_shards, accepted)
 
 
 def _schema(table: str, ctx: rules.Context, n_header: int) -> pa.DataFrameSchema:
@@ -428,11 +431,14 @@ def _conflicting_patients(rows: pl.DataFrame, reasons: pl.DataFrame) -> pl.DataF
     return _with_reasons(reasons, shared.join(per_id, on="patient_id").select(LINE, conflict.alias(REASON)))
 
 
-def known_patient(accepted: pl.Series) -> pl.Expr:
-    """Whether a row's patient is accepted (or it has none: a rule of its own says so), computed in
-    the ingest's one pass, where the engine splits the probing across cores."""
+def with_known(plan: pl.LazyFrame, accepted: pl.Series) -> pl.LazyFrame:
+    """`plan` with whether each row's patient is accepted (or it has none: a rule of its own says so),
+    in the ingest's one pass. A join, not `is_in`: probing a set of ten million ids row by row
+    took twice as long (4.6 s against 2.1 s for 14 million rows)."""
     pid = pl.col("patient_id")
-    return (pid.is_null() | pid.is_in(accepted.implode())).alias(KNOWN)
+    ids = pl.LazyFrame({"patient_id": accepted, KNOWN: pl.repeat(True, accepted.len(), eager=True)})
+    return (plan.join(ids, on="patient_id", how="left", maintain_order="left")
+            .with_columns((pl.col(KNOWN).fill_null(False) | pid.is_null()).alias(KNOWN)))
 
 
 def _unknown_patients(rows: pl.LazyFrame, lines: pl.Series, reasons: pl.DataFrame, listed: pl.Series,
