@@ -202,8 +202,8 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
 
     With `spill` (a folder to create), an export of more than `per_shard` accepted patients
     is kept on disk instead, in patient shards (pipeline/shards.py): each later table's
-    pass is written to a file and its accepted rows streamed from there into the shards,
-    so that no table is ever in memory whole.
+    pass is written straight into the shards, and the lines of the rows it then sets
+    aside are noted there, so that no table is ever in memory whole.
     """
     if not folder.is_dir():
         raise FatalInputError(str(folder), "is not an export folder (no such directory)")
@@ -293,7 +293,7 @@ class _ToShards(NamedTuple):
     def write(self, plan: pl.LazyFrame) -> pl.LazyFrame:
         """The pass written into the shards, and a scan of what was written."""
         shards.write(plan, self.folder, self.table, self.cuts)
-        files = shards.Shards(self.folder, len(self.cuts) + 1, {}).files(self.table)
+        files = shards.files(self.folder, self.table, range(len(self.cuts) + 1))
         return pl.scan_ipc(files) if files else pl.LazyFrame(schema=plan.collect_schema())  # a file of no rows
 
     def clear(self) -> None:

@@ -69,7 +69,3 @@ class Registry:
         """Every shard's tables in turn; each shard's patients in `tables["patients"]`'s order."""
         for i in range(self.n_shards):
             yield self.part(i)
-
-    def shard_registry(self, i: int) -> "Registry":
-        """Shard `i` as a registry of its own (same accounting), for code that takes a Registry."""
-        return Registry(self.part(i), self.inputs, self.quarantine, self.dialect)

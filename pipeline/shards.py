@@ -22,7 +22,6 @@ every table and the working memory of the whole registry: what lets ten million 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +59,11 @@ def write(rows: pl.LazyFrame, folder: Path, table: str, cuts: pl.Series) -> None
                   mkdir=True)
 
 
+def files(folder: Path, table: str, which) -> list[Path]:
+    """The files of a table's shards `which`, in shard order."""
+    return [f for j in which for f in sorted((folder / table / f"{SHARD}={j}").glob("*.ipc"))]
+
+
 def finish(folder: Path, table: str, schema: pl.Schema, dropped: pl.Series | None = None) -> None:
     """Beside a table's shards: its typed schema (a shard may hold none of its rows) and the lines
     of the rows written there but not accepted."""
@@ -86,8 +90,7 @@ class Shards:
 
     def files(self, table: str, i: int | None = None) -> list[Path]:
         """The files of shard `i` of a table (every shard's when None)."""
-        shards = range(self.k) if i is None else [i]
-        return [f for j in shards for f in sorted((self.folder / table / f"{SHARD}={j}").glob("*.ipc"))]
+        return files(self.folder, table, range(self.k) if i is None else [i])
 
     def table(self, table: str, i: int) -> pl.DataFrame:
         """Shard `i` of a table, in memory: its accepted rows in line order, its typed columns."""
@@ -131,6 +134,3 @@ def open_in(registry, store: Shards, patients: pl.DataFrame | None = None) -> No
     registry.shards, registry.shard_sizes = store, sizes
     registry.tables = {t: patients if t == "patients" else store.scan(t) for t in store.schemas}
 
-
-def remove(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
