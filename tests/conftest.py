@@ -89,3 +89,12 @@ def spark_registry(registry):
 
 
 SPARK = pytest.mark.xdist_group("spark")
+
+
+def synthetic_export(tmp_path_factory, name: str, patients: int = 300, seed: int = 5) -> Path:
+    """A synthetic export with the generator's messy rows (for tests that run msfeas end to end)."""
+    from pipeline.synth import generate, write_export as synth_write
+
+    folder = tmp_path_factory.mktemp(name) / "export"
+    synth_write(generate(patients, seed=seed), folder, with_bad_rows=True)
+    return folder

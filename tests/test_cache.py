@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import cache
 from pipeline.cli import main
-from pipeline.synth import generate, write_export
+from tests.conftest import synthetic_export
 
 FILES = ["evaluation.parquet", "candidates.csv", "attrition.csv", "site_counts.csv", "summary_public.json",
          "report.html", "quarantine/visits.csv", "quarantine/patients.csv", "quality/visits.json"]
@@ -18,9 +18,7 @@ FILES = ["evaluation.parquet", "candidates.csv", "attrition.csv", "site_counts.c
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cache") / "export"
-    write_export(generate(300, seed=5), folder, with_bad_rows=True)
-    return folder
+    return synthetic_export(tmp_path_factory, "cache", seed=5)
 
 
 def run(export, out, *extra):
