@@ -436,7 +436,7 @@ def _main(argv: list[str] | None) -> int:
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
             force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
             history=history_options(args), spark_master=args.spark_master, spark_conf=_spark_conf(args),
-            quality=args.quality, **({"shard_patients": args.shard_patients} if args.shard_patients else {}))
+            quality=args.quality, shard_patients=args.shard_patients)
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.runlog import RunLog

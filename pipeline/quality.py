@@ -350,11 +350,16 @@ def run_quality(registry: Registry, trial: Trial, as_of: dt.date, results_dir: P
         findings = _run_native(parts, frames, spark, results_dir)
     else:
         findings = _run_ge(parts, frames, spark, results_dir)
+    return _stage_result(findings, t_frames, time.perf_counter() - t0)
+
+
+def _stage_result(findings: list[dict], frames_seconds: float, total_seconds: float) -> dict:
+    """What the quality stage returns (`summary.json` `quality`, with its timings to take out)."""
     return {
         "sample_rows": SAMPLE_ROWS,
         "n_findings": sum(1 for f in findings if not f["ok"]),
         "findings": findings,
-        "seconds": {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)},
+        "seconds": {"frames": round(frames_seconds, 3), "total": round(total_seconds, 3)},
     }
 
 
@@ -393,6 +398,11 @@ def _run_native(parts, frames: dict, spark: bool, results_dir: Path | None) -> l
     else:
         rows = pl.collect_all([qc.polars_query(frames[p.name], p.expectations) for p in parts])
         results = [qc.polars_results(row, p.expectations) for row, p in zip(rows, parts)]
+    return _native_findings(parts, results, results_dir)
+
+
+def _native_findings(parts, results: list, results_dir: Path | None) -> list[dict]:
+    """The findings of each part's native results, its raw result written to `results_dir`."""
     findings = []
     for p, res in zip(parts, results):
         if results_dir is not None:
@@ -457,19 +467,10 @@ class ShardedChecks:
             if any(c.endswith("observed") for c in rows.columns):  # a statistic does not add up over shards
                 raise ValueError(f"suite {p.name}: an aggregate expectation outside the sampled part")
             results.append(qc.polars_results(rows.sum(), p.expectations))
-        findings = []
-        for p, res in zip(self.parts, results):
-            if results_dir is not None:
-                results_dir.mkdir(exist_ok=True)
-                write_json(native_raw_result(p.name, p.expectations, res), results_dir / f"{p.name}.json")
-            findings += [_native_finding(p.table, exp, r, p.sampled) for exp, r in zip(p.expectations, res)]
-        total = self.seconds + time.perf_counter() - t0
-        return {
-            "sample_rows": SAMPLE_ROWS,
-            "n_findings": sum(1 for f in findings if not f["ok"]),
-            "findings": findings,
-            "seconds": {"frames": round(self.seconds, 3), "total": round(total, 3)},
-        }
+        if results_dir is not None:
+            results_dir.mkdir(exist_ok=True)
+        findings = _native_findings(self.parts, results, results_dir)
+        return _stage_result(findings, self.seconds, self.seconds + time.perf_counter() - t0)
 
 
 def native_raw_result(name: str, exps: list[dict], results: list) -> dict:

@@ -364,7 +364,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
     with _Stage("report", timings, log):
         bench = workbench.build(evaluation, trial, registry.tables, registry.absent, opts.as_of, opts,
                                 opts.shareable, opts.min_cell,
-                                parts=registry.parts if getattr(registry, "shards", None) is not None else None)
+                                parts=registry.parts if registry.shards is not None else None)
         for note in bench["notes"]:
             log.event("report", f"workbench: {note}", level="warning")
         report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands,

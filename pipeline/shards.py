@@ -48,7 +48,8 @@ def shard_key(cuts: pl.Series) -> pl.Expr:
     """Which shard a row belongs to: how many cuts its patient id is at or after (a row without a
     patient id goes to the first; it is quarantined, and so never read)."""
     # A sum of comparisons rather than a search: a partitioned write takes only row-wise keys, and
-    # there are few cuts (nine for ten million patients).
+    # there are few cuts (39 for ten million patients; a string comparison each, about 1 s per
+    # 23 million rows for all 39).
     pid = pl.col(PID)
     return pl.sum_horizontal([pid >= c for c in cuts], ignore_nulls=True).cast(pl.Int32).alias(SHARD)
 

@@ -92,7 +92,7 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
     else:
         raise ValueError(f"unknown engine {engine!r}")
     absent = set(registry.absent)
-    if getattr(registry, "shards", None) is None:
+    if registry.shards is None:
         return _evaluation(eng, registry.tables, trial, as_of, absent)
     parts = []
     for tables in registry.parts():
