@@ -77,14 +77,14 @@ def export_key(folder: Path, dialect: Dialect | None, vocabulary, today, max_rej
     return h.hexdigest()
 
 
-def _entry(root: Path, key: str) -> Path:
+def entry_dir(root: Path, key: str) -> Path:
     return root / key
 
 
 def load(root: Path, key: str, sharded: bool = True) -> Registry | None:
     """The validated export stored under `key`, or None. `sharded=False`: a run that needs the export
     in memory (`--history`) takes an entry kept in shards as a miss, and reads the export afresh."""
-    entry = _entry(root, key)
+    entry = entry_dir(root, key)
     meta_path = entry / "registry.json"
     if not meta_path.is_file():
         return None
@@ -109,7 +109,7 @@ def load(root: Path, key: str, sharded: bool = True) -> Registry | None:
 
 def store(root: Path, key: str, registry: Registry) -> None:
     """Store a validated export (written beside, then renamed into place: never half an entry)."""
-    entry = _entry(root, key)
+    entry = entry_dir(root, key)
     if entry.exists():
         return
     root.mkdir(parents=True, exist_ok=True)
@@ -164,13 +164,13 @@ def quality_key(settings: dict) -> str:
 
 def has_quality(root: Path, key: str, settings: dict) -> bool:
     """Whether the quality findings of this export for these settings are stored."""
-    return (_entry(root, key) / "quality" / quality_key(settings) / "quality.json").is_file()
+    return (entry_dir(root, key) / "quality" / quality_key(settings) / "quality.json").is_file()
 
 
 def load_quality(root: Path, key: str, settings: dict, results_dir: Path) -> dict | None:
     """The quality findings of this export for these settings (as_of, look-backs, engine), with the raw
     results copied into `results_dir`; None on a miss."""
-    stored = _entry(root, key) / "quality" / quality_key(settings)
+    stored = entry_dir(root, key) / "quality" / quality_key(settings)
     if not (stored / "quality.json").is_file():
         return None
     try:
@@ -184,7 +184,7 @@ def load_quality(root: Path, key: str, settings: dict, results_dir: Path) -> dic
 
 
 def store_quality(root: Path, key: str, settings: dict, found: dict, results_dir: Path) -> None:
-    entry = _entry(root, key)
+    entry = entry_dir(root, key)
     if not entry.is_dir():
         return
     target = entry / "quality" / quality_key(settings)

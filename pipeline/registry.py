@@ -7,7 +7,7 @@ the quality stage, a run that reads it from the cache) does not load the validat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Collection, Iterator
 
 import polars as pl
 
@@ -58,14 +58,15 @@ class Registry:
     def n_shards(self) -> int:
         return self.shards.k if self.shards is not None else 1
 
-    def part(self, i: int) -> dict[str, pl.DataFrame]:
-        """Shard `i`'s tables, in memory (unsharded: the tables themselves)."""
+    def part(self, i: int, only: Collection[str] | None = None) -> dict[str, pl.DataFrame]:
+        """Shard `i`'s tables, in memory (unsharded: the tables themselves). `only`: those in memory,
+        the others as lazy scans of the shard (read if used after all)."""
         if self.shards is None:
             return self.tables
         start = sum(self.shard_sizes[:i])
-        return self.shards.load(i, self.tables["patients"].slice(start, self.shard_sizes[i]))
+        return self.shards.load(i, self.tables["patients"].slice(start, self.shard_sizes[i]), only)
 
-    def parts(self) -> Iterator[dict[str, pl.DataFrame]]:
+    def parts(self, only: Collection[str] | None = None) -> Iterator[dict[str, pl.DataFrame]]:
         """Every shard's tables in turn; each shard's patients in `tables["patients"]`'s order."""
         for i in range(self.n_shards):
-            yield self.part(i)
+            yield self.part(i, only)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, cache, disclosure, outputs, overview, quality, recruitment, report, workbench
+from pipeline import (__version__, cache, disclosure, outputs, overview, quality, recruitment, report,
+                      results_cache, workbench)
 from pipeline.atomic import own_partials, partial_dir, publish, sweep_dead_partials
 from pipeline.dialect import load_dialect
 from pipeline.engines import evaluate, sql_cache
@@ -302,8 +303,14 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
     trials each gets its own folder with exactly the files a one-trial run writes.
     """
     checks = _sharded_checks(opts, trial, registry, key)
+    results = results_cache.for_run(opts.cache_dir, key, opts.engine, opts.as_of)
     with _Stage("evaluate", timings, log):
-        evaluation = evaluate(registry, trial, opts.as_of, opts.engine, each_shard=checks and checks.add)
+        known = results.load(trial.criteria) if results is not None else None
+        evaluation = evaluate(registry, trial, opts.as_of, opts.engine, each_shard=checks and checks.add, known=known)
+        known = known if known is not None and known.patients.equals(evaluation["patient_id"]) else None
+        if known is not None:
+            log.event("evaluate", f"{len(known.results)} of {len(trial.criteria)} criteria as an earlier run on this "
+                      f"export judged them (from the cache {opts.cache_dir})")
         attr = outputs.attrition(evaluation, trial)
         cands = outputs.candidates(evaluation, trial)
     summary = {
@@ -343,6 +350,8 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         timings["quality"] += checks.seconds
 
     with _Stage("write", timings, log):
+        if results is not None:
+            results.store(evaluation, trial.criteria, known)
         outputs.write_parquet(evaluation, folder / "evaluation.parquet")
         outputs.write_csv(cands, folder / "candidates.csv")
         outputs.write_csv(attr, folder / "attrition.csv")

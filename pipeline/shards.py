@@ -23,6 +23,7 @@ every table and the working memory of the whole registry: what lets ten million 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Collection
 from pathlib import Path
 
 import polars as pl
@@ -108,9 +109,12 @@ class Shards:
             rows = rows.filter(~pl.col(LINE).is_in(dropped.implode()))
         return rows.select(list(self.schemas[table]))
 
-    def load(self, i: int, patients: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
-        """Shard `i` of every table; `patients`: its patients, if already in memory."""
-        return {t: patients if t == "patients" and patients is not None else self.table(t, i) for t in self.schemas}
+    def load(self, i: int, patients: pl.DataFrame | None = None,
+             only: Collection[str] | None = None) -> dict[str, pl.DataFrame | pl.LazyFrame]:
+        """Shard `i` of every table; `patients`: its patients, if already in memory. `only`: the tables
+        to read into memory (default all); the others are lazy scans, read only if used."""
+        return {t: patients if t == "patients" and patients is not None
+                else self.table(t, i) if only is None or t in only else self.scan(t, i) for t in self.schemas}
 
     def patients(self) -> tuple[pl.DataFrame, list[int]]:
         """The whole patients table in shard order, and how many patients each shard has."""

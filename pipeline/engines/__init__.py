@@ -9,6 +9,7 @@ overall status is derived.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Callable
 
 import polars as pl
@@ -70,15 +71,30 @@ def _patients(patients) -> pl.DataFrame:
     return to_polars(patients.select(PID, "site_id"))
 
 
+@dataclass
+class Known:
+    """Criteria judged by an earlier run on the same validated export (pipeline/results_cache.py).
+
+    `patients`: the patient ids of that run's evaluation, in its order; `results`: criterion id ->
+    its status (`status`) and evidence (named as in the engines' results), one row per patient in
+    that order. Used only when the ids match this evaluation's, row for row.
+    """
+
+    patients: pl.Series
+    results: dict[str, pl.DataFrame]
+
+
 def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "polars",
-             each_shard: Callable[[dict[str, pl.DataFrame]], None] | None = None) -> pl.DataFrame:
+             each_shard: Callable[[dict[str, pl.DataFrame]], None] | None = None,
+             known: Known | None = None) -> pl.DataFrame:
     """The evaluation matrix: patient_id, site_id, status, a column per criterion, then evidence.
 
     Sorted by patient_id in code-point order. Evidence columns are named
     `<criterion id>__<evidence>`. A sharded export (pipeline/shards.py) is judged shard by
     shard; its shards are ranges of patient ids, so their sorted evaluations, one after
     the other, are the whole one. `each_shard`: also given each shard's tables once judged
-    (the quality checks, so that a shard is read once).
+    (the quality checks, so that a shard is read once). `known`: criteria an earlier run
+    judged on this export (a what-if re-run), taken as they are; only the others are judged.
     """
     if engine == "polars":
         from pipeline.engines import polars_engine as eng
@@ -92,32 +108,60 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
     else:
         raise ValueError(f"unknown engine {engine!r}")
     absent = set(registry.absent)
+    done = known.results if known is not None else {}
+    todo = [c for c in trial.criteria if c.id not in done]
+    evidence: dict[str, list[str]] = {}
+    if todo or not done:
+        frame = _judged(eng, registry, todo, as_of, absent, each_shard, evidence)
+    else:
+        frame = _patients(registry.tables["patients"]).sort(PID)
+        if each_shard is not None:
+            for tables in registry.parts():
+                each_shard(tables)
+    if done and not known.patients.equals(frame[PID]):  # another export's results: judged here after all
+        rest = [c for c in trial.criteria if c.id in done]
+        frame = frame.hstack(_judged(eng, registry, rest, as_of, absent, None, evidence).drop(PID, "site_id"))
+        done = {}
+    for c in trial.criteria:
+        if c.id in done:
+            names = {n: f"{c.id}__{n}" for n in done[c.id].columns if n != "status"}
+            frame = frame.hstack(done[c.id].rename({"status": c.id, **names}))
+            evidence[c.id] = list(names.values())
+    ids = trial.ids
+    return (frame.with_columns(overall_status(ids).alias("status"))
+            .select(PID, "site_id", "status", *ids, *[n for c in trial.criteria for n in evidence[c.id]]))
+
+
+def _judged(eng, registry: Registry, criteria: list, as_of: dt.date, absent: set[str],
+            each_shard: Callable[[dict[str, pl.DataFrame]], None] | None,
+            evidence: dict[str, list[str]]) -> pl.DataFrame:
+    """patient_id, site_id, then each of `criteria`'s status and evidence, sorted by patient_id;
+    `evidence` gets each criterion's evidence columns."""
     if registry.shards is None:
-        return _evaluation(eng, registry.tables, trial, as_of, absent)
+        return _evaluation(eng, registry.tables, criteria, as_of, absent, evidence)
+    # Judging only some criteria (a what-if re-run) needs only their tables in memory; the quality
+    # checks gathered on the way (`each_shard`) read them all.
+    only = None if each_shard is not None else {"patients", *(t for c in criteria for t in c.tables)}
     parts = []
-    for tables in registry.parts():
-        parts.append(_evaluation(eng, tables, trial, as_of, absent))
+    for tables in registry.parts(only):
+        parts.append(_evaluation(eng, tables, criteria, as_of, absent, evidence))
         if each_shard is not None:
             each_shard(tables)
     whole = pl.concat(parts, rechunk=True)
     return whole if whole[PID].is_sorted() else whole.sort(PID)  # in order already: checked, not assumed
 
 
-def _evaluation(eng, tables: dict, trial: Trial, as_of: dt.date, absent: set[str]) -> pl.DataFrame:
-    results = eng.evaluate(tables, trial.criteria, as_of)
+def _evaluation(eng, tables: dict, criteria: list, as_of: dt.date, absent: set[str],
+                evidence: dict[str, list[str]]) -> pl.DataFrame:
+    results = eng.evaluate(tables, criteria, as_of) if criteria else {}
     base = _patients(tables["patients"])
-    evidence: list[pl.Expr] = []
-    for c in trial.criteria:
+    for c in criteria:
         res = _normalise(results[c.id])
         missing = sorted(set(c.tables) & absent)
         ev_cols = [n for n in res.columns if n not in (PID, "status")]
         if missing:  # an absent table is not an empty one: nothing can be judged
             res = res.with_columns(pl.lit("unknown").alias("status"),
                                    *[pl.lit(None, res.schema[n]).alias(n) for n in ev_cols])
-        res = res.rename({"status": c.id, **{n: f"{c.id}__{n}" for n in ev_cols}})
-        base = _attach(base, res)
-        evidence += [pl.col(f"{c.id}__{n}") for n in ev_cols]
-    ids = trial.ids
-    return (base.with_columns(overall_status(ids).alias("status"))
-            .select(PID, "site_id", "status", *ids, *evidence)
-            .sort(PID))
+        evidence[c.id] = [f"{c.id}__{n}" for n in ev_cols]
+        base = _attach(base, res.rename({"status": c.id, **dict(zip(ev_cols, evidence[c.id]))}))
+    return base.sort(PID)

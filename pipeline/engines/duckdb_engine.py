@@ -65,6 +65,8 @@ class Session:
                 self.con.register("arrow_input", frame.to_arrow())
                 self.con.execute(f'create temp table "{name}" as select * from arrow_input')
                 self.con.unregister("arrow_input")
+            elif isinstance(frame, pl.LazyFrame):  # a shard's table no criterion of this run reads
+                self.con.register(name, frame)
             else:
                 self.con.register(name, frame.to_arrow())
         self.con.register("patient_order", tables["patients"].select(PID).with_row_index("pos").to_arrow())
