@@ -594,11 +594,9 @@ def _leb128(values: np.ndarray) -> bytes:
     return groups[k[None, :] < n_bytes[:, None]].tobytes()
 
 
-def packed_keys(columns: list[tuple[str, int]]) -> list[pl.Expr]:
-    """Sort keys equivalent to sorting by `columns` (name, number of distinct keys 0 .. n-1) in turn,
-    packed into as few 64-bit words as hold them: each column takes the bits its largest key needs,
-    most significant first. One or two integer keys sort many times faster than twenty columns
-    (1.3 s to 0.18 s for a million rows), and in the same order."""
+def _words(columns: list[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    """Columns (name, number of distinct keys 0 .. n-1), in turn, packed into as few 64-bit words as
+    hold them: each takes the bits its largest key needs, the first most significant."""
     words: list[list[tuple[str, int]]] = [[]]
     used = 0
     for name, n in columns:
@@ -608,8 +606,15 @@ def packed_keys(columns: list[tuple[str, int]]) -> list[pl.Expr]:
             used = 0
         words[-1].append((name, bits))
         used += bits
+    return words
+
+
+def packed_keys(columns: list[tuple[str, int]]) -> list[pl.Expr]:
+    """Sort keys equivalent to sorting by `columns` (name, number of distinct keys 0 .. n-1) in turn,
+    packed into as few 64-bit words as hold them (`_words`). One or two integer keys sort many
+    times faster than twenty columns (1.3 s to 0.18 s for a million rows), and in the same order."""
     keys = []
-    for word in words:
+    for word in _words(columns):
         key = pl.lit(0, pl.UInt64)
         for name, bits in word:
             key = key * pl.lit(1 << bits, pl.UInt64) + pl.col(name).cast(pl.UInt64)
@@ -617,13 +622,30 @@ def packed_keys(columns: list[tuple[str, int]]) -> list[pl.Expr]:
     return keys
 
 
+def unpacked(columns: list[tuple[str, int]]) -> list[pl.Expr]:
+    """The columns back from the words `packed_keys` made of them (named w0, w1, ...)."""
+    out = []
+    for j, word in enumerate(_words(columns)):
+        shift = 0
+        for name, bits in reversed(word):
+            out.append((pl.col(f"w{j}") // pl.lit(1 << shift, pl.UInt64) % pl.lit(1 << bits, pl.UInt64))
+                       .cast(pl.Int64).alias(name))
+            shift += bits
+    return out
+
+
 def _encode(columns: list[_Column]) -> tuple[dict, dict]:
     """Distinct combinations with their count, column by column, deflated; and the row count."""
     frame = pl.DataFrame({f"c{i}": c.keys for i, c in enumerate(columns)})
-    grouped = frame.group_by(frame.columns).len("n")
     # Rows sorted by the columns of fewest distinct values first: long runs, which deflate well.
+    # Grouped and sorted on the columns packed into one or two words, which is the same grouping
+    # and the same order as on the columns themselves (the packing is exact), five times faster.
     order = sorted(frame.columns, key=lambda c: (len(columns[int(c[1:])].entries), int(c[1:])))
-    grouped = grouped.sort(packed_keys([(c, len(columns[int(c[1:])].entries)) for c in order]))
+    sizes = [(c, len(columns[int(c[1:])].entries)) for c in order]
+    words = [f"w{j}" for j in range(len(_words(sizes)))]
+    grouped = (frame.select([k.alias(w) for k, w in zip(packed_keys(sizes), words)])
+               .group_by(words).len("n").sort(words)
+               .select(*unpacked(sizes), "n"))
     raw = bytearray()
     widths = []
     for i, c in enumerate(columns):

@@ -72,6 +72,36 @@ def test_any_byte_changed_is_a_miss(export, tmp_path):
     same_outputs(tmp_path / "b", tmp_path / "fresh")
 
 
+def test_the_key_sees_every_byte_of_every_block(tmp_path, monkeypatch):
+    """The export is hashed in blocks, several at a time: a byte changed in any block, a file cut at
+    a block's edge or grown by one byte, a file renamed, each gives another key."""
+    from pipeline.dialect import Dialect
+    from pipeline.vocabulary import load_vocabulary
+    import datetime as dt
+
+    monkeypatch.setattr(cache, "BLOCK", 16)
+    folder = tmp_path / "e"
+    folder.mkdir()
+    body = bytes(range(256)) * 3
+    (folder / "patients.csv").write_bytes(body)
+    (folder / "visits.csv").write_bytes(body[:40])
+
+    def key():
+        return cache.export_key(folder, Dialect(), load_vocabulary(None), dt.date(2026, 11, 1), 0.05)
+
+    first = key()
+    assert key() == first
+    seen = {first}
+    for change in (lambda b: b[:100] + b"x" + b[101:], lambda b: b[:-1] + b"y", lambda b: b[:32], lambda b: b + b"\0"):
+        (folder / "patients.csv").write_bytes(change(body))
+        seen.add(key())
+    (folder / "patients.csv").write_bytes(body)
+    assert key() == first
+    (folder / "visits.csv").rename(folder / "relapses.csv")
+    seen.add(key())
+    assert len(seen) == 6
+
+
 def test_the_cache_is_the_owners_only_and_bounded(export, tmp_path, monkeypatch):
     c = tmp_path / "cache"
     monkeypatch.setattr(cache, "KEEP", 2)

@@ -739,3 +739,22 @@ def test_packed_sort_keys_give_the_column_order(sizes):
     want = frame.sort(order)
     got = frame.sort(packed_keys([(c, sizes[int(c[1:])]) for c in order]))
     assert got.equals(want)
+
+
+@pytest.mark.parametrize("sizes", [[3, 3, 5, 40, 200, 2], [60_000, 60_000, 60_000, 60_000, 3, 7], [1, 2, 256, 257],
+                                   [2**20, 2**20, 2**20, 5]])
+def test_the_payload_rows_are_the_distinct_combinations_in_column_order(sizes):
+    """`_encode` groups and sorts on packed words and unpacks them: the same rows, counts and
+    order as grouping by the columns themselves and sorting by each in turn (fewest keys first)."""
+    import numpy as np
+
+    from pipeline.workbench import _Column, _encode
+
+    rng = np.random.default_rng(sum(sizes))
+    cols = [_Column(f"x{i}", rng.integers(0, n, 20_000), list(range(n))) for i, n in enumerate(sizes)]
+    _, rows = _encode(cols)
+    frame = pl.DataFrame({f"c{i}": c.keys for i, c in enumerate(cols)})
+    order = sorted(frame.columns, key=lambda c: (sizes[int(c[1:])], int(c[1:])))
+    want = frame.group_by(frame.columns).len("n").sort(order)
+    got = pl.DataFrame(rows).select(want.columns).cast(want.schema)
+    assert got.height > 1 and got.equals(want)
