@@ -100,8 +100,10 @@ class Results:
             return None
         return Known(patients, {cid: f for cid, f in found.items() if f.height == patients.len()})
 
-    def store(self, evaluation: pl.DataFrame, criteria, known: Known | None) -> None:
-        """Keep the results of `criteria` that were judged in this run (not taken from `known`)."""
+    def store(self, evaluation: pl.DataFrame, criteria, known: Known | None, absent: list[str] = ()) -> None:
+        """Keep the results of `criteria` that were judged in this run (not taken from `known`), and make
+        room: the least recently used results and workbench parts of other rules go (`absent`: the
+        export's absent tables, which name this run's parts)."""
         if not self.folder.parent.is_dir():  # the export itself is not in the cache
             return
         taken = known.results if known is not None and known.patients.equals(evaluation[PID]) else {}
@@ -115,15 +117,83 @@ class Results:
                 frame = evaluation.select(pl.col(c.id).alias("status"),
                                           *[pl.col(f"{c.id}__{n}").alias(n) for n in c.evidence])
                 _write(frame, self._path(c))
-            self._evict(keep={self._path(c).name for c in criteria})
+            parts = self.parts(list(absent), evaluation.height)
+            self._evict(keep={self._path(c).name for c in criteria} | {parts._stem(c) for c in criteria})
         except (OSError, pl.exceptions.PolarsError):
             pass
 
     def _evict(self, keep: set[str]) -> None:
-        others = sorted((p for p in self.folder.glob("*.ipc") if p.name != PATIENTS and p.name not in keep),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
+        others = sorted((p for p in self.folder.glob("*.ipc") if p.name != PATIENTS and p.name not in keep
+                         and not p.name.startswith("part-")), key=lambda p: p.stat().st_mtime, reverse=True)
+        parts = sorted((p for p in self.folder.glob("part-*.json") if p.stem not in keep),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
         for old in others[KEEP:]:
             old.unlink(missing_ok=True)
+        for old in parts[KEEP:]:
+            old.with_suffix(".ipc").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+
+    def parts(self, absent: list[str], population: int) -> "Parts":
+        """Where the report's workbench keeps each criterion's part of the page (`workbench.Part`)."""
+        return Parts(self, frozenset(absent), population)
+
+
+@dataclasses.dataclass
+class Parts:
+    """The workbench's part of the page for each criterion (`workbench.build(kept=...)`).
+
+    A part is what the page shows of a criterion: its sliders, their positions, and per patient
+    the codes of the values they compare. It follows from the criterion's results (its rule, the
+    date, the engine, as above) and from how the criterion is written (its id, text, parameters
+    and their names, which parameters this run set), and from the tables absent from the export;
+    all of that is the key. The page's code is part of the export's key (pipeline/cache.py).
+    """
+
+    results: Results
+    absent: frozenset[str]
+    population: int
+
+    def _stem(self, c) -> str:
+        about = json.dumps({"id": c.id, "kind": c.kind, "text": c.text, "parameters": c.parameters,
+                            "types": c.param_types, "overridden": sorted(c.overridden),
+                            "node": dataclasses.asdict(c.node), "absent": sorted(self.absent & set(c.tables))},
+                           sort_keys=True, default=_plain)
+        r = key(c.node, self.results.engine, self.results.as_of)
+        return "part-" + hashlib.sha256(f"{r}\0{about}".encode()).hexdigest()
+
+    def load(self, c):
+        from pipeline.workbench import Part, _Column
+
+        stem = self.results.folder / self._stem(c)
+        try:
+            meta = json.loads(stem.with_suffix(".json").read_text("utf-8"))
+            keys = pl.read_ipc(stem.with_suffix(".ipc"))
+            if keys.height != self.population or keys.width != len(meta["columns"]):
+                return None
+            columns = [_Column(m["name"], keys[f"k{i}"].cast(pl.Int64).to_numpy(),
+                               [tuple(e) if isinstance(e, list) else e for e in m["entries"]])
+                       for i, m in enumerate(meta["columns"])]
+            os.utime(stem.with_suffix(".json"))
+            return Part(meta["entry"], columns, meta["sliders"], meta["notes"])
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+            return None
+
+    def store(self, c, part) -> None:
+        if not self.results.folder.parent.is_dir():  # the export itself is not in the cache
+            return
+        stem = self.results.folder / self._stem(c)
+        meta = {"entry": part.entry, "sliders": part.sliders, "notes": part.notes,
+                "columns": [{"name": col.name, "entries": col.entries} for col in part.columns]}
+        keys = pl.DataFrame({f"k{i}": pl.Series(col.keys).shrink_dtype() for i, col in enumerate(part.columns)},
+                            height=self.population)
+        try:
+            self.results.folder.mkdir(mode=0o700, exist_ok=True)
+            _write(keys, stem.with_suffix(".ipc"))
+            tmp = stem.with_name(f".{stem.name}.json.{os.getpid()}")
+            tmp.write_text(json.dumps(meta), "utf-8")
+            tmp.replace(stem.with_suffix(".json"))
+        except (OSError, TypeError, ValueError, pl.exceptions.PolarsError):
+            pass
 
 
 def _write(frame: pl.DataFrame, path: Path) -> None:

@@ -350,9 +350,6 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         timings["quality"] += checks.seconds
 
     with _Stage("write", timings, log):
-        if results is not None:
-            results.store(evaluation, trial.criteria, known)
-        outputs.write_parquet(evaluation, folder / "evaluation.parquet")
         outputs.write_csv(cands, folder / "candidates.csv")
         outputs.write_csv(attr, folder / "attrition.csv")
         qdir = folder / "quarantine"
@@ -361,7 +358,49 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
             outputs.write_csv(frame, qdir / f"{table}.csv")
         disclosure.write(summary, folder, opts.min_cell)
         hooks.add_results(folder, summary, evaluation, log, trial)
+    # The evaluation's two copies (its Parquet file, the criteria's results for a re-run) are written
+    # by a thread while the report is built: polars writes without holding the interpreter, and the
+    # report is mostly Python (half a second at a million patients). Waited for before returning.
+    behind = _Behind()
+    behind.start(lambda: (results.store(evaluation, trial.criteria, known, registry.absent) if results is not None else None,
+                          outputs.write_parquet(evaluation, folder / "evaluation.parquet")))
+    try:
+        _history_and_report(opts, trial, registry, folder, log, timings, summary, evaluation, attr, cands,
+                            results.parts(registry.absent, evaluation.height) if results is not None else None)
+    except BaseException:
+        behind.thread.join()  # the run's own error is the one reported
+        raise
+    t_wait = time.perf_counter()
+    behind.wait()
+    timings["write"] += time.perf_counter() - t_wait
+    return summary, attr, evaluation
 
+
+class _Behind:
+    """One piece of work done by a thread; `wait` gives back its exception, if any."""
+
+    def start(self, work) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+
+        def run():
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - handed to `wait`
+                self.error = exc
+        self.thread = threading.Thread(target=run, name="msfeas-write", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _history_and_report(opts: RunOptions, trial: Trial, registry: Registry, folder: Path, log: RunLog,
+                        timings: dict, summary: dict, evaluation: pl.DataFrame, attr: pl.DataFrame,
+                        cands: pl.DataFrame, kept: results_cache.Parts | None) -> None:
     section = None
     if opts.history is not None:  # --history: the trial at past dates, the projection and its back-test
         with _Stage("history", timings, log):
@@ -373,10 +412,9 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
     with _Stage("report", timings, log):
         bench = workbench.build(evaluation, trial, registry.tables, registry.absent, opts.as_of, opts,
                                 opts.shareable, opts.min_cell,
-                                parts=registry.parts if registry.shards is not None else None)
+                                parts=registry.parts if registry.shards is not None else None, kept=kept)
         for note in bench["notes"]:
             log.event("report", f"workbench: {note}", level="warning")
         report.write(folder / "report.html", summary, evaluation, attr, trial, registry.quarantine, cands,
                      history=section, workbench=bench)
-    return summary, attr, evaluation
 

@@ -186,12 +186,11 @@ def _scale(node: Node, grid: str, values: dict[str, pl.Series]) -> Scale:
 def codes(values: pl.Series, grid: list[float]) -> np.ndarray:
     """2 * #(G < v) + (v in G); -1 for a missing value. G sorted ascending."""
     g = np.asarray(grid, dtype=np.float64)
-    v = values.cast(pl.Float64).to_numpy()
-    missing = np.isnan(v) | values.is_null().to_numpy()
-    v = np.where(missing, 0.0, v)
+    v = values.cast(pl.Float64).to_numpy()  # a missing value is NaN here
     below = np.searchsorted(g, v, side="left")
-    at = np.searchsorted(g, v, side="right") - below
-    return np.where(missing, -1, 2 * below + at).astype(np.int64)
+    out = 2 * below + (np.searchsorted(g, v, side="right") - below)
+    out[np.isnan(v)] = -1
+    return out.astype(np.int64, copy=False)
 
 
 def ge(c: int, i: int) -> bool:
@@ -402,14 +401,26 @@ def _leaf_tuples(b: _Build, cid: str, node: Node, grids: dict[str, list[float]],
 
 
 def _pack(comps: list[np.ndarray]) -> tuple[np.ndarray, list[tuple]]:
+    """Per patient the rank of its tuple of codes among the distinct tuples, and those tuples in order.
+
+    A tuple is a number in mixed radix (each code + 1, below its base); when the numbers are few
+    enough to count (the usual case), the ranks come from a table of them, in linear time, rather
+    than by sorting a million numbers for each column of the page."""
     key = np.zeros(len(comps[0]), dtype=np.int64)
-    mult = 1
+    mult, radix = 1, []
     for c in comps:
+        base = int(c.max(initial=0)) + 2
         key += (c + 1) * mult
-        mult *= int(c.max(initial=0)) + 2
-    uniq, first = np.unique(key, return_index=True)
-    entries = [tuple(int(c[i]) for c in comps) for i in first]
-    return np.searchsorted(uniq, key).astype(np.int64), entries
+        radix.append((mult, base))
+        mult *= base
+    if mult <= 1 << 22:
+        present = np.bincount(key, minlength=mult) > 0
+        uniq = np.flatnonzero(present)
+        rank = (np.cumsum(present) - 1)[key]
+    else:
+        uniq, rank = np.unique(key, return_inverse=True)
+    entries = [tuple(int(u) // m % b - 1 for m, b in radix) for u in uniq]
+    return rank.astype(np.int64, copy=False), entries
 
 
 def _uses(crit: Criterion) -> dict[str, list[tuple[Node, str]]]:
@@ -540,6 +551,52 @@ def _criterion(b: _Build, crit: Criterion) -> dict:
         entry["tree"] = {"op": "col", "col": b.status_column(f"{cid}", b.ev[cid])}
         return entry
     entry["tree"] = tree
+    return entry
+
+
+@dataclass
+class Part:
+    """What one criterion adds to the page: its entry, its columns, its sliders and its notes.
+
+    Indices in `entry` (columns, sliders) count from the part's own first column and slider, so
+    that a part can be kept (a what-if re-run finds the parts of the criteria it did not change,
+    pipeline/results_cache.py) and placed again among other criteria's."""
+
+    entry: dict
+    columns: list[_Column]
+    sliders: list[dict]
+    notes: list[str]
+
+
+def _shifted(entry: dict, columns: int, sliders: int) -> dict:
+    """A copy of a criterion's entry with its column and slider indices moved by `columns`, `sliders`."""
+    def tree(node: dict) -> dict:
+        node = dict(node)
+        if "col" in node:
+            node["col"] += columns
+        if "bounds" in node:
+            node["bounds"] = {f: {**bd, "slider": bd["slider"] + sliders} if "slider" in bd else dict(bd)
+                              for f, bd in node["bounds"].items()}
+        if "of" in node:
+            node["of"] = [tree(ch) for ch in node["of"]]
+        return node
+    return {**entry, "sliders": [j + sliders for j in entry["sliders"]], "tree": tree(entry["tree"])}
+
+
+def _part(b: _Build, crit: Criterion) -> Part:
+    """The criterion's part of the page, built from the run's evaluation (and tables, for subtrees)."""
+    n_cols, n_sliders, n_notes = len(b.columns), len(b.sliders), len(b.notes)
+    entry = _criterion(b, crit)
+    part = Part(_shifted(entry, -n_cols, -n_sliders), b.columns[n_cols:], b.sliders[n_sliders:], b.notes[n_notes:])
+    del b.columns[n_cols:], b.sliders[n_sliders:], b.notes[n_notes:]
+    return part
+
+
+def _place(b: _Build, part: Part) -> dict:
+    entry = _shifted(part.entry, len(b.columns), len(b.sliders))
+    b.columns += part.columns
+    b.sliders += part.sliders
+    b.notes += part.notes
     return entry
 
 
@@ -716,15 +773,24 @@ def _set_text(value: Any, typ: str) -> str:
 
 def build(evaluation: pl.DataFrame, trial: Trial, tables: dict[str, pl.DataFrame], absent: list[str],
           as_of: dt.date, opts=None, shareable: bool = False, min_cell: int = 5,
-          parts: Callable[[], Iterator[dict[str, pl.DataFrame]]] | None = None) -> dict:
+          parts: Callable[[], Iterator[dict[str, pl.DataFrame]]] | None = None, kept=None) -> dict:
     """The workbench model for the report: `json` (the embedded payload) and plain facts for the template.
 
     `parts`: for a sharded export (pipeline/shards.py), its shards' tables in turn; `tables`
-    then needs only the whole patients table.
+    then needs only the whole patients table. `kept`: where criteria's parts of the page are kept
+    for a re-run on the same export (`load(criterion)` a `Part` or None, `store(criterion, part)`;
+    pipeline/results_cache.py).
     """
     b = _Build(evaluation, trial, tables, set(absent), as_of, parts=parts)
     site_col, sites = _site_column(b)
-    criteria = [_criterion(b, c) for c in trial.criteria]
+    criteria = []
+    for c in trial.criteria:
+        part = kept.load(c) if kept is not None else None
+        if part is None:
+            part = _part(b, c)
+            if kept is not None:
+                kept.store(c, part)
+        criteria.append(_place(b, part))
     encoded, _ = _encode(b.columns)
     columns = [{"name": c.name, "dict": c.entries} for c in b.columns]
     command = _command(opts, trial) if opts is not None else {"args": ["msfeas", "run"], "kept": []}

@@ -10,7 +10,7 @@ import json
 import polars as pl
 import pytest
 
-from pipeline import engines, results_cache
+from pipeline import engines, results_cache, workbench
 from pipeline.cli import main
 from pipeline.criteria.load import load_trial
 from tests.conftest import synthetic_export
@@ -55,6 +55,18 @@ def counting(monkeypatch):
     return seen
 
 
+def building(monkeypatch):
+    """The criteria whose part of the report's workbench is built (not found kept)."""
+    built: list[str] = []
+    real = workbench._part
+
+    def spy(b, crit):
+        built.append(crit.id)
+        return real(b, crit)
+    monkeypatch.setattr(workbench, "_part", spy)
+    return built
+
+
 @pytest.mark.parametrize("engine", ["polars", "duckdb"])
 @pytest.mark.parametrize("shards", [None, "40"])
 def test_a_whatif_rerun_judges_only_the_changed_criterion(export, tmp_path, monkeypatch, engine, shards):
@@ -62,19 +74,20 @@ def test_a_whatif_rerun_judges_only_the_changed_criterion(export, tmp_path, monk
     extra = ["--engine", engine, "--cache", str(c), *(["--shard-patients", shards] if shards else [])]
     assert run(export, tmp_path / "first", *extra) == 0
     assert taken(tmp_path / "first") is None
-    seen = counting(monkeypatch)
+    seen, built = counting(monkeypatch), building(monkeypatch)
     assert run(export, tmp_path / "whatif", *extra, "--set", "edss_range.max_edss=7.0") == 0
     monkeypatch.undo()
     assert set(seen) == {"edss_range"}  # on every shard, and nothing else
+    assert built == ["edss_range"]
     n = len(load_trial("nct04203017").criteria)
     assert taken(tmp_path / "whatif").startswith(f"{n - 1} of {n} criteria")
     fresh = judged_fresh(export, tmp_path / "fresh", "--engine", engine, "--set", "edss_range.max_edss=7.0")
     same_outputs(tmp_path / "whatif", fresh)
     # and back: every criterion now stored, none judged, still the same outputs
-    seen = counting(monkeypatch)
+    seen, built = counting(monkeypatch), building(monkeypatch)
     assert run(export, tmp_path / "back", *extra) == 0
     monkeypatch.undo()
-    assert seen == []
+    assert seen == [] and built == []
     same_outputs(tmp_path / "back", tmp_path / "first")
 
 
@@ -111,12 +124,16 @@ def test_a_damaged_or_foreign_result_is_judged_again(export, tmp_path, monkeypat
     c = tmp_path / "cache"
     assert run(export, tmp_path / "first", "--cache", str(c)) == 0
     (folder,) = c.glob("*/criteria")
-    files = sorted(p for p in folder.glob("*.ipc") if p.name != results_cache.PATIENTS)
+    files = sorted(p for p in folder.glob("*.ipc") if p.name != results_cache.PATIENTS
+                   and not p.name.startswith("part-"))
     files[0].write_bytes(b"not an arrow file")
-    seen = counting(monkeypatch)
+    parts = sorted(folder.glob("part-*.json"))
+    parts[0].write_text("{")
+    parts[1].with_suffix(".ipc").write_bytes(b"")
+    seen, built = counting(monkeypatch), building(monkeypatch)
     assert run(export, tmp_path / "again", "--cache", str(c)) == 0
     monkeypatch.undo()
-    assert len(seen) >= 1
+    assert len(seen) >= 1 and len(built) == 2
     same_outputs(tmp_path / "again", tmp_path / "first")
     # stored ids of other patients: nothing stored is used, every criterion is judged
     ids = pl.read_ipc(folder / results_cache.PATIENTS)
@@ -138,8 +155,11 @@ def test_only_the_most_recent_results_are_kept(export, tmp_path, monkeypatch):
     (folder,) = c.glob("*/criteria")
     trial = load_trial("nct04203017", ["edss_range.max_edss=6.5"])
     current = {f"{results_cache.key(x.node, 'polars', AS_OF)}.ipc" for x in trial.criteria}
-    names = {p.name for p in folder.glob("*.ipc")} - {results_cache.PATIENTS}
+    names = {p.name for p in folder.glob("*.ipc") if not p.name.startswith("part-")} - {results_cache.PATIENTS}
     assert current <= names and len(names - current) == 2  # the run's own, and the two most recent others
+    parts = {p.stem for p in folder.glob("part-*.json")}
+    assert {p.stem for p in folder.glob("part-*.ipc")} == parts
+    assert len(parts) == len(trial.criteria) + 2
 
 
 def test_no_cache_keeps_no_results(export, tmp_path, monkeypatch):

@@ -758,3 +758,21 @@ def test_the_payload_rows_are_the_distinct_combinations_in_column_order(sizes):
     want = frame.group_by(frame.columns).len("n").sort(order)
     got = pl.DataFrame(rows).select(want.columns).cast(want.schema)
     assert got.height > 1 and got.equals(want)
+
+
+@pytest.mark.parametrize("shape", [[60], [3, 80, 2], [4000, 4000, 3], [1]])
+def test_packed_code_tuples_rank_as_sorted(shape):
+    """`_pack`: each patient's key is the rank of its code tuple among the distinct tuples, which are
+    listed in ascending mixed-radix order (a table of counts for few tuples, a sort for many)."""
+    import numpy as np
+
+    from pipeline.workbench import _pack
+
+    rng = np.random.default_rng(len(shape))
+    comps = [rng.integers(-1, n, 50_000) for n in shape]
+    keys, entries = _pack(comps)
+    tuples = list(zip(*[c.tolist() for c in comps]))
+    want = sorted(set(tuples), key=lambda t: sum((x + 1) * m for x, m in zip(t, np.cumprod([1] + [
+        int(c.max()) + 2 for c in comps[:-1]]).tolist())))
+    assert entries == want
+    assert [entries[k] for k in keys.tolist()] == tuples
