@@ -12,6 +12,7 @@ environment, and every message is one bounded line (`errors.describe`).
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import os
 import signal
@@ -393,7 +394,14 @@ def entry() -> None:
     exit would then end the process by SIGINT instead of exiting with status 130.
     """
     code = main()
-    if SIGNALLED:
+    if SIGNALLED or "pyspark" not in sys.modules:
+        # Otherwise too, once the streams are flushed and the exit handlers run, the process leaves
+        # without tearing down the interpreter: freeing every module and object of polars, numpy
+        # and the rest one by one takes 60 ms, a tenth of a what-if re-run on 20,000 patients, and
+        # nothing of the run is left to write by then. (Not with Spark: its gateway has its own
+        # shutdown, and a Spark run lasts seconds.)
+        if not SIGNALLED:
+            atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

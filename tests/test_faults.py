@@ -719,3 +719,15 @@ def test_a_signal_before_the_partial_folder_is_named_still_removes_it(tmp_path, 
     with pytest.raises(Terminated):
         run_module.run(opts)
     assert not [p for p in out.parent.iterdir() if ".partial-" in p.name]
+
+
+def test_the_process_leaves_with_the_status_and_every_line_written(small, tmp_path):
+    """`entry` leaves by os._exit (no interpreter teardown) once the exit handlers ran and the streams
+    are flushed: the summary is whole on a pipe, the status is the run's, and the run log complete."""
+    ok = spawn("run", "--input", small, "--out", tmp_path / "out", "--as-of", D1)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.rstrip().splitlines()[-1].startswith("data quality:")
+    log = (tmp_path / "out" / "run.log").read_text().splitlines()
+    assert json.loads(log[-1])["stage"] == "publish"
+    again = spawn("run", "--input", small, "--out", tmp_path / "out", "--as-of", D1)
+    assert again.returncode == 2 and "pass --force" in again.stderr
