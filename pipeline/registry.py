@@ -58,7 +58,7 @@ class Registry:
     def n_shards(self) -> int:
         return self.shards.k if self.shards is not None else 1
 
-    def part(self, i: int, only: Collection[str] | None = None) -> dict[str, pl.DataFrame]:
+    def part(self, i: int, only: Collection[str] | None = None) -> dict[str, pl.DataFrame | pl.LazyFrame]:
         """Shard `i`'s tables, in memory (unsharded: the tables themselves). `only`: those in memory,
         the others as lazy scans of the shard (read if used after all)."""
         if self.shards is None:
@@ -66,7 +66,7 @@ class Registry:
         start = sum(self.shard_sizes[:i])
         return self.shards.load(i, self.tables["patients"].slice(start, self.shard_sizes[i]), only)
 
-    def parts(self, only: Collection[str] | None = None) -> Iterator[dict[str, pl.DataFrame]]:
+    def parts(self, only: Collection[str] | None = None) -> Iterator[dict[str, pl.DataFrame | pl.LazyFrame]]:
         """Every shard's tables in turn; each shard's patients in `tables["patients"]`'s order."""
         for i in range(self.n_shards):
             yield self.part(i, only)

@@ -101,15 +101,16 @@ class Results:
         return Known(patients, {cid: f for cid, f in found.items() if f.height == patients.len()})
 
     def store(self, evaluation: pl.DataFrame, criteria, known: Known | None, absent: list[str] = ()) -> None:
-        """Keep the results of `criteria` that were judged in this run (not taken from `known`), and make
-        room: the least recently used results and workbench parts of other rules go (`absent`: the
-        export's absent tables, which name this run's parts)."""
+        """Keep the results of `criteria` that were judged in this run, and make room: the least recently
+        used results and workbench parts of other rules go. `known`: the results this run took from
+        here, as `engines.evaluate` used them (None when it used none: their patients were not the
+        evaluation's); `absent`: the export's absent tables, which name this run's parts."""
         if not self.folder.parent.is_dir():  # the export itself is not in the cache
             return
-        taken = known.results if known is not None and known.patients.equals(evaluation[PID]) else {}
+        taken = known.results if known is not None else {}
         try:
             self.folder.mkdir(mode=0o700, exist_ok=True)
-            if not taken:  # (again, should the stored ids not be this evaluation's)
+            if not taken:  # (again, should the stored ids not have been this evaluation's)
                 _write(evaluation.select(PID), self.folder / PATIENTS)
             for c in criteria:
                 if c.id in taken:

@@ -362,7 +362,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
     # by a thread while the report is built: polars writes without holding the interpreter, and the
     # report is mostly Python (half a second at a million patients). Waited for before returning.
     behind = _Behind()
-    behind.start(lambda: (results.store(evaluation, trial.criteria, known, registry.absent) if results is not None else None,
+    behind.start(lambda: (results is not None and results.store(evaluation, trial.criteria, known, registry.absent),
                           outputs.write_parquet(evaluation, folder / "evaluation.parquet")))
     try:
         _history_and_report(opts, trial, registry, folder, log, timings, summary, evaluation, attr, cands,

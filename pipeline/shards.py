@@ -23,8 +23,8 @@ every table and the working memory of the whole registry: what lets ten million 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Collection
 from pathlib import Path
+from typing import Collection
 
 import polars as pl
 

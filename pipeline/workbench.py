@@ -696,7 +696,8 @@ def _encode(columns: list[_Column]) -> tuple[dict, dict]:
     frame = pl.DataFrame({f"c{i}": c.keys for i, c in enumerate(columns)})
     # Rows sorted by the columns of fewest distinct values first: long runs, which deflate well.
     # Grouped and sorted on the columns packed into one or two words, which is the same grouping
-    # and the same order as on the columns themselves (the packing is exact), five times faster.
+    # and the same order as on the columns themselves (the packing is exact): 1.5 to 1.0 s for ten
+    # million rows of 23 columns, the same at a million.
     order = sorted(frame.columns, key=lambda c: (len(columns[int(c[1:])].entries), int(c[1:])))
     sizes = [(c, len(columns[int(c[1:])].entries)) for c in order]
     words = [f"w{j}" for j in range(len(_words(sizes)))]
