@@ -44,6 +44,7 @@ nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [A
 
 test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
 	@$(PYC)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 bench: $(STAMP) ## benchmark at 20k, 100k and 1M patients against the read-only floor (fresh and what-if runs), and --history 24; writes bench/results.md
@@ -60,7 +61,7 @@ samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry genera
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/regional --with-bad-rows --dialect regional
 
 sql: $(STAMP) ## regenerate sql/trials/ (the SQL of each bundled trial per dialect, for review) and sql/compiled/ (its DuckDB queries as shipped)
-	$(BIN)/python -m pipeline.criteria.snapshot --out sql/trials --compiled sql/compiled
+	$(BIN)/python -m pipeline.engines.sql_snapshot --out sql/trials --compiled sql/compiled
 
 clean: ## remove the virtual environment and sample runs
 	rm -rf $(VENV) runs

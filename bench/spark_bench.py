@@ -117,7 +117,7 @@ def main() -> None:
              "- command: `make bench-spark` (`python bench/spark_bench.py`); one run per engine and size, in "
              "fresh processes, `--no-cache`, Spark `local[*]` with msfeas's session defaults (in local mode a "
              "driver heap of a quarter of the machine's memory, shuffle partitions from the export's size: "
-             "`pipeline/spark/session.py`)",
+             "`pipeline/engines/spark/session.py`)",
              "- peak RSS polled every 0.2 s: the Python driver (msfeas), the JVM (Spark's driver and, in local "
              "mode, its executors' tasks) and Spark's Python workers (the row rules), summed over workers",
              "", "| patients | engine | run s | ingest s | evaluate s | quality s | report s | driver GiB | JVM GiB | "

@@ -1,6 +1,6 @@
 """The command line: a thin layer over `pipeline.run` that maps errors to exit codes.
 
-Exit codes (`pipeline.errors.EXIT_CODES`, also in `msfeas --help` and the README): 0
+Exit codes (`pipeline.core.errors.EXIT_CODES`, also in `msfeas --help` and the README): 0
 done; 1 the input could not be used (named file, line, column, rule); 2 wrong usage;
 3 (nightly) another nightly holds the runs folder; 4 (nightly) the export shrank
 suspiciously since the previous run; 73 the output cannot be written where asked; 74
@@ -20,9 +20,24 @@ import sys
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.errors import (EXIT_CODES, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, EXIT_SOFTWARE,
-                             EXIT_TERMINATED, EXIT_USAGE, EXIT_VOLUME, SIGNALLED, Terminated, UsageError, cap, cause,
-                             clip, describe)
+from pipeline.core.errors import (
+    EXIT_CODES,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_SOFTWARE,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    EXIT_VOLUME,
+    SIGNALLED,
+    Terminated,
+    UsageError,
+    cap,
+    cause,
+    clip,
+    describe,
+)
 
 EXAMPLES = """examples:
   msfeas run --input data_samples/default --out runs/today
@@ -98,7 +113,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-patients", type=_whole(1, 10**9), default=None, metavar="N",
                    help="above N accepted patients, keep the export on disk in patient shards and judge one "
                         "shard at a time, so that memory stays that of about N patients (default 250,000: "
-                        "pipeline/shards.py; polars and duckdb engines)")
+                        "pipeline/inputs/shards.py; polars and duckdb engines)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")
     p.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
@@ -116,7 +131,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "with the small-cell suppression of site_counts.csv (--min-cell)")
 
 
-# ---- --history (recruitment over time, projection, time to target: pipeline/recruitment.py) ----
+# ---- --history (recruitment over time, projection, time to target: pipeline/recruitment/stage.py) ----
 
 def _whole(low: int, high: int):
     def parse(text: str) -> int:
@@ -153,7 +168,7 @@ def _history_args(p: argparse.ArgumentParser) -> None:
 
 
 def history_options(args: argparse.Namespace):
-    from pipeline.recruitment import HistoryOptions
+    from pipeline.recruitment.stage import HistoryOptions
 
     given = [f"--{n.replace('_', '-')}" for n in ("projection_months", "target", "conversion")
              if getattr(args, n, None) is not None]
@@ -167,7 +182,7 @@ def history_options(args: argparse.Namespace):
 
 def projection_lines(s: dict) -> list[str]:
     """The history and time to target of one trial's summary, for the terminal."""
-    from pipeline.projection import RELIABLE_COVERAGE
+    from pipeline.recruitment.projection import RELIABLE_COVERAGE
 
     if "projection" not in s:
         return []
@@ -235,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cache_dir(args) -> Path | None:
     """`msfeas run` keeps validated exports unless --no-cache; `msfeas nightly` only with --cache."""
-    from pipeline.cache import default_dir
+    from pipeline.ops.export_cache import default_dir
 
     if args.command == "nightly":
         return args.cache
@@ -258,7 +273,7 @@ def _spark_conf(args) -> dict[str, str]:
 def load_trials(names: list[str] | None, overrides: list[str]):
     """The trials of `--trial` (default nct04203017; `all`: every bundled trial). With several trials,
     `--set criterion.parameter=value` applies to every trial that has that criterion and parameter."""
-    from pipeline.trial import apply_overrides, bundled_trials, load_trial
+    from pipeline.criteria import apply_overrides, bundled_trials, load_trial
 
     names = names or ["nct04203017"]
     if "all" in names:
@@ -282,7 +297,7 @@ def load_trials(names: list[str] | None, overrides: list[str]):
 
 
 def print_trials() -> None:
-    from pipeline.trial import bundled_trials, load_trial
+    from pipeline.criteria import bundled_trials, load_trial
 
     for trial_id in bundled_trials():
         t = load_trial(trial_id)
@@ -345,7 +360,7 @@ def _say(text: str) -> None:
 
 
 def _on_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-    """Ctrl-C: as Python's own handler, but remembered (see pipeline.errors.SIGNALLED)."""
+    """Ctrl-C: as Python's own handler, but remembered (see pipeline.core.errors.SIGNALLED)."""
     SIGNALLED.append(KeyboardInterrupt())
     raise SIGNALLED[-1]
 
@@ -447,7 +462,7 @@ def _main(argv: list[str] | None) -> int:
             quality=args.quality, shard_patients=args.shard_patients)
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
-            from pipeline.runlog import RunLog
+            from pipeline.ops.runlog import RunLog
 
             if args.keep < 1:
                 raise UsageError("--keep must be at least 1")

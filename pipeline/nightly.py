@@ -25,7 +25,7 @@
   `--max-drop` since the previous run, stop with exit 4 naming the table, before
   anything is evaluated (`--accept-volume-drop` to go on). The check is a
   great-expectations suite (`expectations/volume.json`), computed natively like the
-  quality findings (`pipeline.quality_checks`).
+  quality findings (`pipeline.quality.checks`).
 - The previous run is the newest complete run dated before this one, so re-running a
   day compares with the same night as the first attempt did, and gives the same files.
 """
@@ -48,13 +48,16 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import __version__, outputs, quality
-from pipeline.atomic import DELETING, path_error, point, remove
-from pipeline.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, cause, clip, describe
-from pipeline.registry import Registry
+from pipeline import __version__
+from pipeline.core import files
+from pipeline.core.errors import EXIT_LOCKED, EXIT_VOLUME, OutputError, cause, clip, describe
+from pipeline.criteria import Trial
+from pipeline.inputs.registry import Registry
+from pipeline.ops.atomic import DELETING, path_error, point, remove
+from pipeline.ops.runlog import RunLog
+from pipeline.outputs import tables
+from pipeline.quality import stage as quality
 from pipeline.run import Hooks, RunOptions, RunResult, run
-from pipeline.runlog import RunLog
-from pipeline.trial import Trial
 
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The hidden names the nightly itself makes (and only those are ever swept): a run's partial or
@@ -155,8 +158,8 @@ def changes(previous: pl.DataFrame | None, current: pl.DataFrame, criteria: list
     if previous is None:
         return pl.DataFrame(schema=schema)
     now = current.select("patient_id", "site_id", "status",
-                         outputs.criteria_with(criteria, "fail").alias("failing_criteria"),
-                         outputs.criteria_with(criteria, "unknown").alias("unknown_criteria"))
+                         tables.criteria_with(criteria, "fail").alias("failing_criteria"),
+                         tables.criteria_with(criteria, "unknown").alias("unknown_criteria"))
     before = previous.select("patient_id", pl.col("site_id").alias("previous_site"),
                              pl.col("status").alias("previous_status"))
     if quarantined is not None:
@@ -215,7 +218,7 @@ class NightlyHooks(Hooks):
         prev = self._previous_evaluation(trial.id)
         quarantined = self.registry.quarantine["patients"]["patient_id"].drop_nulls()
         ch = changes(prev, evaluation, trial.ids, quarantined)
-        outputs.write_csv(ch, folder / "changes.csv")
+        files.write_csv(ch, folder / "changes.csv")
         counts = dict(ch.group_by("change").len().iter_rows())
         was_candidate = 0 if prev is None else prev.filter(
             pl.col("status").is_in(CANDIDATE) & pl.col("patient_id").is_in(quarantined.implode())).height
@@ -266,7 +269,7 @@ class NightlyHooks(Hooks):
             "stages_seconds": {k: round(v, 3) for k, v in timings.items()},
             "exit_status": 0,
         }
-        outputs.write_json(manifest, folder / "manifest.json")
+        files.write_json(manifest, folder / "manifest.json")
 
 
 def _sweep(runs_dir: Path, log: RunLog) -> None:

@@ -17,17 +17,22 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import (__version__, cache, disclosure, outputs, overview, quality, recruitment, report,
-                      results_cache, workbench)
-from pipeline.atomic import own_partials, partial_dir, publish, sweep_dead_partials
-from pipeline.dialect import load_dialect
+from pipeline import __version__
+from pipeline.core import files
+from pipeline.core.dialect import load_dialect
+from pipeline.core.errors import FatalInputError, OutputError, UsageError, cap
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import Trial
 from pipeline.engines import evaluate, sql_cache
-from pipeline.errors import FatalInputError, OutputError, UsageError, cap
-from pipeline.registry import Registry
-from pipeline.runlog import RunLog
-from pipeline.shards import PATIENTS_PER_SHARD
-from pipeline.trial import Trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.registry import Registry
+from pipeline.inputs.shards import PATIENTS_PER_SHARD
+from pipeline.ops import export_cache as cache
+from pipeline.ops import results_cache
+from pipeline.ops.atomic import own_partials, partial_dir, publish, sweep_dead_partials
+from pipeline.ops.runlog import RunLog
+from pipeline.outputs import disclosure, overview, report, tables, workbench
+from pipeline.quality import stage as quality
+from pipeline.recruitment import stage as recruitment
 
 
 @dataclass
@@ -46,12 +51,12 @@ class RunOptions:
     today: dt.date = field(default_factory=dt.date.today)
     keep_replaced: bool = False  # the nightly: a replaced run stays readable (hidden) until the next sweep
     trials: list[Trial] = field(default_factory=list)  # several: one sub-folder each, plus an overview
-    cache_dir: Path | None = None  # validated exports and quality findings for re-runs (pipeline.cache)
-    history: recruitment.HistoryOptions | None = None  # --history: past dates, projection (pipeline/recruitment.py)
+    cache_dir: Path | None = None  # validated exports and quality findings for re-runs (pipeline.ops.export_cache)
+    history: recruitment.HistoryOptions | None = None  # --history: past dates, projection (pipeline/recruitment/stage.py)
     spark_master: str = "local[*]"  # --engine spark: where Spark runs (--spark-master)
     spark_conf: dict[str, str] = field(default_factory=dict)  # --spark-conf key=value settings
     quality: str = "native"  # --quality: the suites as native aggregates, or run by great-expectations
-    # --shard-patients: above this, judged in patient shards on disk (pipeline/shards.py). None: the
+    # --shard-patients: above this, judged in patient shards on disk (pipeline/inputs/shards.py). None: the
     # default, except that --history, which needs the whole export in memory, then judges it whole.
     shard_patients: int | None = None
 
@@ -98,7 +103,7 @@ class Hooks:
 # What every run folder holds (a run folder appears only when complete): `--force` replaces
 # only a folder that has them, never a folder of other files.
 RUN_FOLDER_FILES = ("summary.json", "evaluation.parquet")
-SHARDS = ".shards"  # inside the unfinished run folder: a large export's tables (pipeline/shards.py)
+SHARDS = ".shards"  # inside the unfinished run folder: a large export's tables (pipeline/inputs/shards.py)
 
 
 def looks_like_run(folder: Path) -> bool:
@@ -185,7 +190,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             elif registry is not None:
                 log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
             else:
-                from pipeline.ingest import ingest  # the validation stack, loaded only when validating
+                from pipeline.inputs.ingest import ingest  # the validation stack, loaded only when validating
 
                 # A large export is kept in shards inside the unfinished run folder (removed before it is
                 # published, or moved into the cache).
@@ -226,8 +231,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         for trial_id, (trial_summary, _, _) in per_trial.items():
             if opts.several:
                 trial_summary["timings_seconds"] = summary["timings_seconds"]
-                outputs.write_json(trial_summary, tmp / trial_id / "summary.json")
-        outputs.write_json(summary, tmp / "summary.json")
+                files.write_json(trial_summary, tmp / trial_id / "summary.json")
+        files.write_json(summary, tmp / "summary.json")
         shutil.rmtree(tmp / SHARDS, ignore_errors=True)  # the shards of an uncached large export
         hooks.before_publish(tmp, summary, timings, log)
         publish(tmp, opts.out, keep_replaced=opts.keep_replaced)
@@ -243,7 +248,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         raise
     finally:
         if registry is not None and opts.engine == "spark":  # the tables Spark cached for this run
-            from pipeline.spark.ingest import release
+            from pipeline.engines.spark.ingest import release
 
             release(registry)
     first = per_trial[opts.trial.id]
@@ -253,8 +258,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
 def _export_bytes(folder: Path) -> int:
     """The size of the export's table files, as the Spark ingest finds them (0 when it cannot: the
     ingest then stops with its own clear message)."""
-    from pipeline.ingest import find_files
-    from pipeline.spark.ingest import INPUT_SUFFIXES
+    from pipeline.engines.spark.ingest import INPUT_SUFFIXES
+    from pipeline.inputs.ingest import find_files
 
     try:
         return sum(f.stat().st_size for f in find_files(folder, INPUT_SUFFIXES).values())
@@ -263,15 +268,15 @@ def _export_bytes(folder: Path) -> int:
 
 
 def _spark_ingest(opts: RunOptions, dialect, vocab, log: RunLog):
-    """The export read and validated inside Spark (pipeline/spark/ingest.py); its tables stay there.
+    """The export read and validated inside Spark (pipeline/engines/spark/ingest.py); its tables stay there.
 
     The validated-export cache holds Polars tables, so a Spark run neither reads nor fills it.
     Quarantined rows are an output (at most --max-reject of each table): they come to the
     driver here, in line order, for the writers and the report.
     """
-    from pipeline.spark.frames import to_polars
-    from pipeline.spark.ingest import ingest as spark_ingest
-    from pipeline.spark.session import get_session, size_partitions
+    from pipeline.engines.spark.frames import to_polars
+    from pipeline.engines.spark.ingest import ingest as spark_ingest
+    from pipeline.engines.spark.session import get_session, size_partitions
 
     spark = get_session(opts.spark_master, opts.spark_conf)
     parts = size_partitions(spark, _export_bytes(Path(opts.input)), opts.spark_conf)
@@ -311,11 +316,11 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         if known is not None:
             log.event("evaluate", f"{len(known.results)} of {len(trial.criteria)} criteria as an earlier run on this "
                       f"export judged them (from the cache {opts.cache_dir})")
-        attr = outputs.attrition(evaluation, trial)
-        cands = outputs.candidates(evaluation, trial)
+        attr = tables.attrition(evaluation, trial)
+        cands = tables.candidates(evaluation, trial)
     summary = {
         "trial": trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
-        **outputs.counts(evaluation), "by_site": outputs.by_site(evaluation),
+        **tables.counts(evaluation), "by_site": tables.by_site(evaluation),
         "parameters": trial.parameters_record(),
         "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
         "absent_tables": registry.absent,
@@ -325,7 +330,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         "warnings": warnings,
         "timings_seconds": None,  # filled in at the end; the only engine- and machine-dependent field
     }
-    log.event("evaluate", "counts", trial=trial.id, **{k: summary[k] for k in ("population", *outputs.STATUSES)})
+    log.event("evaluate", "counts", trial=trial.id, **{k: summary[k] for k in ("population", *tables.STATUSES)})
 
     with _Stage("quality", timings, log):
         try:
@@ -350,12 +355,12 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         timings["quality"] += checks.seconds
 
     with _Stage("write", timings, log):
-        outputs.write_csv(cands, folder / "candidates.csv")
-        outputs.write_csv(attr, folder / "attrition.csv")
+        files.write_csv(cands, folder / "candidates.csv")
+        files.write_csv(attr, folder / "attrition.csv")
         qdir = folder / "quarantine"
         qdir.mkdir()
         for table, frame in registry.quarantine.items():
-            outputs.write_csv(frame, qdir / f"{table}.csv")
+            files.write_csv(frame, qdir / f"{table}.csv")
         disclosure.write(summary, folder, opts.min_cell)
         hooks.add_results(folder, summary, evaluation, log, trial)
     # The evaluation's two copies (its Parquet file, the criteria's results for a re-run) are written
@@ -363,7 +368,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
     # report is mostly Python (half a second at a million patients). Waited for before returning.
     behind = _Behind()
     behind.start(lambda: (results is not None and results.store(evaluation, trial.criteria, known, registry.absent),
-                          outputs.write_parquet(evaluation, folder / "evaluation.parquet")))
+                          files.write_parquet(evaluation, folder / "evaluation.parquet")))
     try:
         _history_and_report(opts, trial, registry, folder, log, timings, summary, evaluation, attr, cands,
                             results.parts(registry.absent, evaluation.height) if results is not None else None)

@@ -1,10 +1,9 @@
 """conditions.csv: comorbidities, malignancies and infections."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
-
 from schemas.codes import CATEGORIES, INFECTION_TYPES, SEVERITIES, YES_NO
 
 

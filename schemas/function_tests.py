@@ -1,10 +1,9 @@
 """function_tests.csv: cardiac (LVEF, %) and pulmonary (FEV1, DLCO, % of predicted) tests."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
-
 from schemas.codes import FUNCTION_TESTS as TESTS
 
 

@@ -1,10 +1,9 @@
 """labs.csv: laboratory results in long format; the criteria read AST, ALT, TBIL, CREAT."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
-
 from schemas.codes import LAB_UNITS as UNITS
 
 # One lookup of "TEST|unit" instead of a branch per test: a single pass over millions of labs.

@@ -1,7 +1,7 @@
 """mri.csv: MRI scans with their lesion counts (radiology report), many per patient."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
 

@@ -1,10 +1,9 @@
 """patients.csv: one row per patient (the only required table)."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
-
 from schemas.codes import COURSES, SEXES, YES_NO
 
 

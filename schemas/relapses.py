@@ -1,7 +1,7 @@
 """relapses.csv: relapse onsets (used to set aside EDSS measured during a relapse)."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
 

@@ -15,14 +15,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline.imports import pandera_polars_only
+from pipeline.core.imports import pandera_polars_only
 
 with pandera_polars_only():
     import pandera.polars as pa
 import polars as pl
 
-from pipeline.dialect import Dialect
-from pipeline.vocabulary import DrugVocabulary
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import DrugVocabulary
 
 MIN_DATE = dt.date(1900, 1, 1)
 

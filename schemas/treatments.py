@@ -1,7 +1,7 @@
 """treatments.csv: one row per disease-modifying therapy episode."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
 

@@ -1,7 +1,7 @@
 """visits.csv: clinical assessments (EDSS, Karnofsky, weight), many per patient."""
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas import rules as r
 

@@ -13,14 +13,14 @@ import polars as pl
 import pytest
 
 import schemas
-from pipeline.dialect import Dialect
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import load_trial
 from pipeline.engines import evaluate
-from pipeline.ingest import ingest
-from pipeline.trial import load_trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Runs keep validated exports in a cache (pipeline.cache): never the user's own, in tests; a
+# Runs keep validated exports in a cache (pipeline.ops.export_cache): never the user's own, in tests; a
 # process's own temporary cache is removed when it ends (each pytest-xdist worker makes one).
 if "MSFEAS_CACHE" not in os.environ:
     os.environ["MSFEAS_CACHE"] = tempfile.mkdtemp(prefix="msfeas-cache-")
@@ -66,22 +66,22 @@ SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": 
 
 @pytest.fixture(scope="session")
 def spark():
-    from pipeline.spark.session import get_session
+    from pipeline.engines.spark.session import get_session
 
     return get_session("local[2]", SPARK_CONF)
 
 
 def spark_session():
     """The shared test session (the `spark` fixture's), for helpers that cannot take a fixture."""
-    from pipeline.spark.session import get_session
+    from pipeline.engines.spark.session import get_session
 
     return get_session("local[2]", SPARK_CONF)
 
 
 def spark_registry(registry):
     """A Polars-ingested Registry moved to Spark (`to_spark`): what the Spark ingest hands the engine."""
-    from pipeline.spark.frames import to_spark
-    from pipeline.spark.registry import SparkRegistry
+    from pipeline.engines.spark.frames import to_spark
+    from pipeline.engines.spark.registry import SparkRegistry
 
     spark = spark_session()
     return SparkRegistry(spark, {n: to_spark(spark, f) for n, f in registry.tables.items()}, registry.inputs,
@@ -93,7 +93,8 @@ SPARK = pytest.mark.xdist_group("spark")
 
 def synthetic_export(tmp_path_factory, name: str, patients: int = 300, seed: int = 5) -> Path:
     """A synthetic export with the generator's messy rows (for tests that run msfeas end to end)."""
-    from pipeline.synth import generate, write_export as synth_write
+    from pipeline.synth import generate
+    from pipeline.synth import write_export as synth_write
 
     folder = tmp_path_factory.mktemp(name) / "export"
     synth_write(generate(patients, seed=seed), folder, with_bad_rows=True)

@@ -7,7 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import synth
 from tests.conftest import ENGINES, evaluate_export, write_export

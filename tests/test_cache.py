@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from pipeline import cache
 from pipeline.cli import main
+from pipeline.ops import export_cache as cache
 from tests.conftest import synthetic_export
 
 FILES = ["evaluation.parquet", "candidates.csv", "attrition.csv", "site_counts.csv", "summary_public.json",
@@ -37,13 +37,13 @@ def same_outputs(a, b):
 def test_a_cached_rerun_gives_the_uncached_outputs(export, tmp_path, monkeypatch, engine):
     c = tmp_path / "cache"
     assert run(export, tmp_path / "first", "--cache", str(c), "--engine", engine) == 0
-    import pipeline.ingest
-    import pipeline.quality
+    import pipeline.inputs.ingest
+    import pipeline.quality.stage
 
     def no(*a, **k):
         raise AssertionError("a cached re-run must not validate nor run the quality suites again")
-    monkeypatch.setattr(pipeline.ingest, "ingest", no)
-    monkeypatch.setattr(pipeline.quality, "run_quality", no)
+    monkeypatch.setattr(pipeline.inputs.ingest, "ingest", no)
+    monkeypatch.setattr(pipeline.quality.stage, "run_quality", no)
     assert run(export, tmp_path / "cached", "--cache", str(c), "--engine", engine,
                "--set", "edss_range.max_edss=7.0") == 0
     monkeypatch.undo()
@@ -75,9 +75,10 @@ def test_any_byte_changed_is_a_miss(export, tmp_path):
 def test_the_key_sees_every_byte_of_every_block(tmp_path, monkeypatch):
     """The export is hashed in blocks, several at a time: a byte changed in any block, a file cut at
     a block's edge or grown by one byte, a file renamed, each gives another key."""
-    from pipeline.dialect import Dialect
-    from pipeline.vocabulary import load_vocabulary
     import datetime as dt
+
+    from pipeline.core.dialect import Dialect
+    from pipeline.core.vocabulary import load_vocabulary
 
     monkeypatch.setattr(cache, "BLOCK", 16)
     folder = tmp_path / "e"
@@ -152,8 +153,8 @@ def test_compiled_queries_kept_exactly(tmp_path, monkeypatch):
     """A criterion's DuckDB query read back from the cache is the one sqlglot builds; another
     parameter value, another dialect or other compiler code is another entry; a damaged entry is
     rebuilt; without a folder nothing is kept."""
+    from pipeline.criteria import load_trial
     from pipeline.engines import duckdb_engine, sql_cache
-    from pipeline.trial import load_trial
 
     trial = load_trial("nct04203017")
     other = load_trial("nct04203017", ["edss_range.max_edss=7.0"])

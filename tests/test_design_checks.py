@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.cli import main
+from pipeline.core.errors import UsageError
 from pipeline.criteria.load import load_trial, parse_trial
-from pipeline.errors import UsageError
 from tests.conftest import ROOT
 
 HEAD = 'id = "t"\ntitle = "T"\n'

@@ -8,12 +8,13 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.linalg import null_space
 
 from pipeline.cli import main
-from pipeline.disclosure import COLUMNS, VISIBLE, relations, site_counts, suppress
-from pipeline.outputs import by_site
+from pipeline.outputs.disclosure import COLUMNS, VISIBLE, relations, site_counts, suppress
+from pipeline.outputs.tables import by_site
 from tests.conftest import ROOT
 
 

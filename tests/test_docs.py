@@ -23,14 +23,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from pipeline.core.dialect import Dialect
+from pipeline.core.errors import UsageError
+from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria.load import Criterion, Trial, apply_overrides, parse_trial
 from pipeline.criteria.nodes import NODE_TYPES
 from pipeline.criteria.to_sql import criterion_query, render
-from pipeline.dialect import Dialect
 from pipeline.engines import evaluate
-from pipeline.errors import UsageError
-from pipeline.ingest import ingest
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
 from tests.conftest import ENGINES, ROOT, TODAY, write_export
 
 DOC = ROOT / "docs" / "trial-language.md"
@@ -441,8 +441,8 @@ def test_episodes_without_mri_is_unknown(tmp_path):
 
 def test_episodes_gap_zero_is_a_design_error():
     """Section 9: a gap of 0 would count one date again, so gap_days must be at least 1."""
+    from pipeline.core.errors import UsageError
     from pipeline.criteria.load import load_trial
-    from pipeline.errors import UsageError
     with pytest.raises(UsageError, match="gap_days: must be greater than 0"):
         load_trial("nct04047628", ["disease_activity.episode_gap_days=0"])
 

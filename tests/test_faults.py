@@ -35,8 +35,9 @@ import polars as pl
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import EXIT_CANTCREAT, EXIT_IOERR, EXIT_SOFTWARE, describe
-from pipeline.synth import generate, write_export as synth_write
+from pipeline.core.errors import EXIT_CANTCREAT, EXIT_IOERR, EXIT_SOFTWARE, describe
+from pipeline.synth import generate
+from pipeline.synth import write_export as synth_write
 from tests.conftest import ROOT, write_export
 from tests.test_nightly import comparable
 
@@ -284,7 +285,7 @@ def test_exit_codes_of_environment_faults(exc, code):
 
 
 def test_cap_clips_long_values_and_nothing_else():
-    from pipeline.errors import cap
+    from pipeline.core.errors import cap
     text = ("required column 'patient_id' is missing from the header (the first line has 1 field(s) and none "
             "of the table's column names: is the first line a header?)")
     assert cap(text) == text
@@ -295,12 +296,12 @@ def test_cap_clips_long_values_and_nothing_else():
 
 def test_a_full_disk_mid_write_is_exit_74(small, tmp_path, monkeypatch):
     """ENOSPC while the results are written (simulated where Polars writes): exit 74, the file named."""
-    from pipeline import outputs
+    from pipeline.core import files
 
     def full(frame, path):
-        with outputs.writing(path):
+        with files.writing(path):
             raise OSError("No space left on device (os error 28)")
-    monkeypatch.setattr(outputs, "write_parquet", full)
+    monkeypatch.setattr(files, "write_parquet", full)
     rc, err = cli("run", "--input", small, "--out", tmp_path / "out", "--as-of", D1)
     assert rc == EXIT_IOERR
     one_clear_line(err, "no space left on the device", "evaluation.parquet", "nothing was written")
@@ -424,7 +425,7 @@ def test_the_nightly_sweeps_every_leftover(small, tmp_path):
 def test_retention_renames_out_of_sight_before_deleting(tmp_path, monkeypatch):
     """A kill during retention's removal leaves a hidden .deleting- folder, never a half run."""
     from pipeline import nightly as nightly_mod
-    from pipeline.runlog import RunLog
+    from pipeline.ops.runlog import RunLog
 
     runs = tmp_path / "runs"
     for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
@@ -683,7 +684,7 @@ def test_fuzzed_exports_are_read_exactly_or_refused_naming_the_file(tiny, tiny_b
 def test_an_interrupt_swallowed_where_it_was_raised_is_still_the_reason():
     """A SIGTERM raised inside a callback that cannot propagate it is only printed, and the run then
     fails on a half-read file: the exit is still 143, with the failed log carried over (seen under load)."""
-    from pipeline.errors import SIGNALLED, FatalInputError, Terminated, cause, describe
+    from pipeline.core.errors import SIGNALLED, FatalInputError, Terminated, cause, describe
 
     SIGNALLED.clear()
     later = FatalInputError("patients.csv", "has no header line (the file is empty)")
@@ -702,8 +703,8 @@ def test_a_signal_before_the_partial_folder_is_named_still_removes_it(tmp_path, 
     """The race seen under load: SIGTERM after mkdtemp made `.<out>.partial-<pid>-*` but before run()
     held its name. The folder is this process's (by pid) and is removed all the same."""
     import pipeline.run as run_module
-    from pipeline.atomic import partial_dir as real_partial_dir
-    from pipeline.errors import Terminated
+    from pipeline.core.errors import Terminated
+    from pipeline.ops.atomic import partial_dir as real_partial_dir
 
     def made_then_interrupted(out):
         real_partial_dir(out)
@@ -711,7 +712,7 @@ def test_a_signal_before_the_partial_folder_is_named_still_removes_it(tmp_path, 
 
     monkeypatch.setattr(run_module, "partial_dir", made_then_interrupted)
     out = tmp_path / "runs" / "2026-11-02"
-    from pipeline.trial import load_trial
+    from pipeline.criteria import load_trial
     from tests.conftest import ROOT
 
     opts = run_module.RunOptions(input=ROOT / "data_samples" / "default", out=out, as_of=dt.date(2026, 11, 2),

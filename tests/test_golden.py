@@ -26,15 +26,14 @@ import polars as pl
 import pytest
 
 import schemas
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import to_polars, to_sql, to_text
 from pipeline.criteria.load import Criterion, Trial, load_trial
 from pipeline.criteria.nodes import NODE_TYPES
-from pipeline.dialect import Dialect
 from pipeline.engines import ALL_ENGINES, evaluate
-from pipeline.ingest import Registry, ingest
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import Registry, ingest
 from tests.conftest import ENGINES, SPARK, TODAY, spark_registry
-
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASE_FILES = {"criterion.toml", "as_of.txt", "expected.csv"}

@@ -13,11 +13,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline import history, projection, quality, recruitment, report
 from pipeline.cli import main
+from pipeline.criteria import load_trial
+from pipeline.outputs import report
+from pipeline.quality import stage as quality
+from pipeline.recruitment import history, projection
+from pipeline.recruitment import stage as recruitment
 from pipeline.run import RunOptions, run
 from pipeline.synth import generate, write_export
-from pipeline.trial import load_trial
 from tests.conftest import ENGINES, ROOT, TODAY
 
 SAMPLE = ROOT / "data_samples" / "default"
@@ -198,7 +201,7 @@ def small_export(tmp_path_factory) -> Path:
 def test_one_reading_and_one_sql_text_per_criterion(small_export, tmp_path, monkeypatch):
     import pipeline.engines.dated as dated
     import pipeline.engines.duckdb_engine as dd
-    import pipeline.ingest as ingest_module
+    import pipeline.inputs.ingest as ingest_module
 
     reads, texts, flags, params, sessions, bound = [], [], [], [], [], []
     real_ingest, real_sql, real_session = ingest_module.ingest, dated.history_sql, dd.Session
@@ -241,11 +244,11 @@ def test_one_reading_and_one_sql_text_per_criterion(small_export, tmp_path, monk
 def test_dated_statuses_equal_evaluate_with_precomputed_levels(small_export):
     """Dated.at (statuses only; DuckDB with the EDSS levels precomputed once) against engines.evaluate,
     at dates around the data, for both progression blocks and both engines."""
-    from pipeline.dialect import load_dialect
+    from pipeline.core.dialect import load_dialect
+    from pipeline.core.vocabulary import load_vocabulary
     from pipeline.engines import evaluate
     from pipeline.engines.dated import Dated
-    from pipeline.ingest import ingest
-    from pipeline.vocabulary import load_vocabulary
+    from pipeline.inputs.ingest import ingest
 
     registry = ingest(small_export, load_dialect(small_export, {}), load_vocabulary(None), today=TODAY)
     days = [dt.date(2019, 1, 31), dt.date(2024, 2, 29), dt.date(2025, 7, 31), dt.date(2026, 6, 15), TODAY]

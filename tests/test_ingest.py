@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from pipeline.cli import main
-from pipeline.dialect import Dialect
-from pipeline.ingest import ingest
-from pipeline.readcsv import decode, read_csv_text
-from pipeline.vocabulary import load_vocabulary
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
+from pipeline.inputs.readcsv import decode, read_csv_text
 from tests.conftest import ROOT, TODAY, write_export
 
 SAMPLES = ROOT / "data_samples"
@@ -127,7 +127,7 @@ def test_a_first_row_with_the_wrong_field_count_is_quarantined_not_fatal(tmp_pat
 
 
 def test_broken_quoting_is_reported_by_line_without_the_content(tmp_path):
-    from pipeline.errors import FatalInputError
+    from pipeline.core.errors import FatalInputError
     text = 'patient_id,site_id\nA1,S1\nB2,"S1\nC3,SECRET"X\n'
     with pytest.raises(FatalInputError) as exc:
         read_csv_text(text, ",", "patients.csv")
@@ -135,7 +135,7 @@ def test_broken_quoting_is_reported_by_line_without_the_content(tmp_path):
 
 
 def test_samples_account_for_every_row():
-    from pipeline.dialect import load_dialect
+    from pipeline.core.dialect import load_dialect
     for name in ("default", "regional"):
         folder = SAMPLES / name
         reg = run_ingest(folder, dialect=load_dialect(folder, {}))
@@ -146,7 +146,7 @@ def test_samples_account_for_every_row():
 
 
 def test_dialect_parity():
-    from pipeline.dialect import load_dialect
+    from pipeline.core.dialect import load_dialect
     a = run_ingest(SAMPLES / "default", dialect=load_dialect(SAMPLES / "default", {}))
     b = run_ingest(SAMPLES / "regional", dialect=load_dialect(SAMPLES / "regional", {}))
     for table in a.tables:
@@ -228,7 +228,7 @@ FAST_CASES = {
 @pytest.mark.parametrize("case", sorted(FAST_CASES))
 def test_fast_reader_agrees_with_the_careful_one(tmp_path, case):
     """read_simple either declines (None) or gives exactly what read_csv_text gives."""
-    from pipeline.readcsv import read_simple
+    from pipeline.inputs.readcsv import read_simple
     path = tmp_path / "patients.csv"
     path.write_bytes(FAST_CASES[case])
     fast = read_simple(path, ",", "patients.csv")
@@ -242,7 +242,7 @@ def test_fast_reader_agrees_with_the_careful_one(tmp_path, case):
 
 
 def test_fast_reader_on_the_samples():
-    from pipeline.readcsv import read_simple
+    from pipeline.inputs.readcsv import read_simple
     for path in sorted((SAMPLES / "default").glob("*.csv")):
         fast = read_simple(path, ",", path.name)
         slow = read_csv_text(decode(path.read_bytes(), "utf-8", path.name), ",", path.name)
@@ -309,7 +309,7 @@ def test_mri_and_stop_reason_in_the_regional_dialect(tmp_path):
     (folder / "treatments.csv").write_bytes(("patient_id;drug;start_date;end_date;stop_reason\n"
                                              "A1;Tysabri;01.01.2020;01.01.2021;Беременность\n"
                                              "A1;Gilenya;02.01.2021;;\n").encode("cp1251"))
-    from pipeline.dialect import load_dialect
+    from pipeline.core.dialect import load_dialect
     reg = run_ingest(folder, dialect=load_dialect(folder, {}))
     mri = reg.tables["mri"]
     assert mri.rows() == [("A1", dt.date(2024, 3, 31), 1, None), ("A1", dt.date(2024, 4, 1), None, 2)]
@@ -324,8 +324,8 @@ def test_mri_and_stop_reason_in_the_regional_dialect(tmp_path):
 def _ingest_both(folder, monkeypatch, dialect=None):
     """(streaming, careful): the ingest as it runs, and with every file read by the careful reader
     (the fast path declined), each as its registry or the fatal error it raised."""
-    import pipeline.ingest as ingest_module
-    from pipeline.dialect import load_dialect
+    import pipeline.inputs.ingest as ingest_module
+    from pipeline.core.dialect import load_dialect
 
     dialect = dialect or load_dialect(folder, {})
 
@@ -348,7 +348,7 @@ def _assert_same_registry(a, b):
     assert list(a.tables) == list(b.tables) and list(a.quarantine) == list(b.quarantine)
     for t in a.tables:
         assert a.tables[t].equals(b.tables[t]), t
-        assert a.tables[t].n_chunks() == 1, t  # see pipeline.ingest: one chunk, as the eager reader gave
+        assert a.tables[t].n_chunks() == 1, t  # see pipeline.inputs.ingest: one chunk, as the eager reader gave
     for t in a.quarantine:
         assert a.quarantine[t].equals(b.quarantine[t]), (t, a.quarantine[t], b.quarantine[t])
     assert {t: i.as_dict() for t, i in a.inputs.items()} == {t: i.as_dict() for t, i in b.inputs.items()}
@@ -368,7 +368,8 @@ def test_streaming_ingest_equals_the_careful_one_on_odd_files(tmp_path, monkeypa
 def test_streaming_ingest_equals_the_careful_one_on_bad_rows(tmp_path, monkeypatch):
     """Duplicates, conflicting patients, unknown patients and rule breaks, in a synthetic export with
     its planted bad rows, and in the bundled samples (both dialects)."""
-    from pipeline.synth import generate, write_export as synth_write
+    from pipeline.synth import generate
+    from pipeline.synth import write_export as synth_write
 
     folder = tmp_path / "synth"
     synth_write(generate(300, seed=7), folder, with_bad_rows=True)

@@ -23,13 +23,14 @@ import random
 import zlib
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria.load import parse_trial
-from pipeline.dialect import Dialect
 from pipeline.engines import evaluate
-from pipeline.ingest import ingest
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
 from tests.conftest import SPARK, TODAY, spark_registry, write_export
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
-import polars as pl
 import pytest
 
-from pipeline import outputs
-from pipeline.dialect import load_dialect
+from pipeline.core import files
+from pipeline.core.dialect import load_dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import load_trial
 from pipeline.engines import evaluate
-from pipeline.ingest import ingest
-from pipeline.trial import load_trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
+from pipeline.outputs import tables
 from tests.conftest import ENGINES, ROOT, TODAY
 
 FIXTURES = ROOT / "tests" / "fixtures" / "legacy_nct04203017"
@@ -44,11 +43,11 @@ def test_outputs_match_the_hand_written_rules(case, engine, tmp_path):
     want = FIXTURES / case
     evaluation.write_parquet(tmp_path / "evaluation.parquet", statistics=False)
     assert (tmp_path / "evaluation.parquet").read_bytes() == (want / "evaluation.parquet").read_bytes()
-    for name, frame in (("candidates.csv", outputs.candidates(evaluation, trial)),
-                        ("attrition.csv", outputs.attrition(evaluation, trial))):
-        outputs.write_csv(frame, tmp_path / name)
+    for name, frame in (("candidates.csv", tables.candidates(evaluation, trial)),
+                        ("attrition.csv", tables.attrition(evaluation, trial))):
+        files.write_csv(frame, tmp_path / name)
         assert (tmp_path / name).read_bytes() == (want / name).read_bytes(), name
     summary = json.loads((want / "summary.json").read_text())
     assert trial.parameters_record() == summary["parameters"]
-    assert outputs.counts(evaluation) == {k: summary[k] for k in outputs.counts(evaluation)}
-    assert outputs.by_site(evaluation) == summary["by_site"]
+    assert tables.counts(evaluation) == {k: summary[k] for k in tables.counts(evaluation)}
+    assert tables.by_site(evaluation) == summary["by_site"]

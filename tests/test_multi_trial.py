@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from pipeline.cli import main
+from pipeline.criteria import bundled_trials
 from pipeline.synth import generate, write_export
-from pipeline.trial import bundled_trials
 
 TRIALS = ["nct04203017", "nct04047628", "nct04411641"]
 FILES = ["evaluation.parquet", "candidates.csv", "attrition.csv", "site_counts.csv", "summary_public.json",

@@ -254,7 +254,7 @@ def test_formula_cells_are_neutralised_and_modes_are_private(tmp_path):
     ("-2+3", False), ("+SUM(1,2)", False), ("=1+1", False), ("@cmd", False), ("\tx", False), ("\rx", False),
     ("-cmd|' /C calc'!A0", False), ("-A1\n=1", False), ("- x", False), ("+41 79 123", False)])
 def test_formula_rule(cell, kept):
-    from pipeline.outputs import neutralise
+    from pipeline.core.files import neutralise
     got = neutralise(pl.DataFrame({"c": [cell]}))["c"][0]
     assert got == (cell if kept else "'" + cell)
 

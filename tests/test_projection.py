@@ -1,4 +1,4 @@
-"""The projection (pipeline/projection.py) on flows drawn from a known Poisson-gamma process.
+"""The projection (pipeline/recruitment/projection.py) on flows drawn from a known Poisson-gamma process.
 
 It must recover the site rates, give 80 % intervals that hold about 80 % of what
 follows (between 0.7 and 0.9 over many seeds), be deterministic for a fixed seed, and
@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import projection as pj
-from pipeline.history import add_months, history_dates
+from pipeline.recruitment import projection as pj
+from pipeline.recruitment.history import add_months, history_dates
 
 AS_OF = dt.date(2026, 11, 1)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.cli import main
+from pipeline.criteria import load_trial
 from pipeline.engines import evaluate
-from pipeline.outputs import attrition, candidates
-from pipeline.synth import generate, write_export as synth_write
-from pipeline.trial import load_trial
+from pipeline.outputs.tables import attrition, candidates
+from pipeline.synth import generate
+from pipeline.synth import write_export as synth_write
 from tests.conftest import evaluate_export, write_export
 
 DATES = st.dates(dt.date(2018, 1, 1), dt.date(2025, 1, 1)).map(dt.date.isoformat)
@@ -54,9 +56,9 @@ def test_engines_agree_on_random_exports(tmp_path_factory, data, as_of):
 
 
 def test_engines_agree_on_a_synthetic_registry(tmp_path):
-    from pipeline.dialect import Dialect
-    from pipeline.ingest import ingest
-    from pipeline.vocabulary import load_vocabulary
+    from pipeline.core.dialect import Dialect
+    from pipeline.core.vocabulary import load_vocabulary
+    from pipeline.inputs.ingest import ingest
     synth_write(generate(3000, seed=7), tmp_path / "e", with_bad_rows=True)
     reg = ingest(tmp_path / "e", Dialect(), load_vocabulary(), today=dt.date(2026, 11, 24))
     for as_of in (dt.date(2026, 11, 1), dt.date(2021, 3, 15)):

@@ -7,13 +7,14 @@ import datetime as dt
 
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.dialect import Dialect
-from pipeline.ingest import ingest
-from pipeline.quality import load_suites, run_quality, visit_spreads
-from pipeline.trial import load_trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import load_trial
+from pipeline.inputs.ingest import ingest
+from pipeline.quality.stage import load_suites, run_quality, visit_spreads
 from tests.conftest import TODAY, write_export
 
 D = dt.date(2026, 11, 1)
@@ -195,8 +196,8 @@ def test_visit_spreads_match_the_definition(rows):
 def test_a_failing_quality_stage_does_not_stop_the_run(tmp_path, monkeypatch):
     import json
 
-    from pipeline import quality
     from pipeline.cli import main
+    from pipeline.quality import stage as quality
     from tests.conftest import ROOT
 
     def broken(*args, **kwargs):

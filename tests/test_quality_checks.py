@@ -1,4 +1,4 @@
-"""The native quality checks (pipeline/quality_checks.py) against great-expectations itself.
+"""The native quality checks (pipeline/quality/checks.py) against great-expectations itself.
 
 GE defines what each expectation means; the native checks must give its verdict and its
 figures (rows, unexpected count, observed mean) on every frame: each expectation type at its
@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import quality
-from pipeline import quality_checks as qc
-from pipeline.dialect import Dialect
-from pipeline.ingest import ingest
-from pipeline.trial import load_trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import load_trial
+from pipeline.inputs.ingest import ingest
+from pipeline.quality import checks as qc
+from pipeline.quality import stage as quality
 from tests.conftest import ROOT, TODAY
 
 D = dt.date(2026, 11, 24)

@@ -1,4 +1,4 @@
-"""Each criterion's results kept for what-if re-runs (pipeline/results_cache.py): a re-run judges only
+"""Each criterion's results kept for what-if re-runs (pipeline/ops/results_cache.py): a re-run judges only
 the criteria whose rule changed, and its outputs are exactly those of a run that judged everything."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import json
 import polars as pl
 import pytest
 
-from pipeline import engines, results_cache, workbench
+from pipeline import engines
 from pipeline.cli import main
 from pipeline.criteria.load import load_trial
+from pipeline.ops import results_cache
+from pipeline.outputs import workbench
 from tests.conftest import synthetic_export
 from tests.test_cache import same_outputs
 
@@ -171,9 +173,9 @@ def test_no_cache_keeps_no_results(export, tmp_path, monkeypatch):
 
 
 def test_evaluate_with_known_results_of_other_patients_judges_everything(export):
-    from pipeline.dialect import load_dialect
-    from pipeline.ingest import ingest
-    from pipeline.vocabulary import load_vocabulary
+    from pipeline.core.dialect import load_dialect
+    from pipeline.core.vocabulary import load_vocabulary
+    from pipeline.inputs.ingest import ingest
 
     reg = ingest(export, load_dialect(export, {}), load_vocabulary(None), today=AS_OF)
     trial = load_trial("nct04203017")

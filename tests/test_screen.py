@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
-from pipeline.dialect import Dialect, load_dialect
-from pipeline.ingest import NFIELDS, _read_raw, _reasons, _validate
-from pipeline.readcsv import LINE
-from pipeline.vocabulary import load_vocabulary
+from pipeline.core.dialect import Dialect, load_dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import NFIELDS, _read_raw, _reasons, _validate
+from pipeline.inputs.readcsv import LINE
 from schemas import rules
 from tests.conftest import ROOT, TODAY
 

@@ -1,4 +1,4 @@
-"""A large export judged in patient shards (pipeline/shards.py) gives exactly what one judged whole gives.
+"""A large export judged in patient shards (pipeline/inputs/shards.py) gives exactly what one judged whole gives.
 
 Small exports are forced into shards with `--shard-patients`, and every output file is compared
 byte for byte with the unsharded run's, on both engines; the ingest's shards hold exactly the
@@ -17,20 +17,23 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pipeline import shards
 from pipeline.cli import main
-from pipeline.dialect import Dialect
+from pipeline.core.dialect import Dialect
+from pipeline.core.errors import EXIT_INPUT
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import load_trial
 from pipeline.engines import evaluate
-from pipeline.errors import EXIT_INPUT
-from pipeline.ingest import ingest
+from pipeline.inputs import shards
+from pipeline.inputs.ingest import ingest
 from pipeline.synth import generate, write_export
-from pipeline.trial import load_trial
-from pipeline.vocabulary import load_vocabulary
-from tests.conftest import TODAY, evaluate_export, synthetic_export, write_export as write_rows
+from tests.conftest import TODAY, evaluate_export, synthetic_export
+from tests.conftest import write_export as write_rows
 from tests.test_golden import CASES, _as_of, _evaluation, _trial, case_id
 from tests.test_properties import exports
+
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
@@ -186,7 +189,7 @@ def test_a_fatal_table_leaves_no_shards(tmp_path):
 
 def test_sampled_quality_checks_draw_from_every_shard(tmp_path):
     """With more rows than the sample, the sampled checks see an equal share of each shard."""
-    from pipeline import quality
+    from pipeline.quality import stage as quality
 
     folder = tmp_path / "export"
     write_export(generate(200, seed=4), folder)

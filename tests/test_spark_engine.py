@@ -12,24 +12,20 @@ Each trap of issue 14 that concerns evaluation has a test that fails if it retur
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from functools import cache
-from pathlib import Path
 
-import polars as pl
 import pytest
 import sqlglot
 from sqlglot import exp
 
-from pipeline.criteria import to_sql
+from pipeline.core.dialect import load_dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import load_trial, to_sql
 from pipeline.criteria.load import bundled_trials
 from pipeline.criteria.to_sql import col, criterion_query, for_dialect, render
-from pipeline.dialect import load_dialect
-from pipeline.engines import duckdb_engine, evaluate, spark_engine
-from pipeline.ingest import ingest
-from pipeline.trial import load_trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.engines import evaluate, spark_engine
+from pipeline.inputs.ingest import ingest
 from tests.conftest import ROOT, TODAY, spark_registry
 
 pytestmark = pytest.mark.xdist_group("spark")

@@ -7,22 +7,20 @@ the case is about. Inputs are small: the Spark part of the suite must stay about
 
 from __future__ import annotations
 
-import shutil
-
 import polars as pl
 import pytest
 
 import schemas
-from pipeline.dialect import Dialect, load_dialect
-from pipeline.errors import FatalInputError
-from pipeline.ingest import ingest as polars_ingest
-from pipeline.spark.frames import to_polars
-from pipeline.spark.ingest import ingest as spark_ingest
-from pipeline.spark.ingest import release
-from pipeline.vocabulary import load_vocabulary
+import tests.test_ingest as polars_tests
+from pipeline.core.dialect import Dialect, load_dialect
+from pipeline.core.errors import FatalInputError
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.engines.spark.frames import to_polars
+from pipeline.engines.spark.ingest import ingest as spark_ingest
+from pipeline.engines.spark.ingest import release
+from pipeline.inputs.ingest import ingest as polars_ingest
 from schemas import rules
 from tests.conftest import ROOT, TODAY, write_export
-import tests.test_ingest as polars_tests
 from tests.test_ingest import P, fatal_case
 
 pytestmark = pytest.mark.xdist_group("spark")
@@ -253,11 +251,11 @@ def test_parquet_of_text_columns_is_read_as_a_default_dialect_csv(spark, tmp_pat
     """A warehouse may write every column as text: dates ISO, numbers with '.', judged by the same rules."""
     import polars as pl
 
-    from pipeline.ingest import ingest as polars_ingest
-    from pipeline.spark.ingest import ingest as spark_ingest
-    from pipeline.spark.frames import to_polars
-    from pipeline.dialect import Dialect
-    from pipeline.vocabulary import load_vocabulary
+    from pipeline.core.dialect import Dialect
+    from pipeline.core.vocabulary import load_vocabulary
+    from pipeline.engines.spark.frames import to_polars
+    from pipeline.engines.spark.ingest import ingest as spark_ingest
+    from pipeline.inputs.ingest import ingest as polars_ingest
     from tests.conftest import TODAY, write_export
 
     rows = [{"patient_id": "P1", "site_id": "S1", "sex": "F", "birth_date": "1980-02-29", "ms_course": "RRMS"},

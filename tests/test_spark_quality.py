@@ -11,14 +11,14 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from pipeline.dialect import load_dialect
-from pipeline.ingest import ingest
-from pipeline.quality import quality_frames, run_quality
-from pipeline.spark.frames import to_polars, to_spark
-from pipeline.spark.quality import quality_frames as spark_quality_frames
-from pipeline.spark.registry import SparkRegistry
-from pipeline.trial import load_trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.core.dialect import load_dialect
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import load_trial
+from pipeline.engines.spark.frames import to_polars, to_spark
+from pipeline.engines.spark.registry import SparkRegistry
+from pipeline.inputs.ingest import ingest
+from pipeline.quality.spark import quality_frames as spark_quality_frames
+from pipeline.quality.stage import quality_frames, run_quality
 from tests.conftest import ROOT, TODAY, write_export
 
 pytestmark = pytest.mark.xdist_group("spark")
@@ -87,7 +87,7 @@ def test_visit_spreads_boundaries(spark, tmp_path):
 def test_native_checks_on_spark_equal_polars(spark):
     """Each expectation type at its boundaries (tests/test_quality_checks.py's cases, held to GE
     there): the Spark SQL aggregates give the Polars ones' results."""
-    from pipeline import quality_checks as qc
+    from pipeline.quality import checks as qc
     from tests.test_quality_checks import CASES
 
     for name, data, expectation, _ in CASES:

@@ -76,7 +76,7 @@ def test_samples_identical_to_polars(tmp_path, sample, monkeypatch):
     are the validated tables and the quarantine, compared whole in the run itself (the Spark
     ingest's plans for the tables with no single-partition step)."""
     from pipeline import run as run_module
-    from pipeline.spark.registry import SparkRegistry
+    from pipeline.engines.spark.registry import SparkRegistry
     from tests.test_spark_ingest import assert_same
 
     ingested = {}

@@ -37,12 +37,12 @@ def test_a_machine_without_java_uses_the_bundled_runtime_and_parquet_gives_the_c
     script = (
         "import datetime as dt, sys\n"
         "from pathlib import Path\n"
-        "from pipeline.dialect import Dialect\n"
+        "from pipeline.core.dialect import Dialect\n"
         "from pipeline.engines import evaluate\n"
-        "from pipeline.spark.ingest import ingest\n"
-        "from pipeline.spark.session import get_session\n"
-        "from pipeline.trial import load_trial\n"
-        "from pipeline.vocabulary import load_vocabulary\n"
+        "from pipeline.engines.spark.ingest import ingest\n"
+        "from pipeline.engines.spark.session import get_session\n"
+        "from pipeline.criteria import load_trial\n"
+        "from pipeline.core.vocabulary import load_vocabulary\n"
         f"spark = get_session('local[2]', {SPARK_CONF!r})\n"
         "print(spark.sparkContext._jvm.java.lang.System.getProperty('java.version'))\n"
         "reg = ingest(spark, Path(sys.argv[1]), Dialect(), load_vocabulary(), today=dt.date(2026, 11, 25),\n"
@@ -57,11 +57,11 @@ def test_a_machine_without_java_uses_the_bundled_runtime_and_parquet_gives_the_c
 
     import datetime as dt
 
-    from pipeline.dialect import Dialect
+    from pipeline.core.dialect import Dialect
+    from pipeline.core.vocabulary import load_vocabulary
+    from pipeline.criteria import load_trial
     from pipeline.engines import evaluate
-    from pipeline.ingest import ingest
-    from pipeline.trial import load_trial
-    from pipeline.vocabulary import load_vocabulary
+    from pipeline.inputs.ingest import ingest
 
     reg = ingest(export, Dialect(), load_vocabulary(), today=dt.date(2026, 11, 25), max_reject=1.0)
     want = evaluate(reg, load_trial("nct04203017"), dt.date(2026, 11, 1), "polars")
@@ -70,7 +70,7 @@ def test_a_machine_without_java_uses_the_bundled_runtime_and_parquet_gives_the_c
 
 
 def test_java_home_choice(monkeypatch):
-    from pipeline.spark import session
+    from pipeline.engines.spark import session
 
     monkeypatch.delenv("MSFEAS_SPARK_JAVA", raising=False)
     monkeypatch.setenv("JAVA_HOME", "/opt/java")
@@ -97,7 +97,7 @@ class _Spark:
                                             (1113 * 10**6, 67), (10**13, 2000)])
 def test_shuffle_partitions_follow_the_export_size(size, expected):
     """One partition per 16 MB of export, at least msfeas's 4, at most 2000 (1M patients: 67)."""
-    from pipeline.spark.session import size_partitions
+    from pipeline.engines.spark.session import size_partitions
 
     spark = _Spark()
     assert size_partitions(spark, size, {}) == expected
@@ -105,7 +105,7 @@ def test_shuffle_partitions_follow_the_export_size(size, expected):
 
 
 def test_users_shuffle_partitions_stand():
-    from pipeline.spark.session import size_partitions
+    from pipeline.engines.spark.session import size_partitions
 
     spark = _Spark()
     assert size_partitions(spark, 10**12, {"spark.sql.shuffle.partitions": "8"}) is None
@@ -113,7 +113,7 @@ def test_users_shuffle_partitions_stand():
 
 
 def test_local_heap_is_a_quarter_of_memory_within_bounds(monkeypatch):
-    from pipeline.spark import session
+    from pipeline.engines.spark import session
 
     pages = {"SC_PAGE_SIZE": 4096}
     monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 24 * 2**30 // 4096))

@@ -6,8 +6,8 @@ import pytest
 import sqlglot
 
 from pipeline.criteria.load import bundled_trials, load_trial
-from pipeline.criteria.snapshot import snapshot_path, trial_sql
 from pipeline.criteria.to_sql import DIALECTS, criterion_query
+from pipeline.engines.sql_snapshot import snapshot_path, trial_sql
 from tests.conftest import ROOT
 
 FOLDER = ROOT / "sql" / "trials"
@@ -41,7 +41,7 @@ def test_values_are_literals_not_text():
 def test_shipped_compiled_queries_are_current():
     """sql/compiled/ holds exactly the bundled trials' DuckDB queries as the compiler builds them now
     (a stale entry would never be read, its key no longer matching: this keeps the folder useful)."""
-    from pipeline.criteria.snapshot import compiled_entries
+    from pipeline.engines.sql_snapshot import compiled_entries
 
     folder = ROOT / "sql" / "compiled"
     want = compiled_entries()

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria.load import load_trial
-from pipeline.dialect import Dialect
 from pipeline.engines import duckdb_engine, evaluate
-from pipeline.ingest import ingest
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
 from tests.conftest import ENGINES, SPARK, TODAY, spark_registry, write_export
 
 TRIALS = ["nct04203017", "nct04047628", "nct04411641"]

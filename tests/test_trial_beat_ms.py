@@ -16,11 +16,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipeline.core.dialect import Dialect
+from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria.load import load_trial
-from pipeline.dialect import Dialect
 from pipeline.engines import evaluate
-from pipeline.ingest import ingest
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
 from tests.conftest import ENGINES, TODAY, status_of, write_export
 from tests.test_three_trials_properties import sql_compiled_once  # noqa: F401 (autouse: SQL built once)
 

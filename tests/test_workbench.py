@@ -1,4 +1,4 @@
-"""The workbench of report.html (pipeline/workbench.py, pipeline/templates/workbench.js), in headless Chromium.
+"""The workbench of report.html (pipeline/outputs/workbench.py, pipeline/outputs/templates/workbench.js), in headless Chromium.
 
 - On the samples (a real `msfeas run`, every bundled trial): untick each criterion in turn, and
   move each slider to several positions (and several sliders at once): the page's funnel,
@@ -32,16 +32,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import outputs, report, synth, workbench
+from pipeline import synth
 from pipeline.cli import main
+from pipeline.core.dialect import Dialect
+from pipeline.core.errors import UsageError
+from pipeline.core.vocabulary import load_vocabulary
+from pipeline.criteria import apply_overrides, bundled_trials, load_trial
 from pipeline.criteria.load import parse_trial
-from pipeline.dialect import Dialect
-from pipeline.disclosure import relations, site_counts, suppress
 from pipeline.engines import ENGINES, evaluate, overall_status
-from pipeline.errors import UsageError
-from pipeline.ingest import ingest
-from pipeline.trial import apply_overrides, bundled_trials, load_trial
-from pipeline.vocabulary import load_vocabulary
+from pipeline.inputs.ingest import ingest
+from pipeline.outputs import report, tables, workbench
+from pipeline.outputs.disclosure import relations, site_counts, suppress
 from tests.conftest import ROOT, TODAY, write_export
 from tests.test_report import ARGS, CHROMIUM
 
@@ -77,13 +78,13 @@ TICK = """([id, on]) => {
 # ---------------------------------------------------------------- what the page must show
 
 def view(ev: pl.DataFrame, kept: list[str]) -> dict:
-    """The funnel, attrition and site counts of an evaluation judged on the `kept` criteria (outputs.py)."""
+    """The funnel, attrition and site counts of an evaluation judged on the `kept` criteria (tables.py)."""
     status = overall_status(kept) if kept else pl.lit("eligible")
     ev = ev.with_columns(status.alias("status"))
-    counts = outputs.counts(ev)
-    sites = {s: {"population": sum(v.values()), **v} for s, v in outputs.by_site(ev).items()}
+    counts = tables.counts(ev)
+    sites = {s: {"population": sum(v.values()), **v} for s, v in tables.by_site(ev).items()}
     sites[""] = {k: counts[k] for k in ("population", "eligible", "possible", "ineligible")}
-    return {"funnel": sites[""], "attrition": outputs.attrition(ev, SimpleNamespace(ids=kept)).to_dicts(),
+    return {"funnel": sites[""], "attrition": tables.attrition(ev, SimpleNamespace(ids=kept)).to_dicts(),
             "sites": sites}
 
 
@@ -700,15 +701,15 @@ def test_the_payload_holds_counts_not_patients(registry):
     assert not re.search(r"\d{4}-\d{2}-\d{2}", text.replace(AS_OF.isoformat(), ""))  # no date but D itself
     rows = workbench.decode(wb["payload"])
     assert rows["n"].sum() == ev.height and len(rows["n"]) == wb["payload"]["rows"] < ev.height
-    assert workbench.recount(wb["payload"]) == {**outputs.counts(ev), "by_site": outputs.by_site(ev),
-                                                "attrition": outputs.attrition(ev, trial).to_dicts()}
+    assert workbench.recount(wb["payload"]) == {**tables.counts(ev), "by_site": tables.by_site(ev),
+                                                "attrition": tables.attrition(ev, trial).to_dicts()}
 
 
 def test_leb128_at_its_byte_boundaries():
     """The counts' encoding, vectorised, against the definition, one value at a time."""
     import numpy as np
 
-    from pipeline.workbench import _leb128
+    from pipeline.outputs.workbench import _leb128
 
     def one(v: int) -> bytes:
         out = bytearray()
@@ -730,7 +731,7 @@ def test_packed_sort_keys_give_the_column_order(sizes):
     column in turn (one word, several words, a column of one key)."""
     import numpy as np
 
-    from pipeline.workbench import packed_keys
+    from pipeline.outputs.workbench import packed_keys
 
     rng = np.random.default_rng(len(sizes))
     frame = pl.DataFrame({f"c{i}": rng.integers(0, n, 5000) for i, n in enumerate(sizes)}).unique()
@@ -748,7 +749,7 @@ def test_the_payload_rows_are_the_distinct_combinations_in_column_order(sizes):
     order as grouping by the columns themselves and sorting by each in turn (fewest keys first)."""
     import numpy as np
 
-    from pipeline.workbench import _Column, _encode
+    from pipeline.outputs.workbench import _Column, _encode
 
     rng = np.random.default_rng(sum(sizes))
     cols = [_Column(f"x{i}", rng.integers(0, n, 20_000), list(range(n))) for i, n in enumerate(sizes)]
@@ -766,7 +767,7 @@ def test_packed_code_tuples_rank_as_sorted(shape):
     listed in ascending mixed-radix order (a table of counts for few tuples, a sort for many)."""
     import numpy as np
 
-    from pipeline.workbench import _pack
+    from pipeline.outputs.workbench import _pack
 
     rng = np.random.default_rng(len(shape))
     comps = [rng.integers(-1, n, 50_000) for n in shape]

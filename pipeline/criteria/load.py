@@ -19,9 +19,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.errors import UsageError
 from pipeline.criteria import contract
-from pipeline.criteria.nodes import (NODE_TYPES, PREDICATES, REQUIRED, SCREENING, STATUSES, DesignError, Node)
-from pipeline.errors import UsageError
+from pipeline.criteria.nodes import NODE_TYPES, PREDICATES, REQUIRED, STATUSES, DesignError, Node
 
 KINDS = {"inclusion", "exclusion", "registry status"}
 CRITERION_KEYS = {"id", "kind", "text", "parameters", "rule"}
@@ -258,7 +258,7 @@ class _Builder:
     @staticmethod
     def drug(name: str, path: str) -> str:
         """A drug as treatments holds it: the generic name of the bundled vocabulary (brands map to it)."""
-        from pipeline.vocabulary import _fold, load_vocabulary
+        from pipeline.core.vocabulary import _fold, load_vocabulary
 
         vocab = load_vocabulary()
         if _fold(name) not in vocab.generic_of:

@@ -14,6 +14,7 @@ import polars as pl
 
 from pipeline.criteria.polars_helpers import FAIL, PASS, PID, UNKNOWN, Tables, lit, on_patients, patients
 
+
 def _day(col: str) -> pl.Expr:
     """A date as whole days since 1970-01-01 (the engines compare days, not timestamps)."""
     return pl.col(col).cast(pl.Int64)

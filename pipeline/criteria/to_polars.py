@@ -19,8 +19,21 @@ import polars as pl
 
 from pipeline.criteria import contract
 from pipeline.criteria.nodes import Node, registrar
-from pipeline.criteria.polars_helpers import (FAIL, PASS, PID, SCREENING, UNKNOWN, Tables, age_years, days_before,
-                                              divide, latest, lit, on_patients, patients)
+from pipeline.criteria.polars_helpers import (
+    FAIL,
+    PASS,
+    PID,
+    SCREENING,
+    UNKNOWN,
+    Tables,
+    age_years,
+    days_before,
+    divide,
+    latest,
+    lit,
+    on_patients,
+    patients,
+)
 from pipeline.criteria.polars_progression import confirmed_progression, recent_progression
 
 

@@ -14,11 +14,11 @@ from typing import Callable
 
 import polars as pl
 
-from pipeline.registry import Registry
-from pipeline.trial import Trial
+from pipeline.criteria import Trial
+from pipeline.inputs.registry import Registry
 
 # The engines over a Polars `Registry` (the tables in the driver's memory); "spark" evaluates a
-# `SparkRegistry` (pipeline/spark/registry.py), whose tables stay in Spark.
+# `SparkRegistry` (pipeline/engines/spark/registry.py), whose tables stay in Spark.
 ENGINES = ("polars", "duckdb")
 ALL_ENGINES = (*ENGINES, "spark")
 PID = "patient_id"
@@ -66,14 +66,14 @@ def _patients(patients) -> pl.DataFrame:
     """patient_id, site_id of every patient, in the patients table's order (from Spark through Arrow)."""
     if isinstance(patients, pl.DataFrame):
         return patients.select(PID, "site_id")
-    from pipeline.spark.frames import to_polars
+    from pipeline.engines.spark.frames import to_polars
 
     return to_polars(patients.select(PID, "site_id"))
 
 
 @dataclass
 class Known:
-    """Criteria judged by an earlier run on the same validated export (pipeline/results_cache.py).
+    """Criteria judged by an earlier run on the same validated export (pipeline/ops/results_cache.py).
 
     `patients`: the patient ids of that run's evaluation, in its order; `results`: criterion id ->
     its status (`status`) and evidence (named as in the engines' results), one row per patient in
@@ -90,7 +90,7 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
     """The evaluation matrix: patient_id, site_id, status, a column per criterion, then evidence.
 
     Sorted by patient_id in code-point order. Evidence columns are named
-    `<criterion id>__<evidence>`. A sharded export (pipeline/shards.py) is judged shard by
+    `<criterion id>__<evidence>`. A sharded export (pipeline/inputs/shards.py) is judged shard by
     shard; its shards are ranges of patient ids, so their sorted evaluations, one after
     the other, are the whole one. `each_shard`: also given each shard's tables once judged
     (the quality checks, so that a shard is read once). `known`: criteria an earlier run

@@ -29,9 +29,9 @@ import polars as pl
 import sqlglot
 from sqlglot import exp
 
+from pipeline.criteria import Trial
 from pipeline.engines import _attach, overall_status
-from pipeline.registry import Registry
-from pipeline.trial import Trial
+from pipeline.inputs.registry import Registry
 
 PID = "patient_id"
 # The columns of edss_levels.sql's `windows` and `levels` CTEs that `levels_at` relies on.

@@ -1,7 +1,7 @@
 """The Spark engine: every criterion compiled to SQL (`pipeline.criteria.to_sql`), rendered in
 Spark's dialect and run with the reference date bound as the named parameter `:as_of`.
 
-The accepted tables (pyspark DataFrames, as `pipeline.spark.registry.SparkRegistry` holds
+The accepted tables (pyspark DataFrames, as `pipeline.engines.spark.registry.SparkRegistry` holds
 them) are registered as temporary views under their table names. Each criterion's query
 returns one row per patient (`patient_id, status, <evidence...>`); it reaches the driver
 through `toArrow()` only (never pandas: pyspark 4.3 does not fully support pandas 3), and

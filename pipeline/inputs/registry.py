@@ -1,0 +1,72 @@
+"""The accepted export: typed tables, quarantine and row accounting (the result of `ingest`).
+
+Kept apart from `pipeline.inputs.ingest` so that what only uses a validated export (the engines,
+the quality stage, a run that reads it from the cache) does not load the validation stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Collection, Iterator
+
+import polars as pl
+
+from pipeline.core.dialect import Dialect
+from pipeline.inputs.shards import Shards
+
+
+@dataclass
+class TableInput:
+    """Row accounting of one table, as written to `summary.json` `inputs`."""
+
+    present: bool
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    duplicates_dropped: int = 0
+    file: str | None = None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        if d["file"] is None:
+            d.pop("file")
+        return d
+
+
+@dataclass
+class Registry:
+    """The accepted export: typed tables (empty when absent: see `absent`) and accounting.
+
+    A large export is kept in patient shards on disk (`shards`, pipeline/inputs/shards.py): then
+    `tables` holds the whole patients table (in shard order) and lazy scans of the others,
+    and what judges patients goes through `parts()`, one shard at a time.
+    """
+
+    tables: dict[str, pl.DataFrame]
+    inputs: dict[str, TableInput]
+    quarantine: dict[str, pl.DataFrame] = field(default_factory=dict)
+    dialect: Dialect = field(default_factory=Dialect)
+    read_seconds: float = 0.0  # of the ingest time, reading the files (the rest is validating)
+    shards: Shards | None = None
+    shard_sizes: list[int] = field(default_factory=list)  # patients per shard, in `tables["patients"]`'s order
+
+    @property
+    def absent(self) -> list[str]:
+        return [t for t, inp in self.inputs.items() if not inp.present]
+
+    @property
+    def n_shards(self) -> int:
+        return self.shards.k if self.shards is not None else 1
+
+    def part(self, i: int, only: Collection[str] | None = None) -> dict[str, pl.DataFrame | pl.LazyFrame]:
+        """Shard `i`'s tables, in memory (unsharded: the tables themselves). `only`: those in memory,
+        the others as lazy scans of the shard (read if used after all)."""
+        if self.shards is None:
+            return self.tables
+        start = sum(self.shard_sizes[:i])
+        return self.shards.load(i, self.tables["patients"].slice(start, self.shard_sizes[i]), only)
+
+    def parts(self, only: Collection[str] | None = None) -> Iterator[dict[str, pl.DataFrame | pl.LazyFrame]]:
+        """Every shard's tables in turn; each shard's patients in `tables["patients"]`'s order."""
+        for i in range(self.n_shards):
+            yield self.part(i, only)

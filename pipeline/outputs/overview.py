@@ -1,0 +1,77 @@
+"""Several trials in one run: the overview beside the trials' own folders.
+
+`msfeas run --trial A --trial B` (or `--trial all`) reads and validates the export once;
+each trial's files go to `RUN_DIR/<trial id>/` exactly as a one-trial run writes them,
+and the run folder also holds:
+
+- `overview.csv`: one row per trial: population, eligible, possible, ineligible, and the
+  three criteria that exclude the most (the most patients failing each);
+- `candidates_by_trial.csv`: one row per patient and trial for which the patient is a
+  candidate (eligible or possible), with the trial's unknown criteria;
+- `report.html`: the trials side by side, with which optional tables each trial's
+  criteria read and which were absent from the export, linking to each trial's report;
+- `summary.json`: the overview's counts (no patient ids).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import __version__
+from pipeline.core import files
+from pipeline.criteria import Trial
+from pipeline.inputs.registry import Registry
+from pipeline.outputs import report, tables
+
+TOP = 3
+
+
+def overview_rows(trials: list[Trial], summaries: dict[str, dict], attritions: dict[str, pl.DataFrame]) -> list[dict]:
+    rows = []
+    for trial in trials:
+        s, attr = summaries[trial.id], attritions[trial.id]
+        row = {"trial": trial.id, "title": trial.title,
+               **{k: s[k] for k in ("population", "eligible", "possible", "ineligible")}}
+        top = attr.filter(pl.col("n_fail") > 0).sort(["n_fail", "step"], descending=[True, False]).head(TOP)
+        ranked = list(top.select("criterion", "n_fail").iter_rows())
+        for i in range(TOP):
+            crit, n = ranked[i] if i < len(ranked) else (None, None)
+            row[f"excluding_{i + 1}"], row[f"excluding_{i + 1}_n_fail"] = crit, n
+        rows.append(row)
+    return rows
+
+
+def candidates_by_trial(trials: list[Trial], evaluations: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    frames = [tables.candidates(evaluations[t.id], t).select(
+        "patient_id", "site_id", pl.lit(t.id).alias("trial"), "status", "unknown_criteria") for t in trials]
+    return pl.concat(frames).sort("patient_id", "trial")
+
+
+def write(folder: Path, opts, registry: Registry, summaries: dict[str, dict], attritions: dict[str, pl.DataFrame],
+          evaluations: dict[str, pl.DataFrame], warnings: list[str]) -> dict:
+    """Write the overview files into the run folder and return the run's summary."""
+    trials = opts.trials
+    rows = overview_rows(trials, summaries, attritions)
+    files.write_csv(pl.DataFrame(rows, schema_overrides={f"excluding_{i + 1}_n_fail": pl.Int64 for i in range(TOP)}),
+                      folder / "overview.csv")
+    by_trial = candidates_by_trial(trials, evaluations)
+    files.write_csv(by_trial, folder / "candidates_by_trial.csv")
+    per_patient = by_trial.group_by("patient_id").agg(pl.len().alias("n_trials"))
+    several = dict(per_patient.group_by("n_trials").agg(pl.len().alias("n")).sort("n_trials").iter_rows())
+    summary = {
+        "trials": [t.id for t in trials], "as_of": opts.as_of.isoformat(), "engine": opts.engine,
+        "version": __version__, "overview": rows,
+        "candidate_patients": {"any_trial": per_patient.height,
+                               "by_number_of_trials": {str(k): int(v) for k, v in several.items()}},
+        "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
+        "absent_tables": registry.absent,
+        "warnings": warnings,
+        "timings_seconds": None,
+    }
+    model = {"s": summary, "trials": [{"trial": t, "row": r, "tables": report.tables_read(t, registry.absent)}
+                                      for t, r in zip(trials, rows)],
+             "shareable": bool(getattr(opts, "shareable", False))}  # counts only in the trials' workbenches
+    (folder / "report.html").write_text(report.render(model, "overview.html.j2"), "utf-8")
+    return summary
