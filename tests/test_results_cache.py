@@ -60,12 +60,12 @@ def counting(monkeypatch):
 def building(monkeypatch):
     """The criteria whose part of the report's workbench is built (not found kept)."""
     built: list[str] = []
-    real = workbench._part
+    real = workbench.model._part
 
     def spy(b, crit):
         built.append(crit.id)
         return real(b, crit)
-    monkeypatch.setattr(workbench, "_part", spy)
+    monkeypatch.setattr(workbench.model, "_part", spy)
     return built
 
 

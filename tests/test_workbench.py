@@ -1,4 +1,4 @@
-"""The workbench of report.html (pipeline/outputs/workbench.py, pipeline/outputs/templates/workbench.js), in headless Chromium.
+"""The workbench of report.html (pipeline/outputs/workbench/, pipeline/outputs/templates/workbench.js), in headless Chromium.
 
 - On the samples (a real `msfeas run`, every bundled trial): untick each criterion in turn, and
   move each slider to several positions (and several sliders at once): the page's funnel,
@@ -709,7 +709,7 @@ def test_leb128_at_its_byte_boundaries():
     """The counts' encoding, vectorised, against the definition, one value at a time."""
     import numpy as np
 
-    from pipeline.outputs.workbench import _leb128
+    from pipeline.outputs.workbench.encoding import _leb128
 
     def one(v: int) -> bytes:
         out = bytearray()
@@ -731,7 +731,7 @@ def test_packed_sort_keys_give_the_column_order(sizes):
     column in turn (one word, several words, a column of one key)."""
     import numpy as np
 
-    from pipeline.outputs.workbench import packed_keys
+    from pipeline.outputs.workbench.encoding import packed_keys
 
     rng = np.random.default_rng(len(sizes))
     frame = pl.DataFrame({f"c{i}": rng.integers(0, n, 5000) for i, n in enumerate(sizes)}).unique()
@@ -749,7 +749,7 @@ def test_the_payload_rows_are_the_distinct_combinations_in_column_order(sizes):
     order as grouping by the columns themselves and sorting by each in turn (fewest keys first)."""
     import numpy as np
 
-    from pipeline.outputs.workbench import _Column, _encode
+    from pipeline.outputs.workbench.encoding import _Column, _encode
 
     rng = np.random.default_rng(sum(sizes))
     cols = [_Column(f"x{i}", rng.integers(0, n, 20_000), list(range(n))) for i, n in enumerate(sizes)]
@@ -767,7 +767,7 @@ def test_packed_code_tuples_rank_as_sorted(shape):
     listed in ascending mixed-radix order (a table of counts for few tuples, a sort for many)."""
     import numpy as np
 
-    from pipeline.outputs.workbench import _pack
+    from pipeline.outputs.workbench.model import _pack
 
     rng = np.random.default_rng(len(shape))
     comps = [rng.integers(-1, n, 50_000) for n in shape]

@@ -163,7 +163,8 @@ class Parts:
         return "part-" + hashlib.sha256(f"{r}\0{about}".encode()).hexdigest()
 
     def load(self, c):
-        from pipeline.outputs.workbench import Part, _Column
+        from pipeline.outputs.workbench.encoding import _Column
+        from pipeline.outputs.workbench.model import Part
 
         stem = self.results.folder / self._stem(c)
         try:

@@ -151,7 +151,7 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
         "findings": quality.get("findings", []),
         "tables_read": tables_read(trial, summary["absent_tables"]),
         "history": history,  # --history: the recruitment section (pipeline/recruitment/stage.py), else None
-        # The workbench (pipeline/outputs/workbench.py): toggles and sliders; a shareable report shows counts only there.
+        # The workbench (pipeline/outputs/workbench/): toggles and sliders; a shareable report shows counts only there.
         "workbench": _workbench(workbench), "shareable": bool(workbench and workbench["shareable"]),
     }
 

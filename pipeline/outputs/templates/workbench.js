@@ -1,9 +1,9 @@
 /* The report's workbench: switch criteria off, move thresholds, see the funnel follow.
  *
- * Data: <script type="application/json" id="wb-data">, built by pipeline/outputs/workbench.py (read its
+ * Data: <script type="application/json" id="wb-data">, built by pipeline/outputs/workbench/ (read its
  * docstring for the codes). Nothing is fetched: the combinations are deflated and base64-coded
  * in the page, and inflated here. Every count is an exact sum over the combinations; the rules
- * for a node's status mirror pipeline/outputs/workbench.py `leaf_status` and the three-valued all/any/not
+ * for a node's status mirror pipeline/outputs/workbench/rules.py `leaf_status` and the three-valued all/any/not
  * of pipeline/criteria/to_polars.py.
  */
 (function () {
@@ -181,7 +181,7 @@
     return { cols: cols, n: n, rows: rows };
   }
 
-  // ------------------------------------------------------------ rules (mirror of workbench.py)
+  // ------------------------------------------------------------ rules (mirror of workbench/rules.py)
 
   function ge(c, i) { return i < (c >> 1) + (c & 1); }  // value >= grid[i]
   function le(c, i) { return i >= (c >> 1); }  // value <= grid[i]
