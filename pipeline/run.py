@@ -24,13 +24,16 @@ from pipeline.core.errors import FatalInputError, OutputError, UsageError, cap
 from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import Trial
 from pipeline.engines import evaluate, sql_cache
+from pipeline.engines.settings import JudgeSettings
 from pipeline.inputs.registry import Registry
+from pipeline.inputs.settings import InputSettings
 from pipeline.inputs.shards import PATIENTS_PER_SHARD
 from pipeline.ops import export_cache as cache
 from pipeline.ops import results_cache
 from pipeline.ops.atomic import own_partials, partial_dir, publish, sweep_dead_partials
 from pipeline.ops.runlog import RunLog
 from pipeline.outputs import disclosure, overview, report, tables, workbench
+from pipeline.outputs.settings import OutputSettings, Rerun
 from pipeline.quality import stage as quality
 from pipeline.recruitment import stage as recruitment
 
@@ -75,6 +78,28 @@ class RunOptions:
     @property
     def several(self) -> bool:
         return len(self.trials) > 1
+
+    # Each stage gets the settings it needs, not this bag: built once here, passed down.
+    @property
+    def inputs(self) -> InputSettings:
+        return InputSettings(source=self.input, today=self.today, dialect_overrides=self.dialect_overrides,
+                             drug_lines=self.drug_lines, max_reject=self.max_reject, per_shard=self.per_shard)
+
+    @property
+    def judge(self) -> JudgeSettings:
+        return JudgeSettings(as_of=self.as_of, engine=self.engine, spark_master=self.spark_master,
+                             spark_conf=self.spark_conf)
+
+    @property
+    def output(self) -> OutputSettings:
+        return OutputSettings(out=self.out, min_cell=self.min_cell, shareable=self.shareable, force=self.force,
+                              keep_replaced=self.keep_replaced)
+
+    @property
+    def rerun(self) -> Rerun:
+        return Rerun(input=self.input, as_of=self.as_of, engine=self.engine, dialect_overrides=self.dialect_overrides,
+                     drug_lines=self.drug_lines, max_reject=self.max_reject, min_cell=self.min_cell,
+                     shareable=self.shareable)
 
 
 @dataclass
@@ -160,17 +185,18 @@ class _Stage:
 
 def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None) -> RunResult:
     hooks = hooks or Hooks()
+    inp, judge, output = opts.inputs, opts.judge, opts.output
     own_log = log is None
     log = log or RunLog()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    _check_out(opts.out, opts.force)
-    for name in sweep_dead_partials(opts.out):
+    _check_out(output.out, output.force)
+    for name in sweep_dead_partials(output.out):
         log.event("sweep", f"removed {name}, left by an interrupted run", level="warning")
     tmp: Path | None = None
     registry = None
     try:
-        tmp = partial_dir(opts.out)  # inside the try: an interrupt right after it still removes it
+        tmp = partial_dir(output.out)  # inside the try: an interrupt right after it still removes it
         log.attach(tmp / "run.log")
         # Compiled report templates and criterion queries kept beside the validated exports (dot
         # folders: the eviction of old exports passes over them); --no-cache keeps nothing.
@@ -180,13 +206,13 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         for w in warnings:
             log.event("start", w, level="warning")
         with _Stage("ingest_validate", timings, log):
-            dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
-            vocab = load_vocabulary(opts.drug_lines)
-            key = (cache.export_key(opts.input, dialect, vocab, opts.today, opts.max_reject)
-                   if opts.cache_dir is not None and dialect is not None and opts.engine != "spark" else None)
-            registry = cache.load(opts.cache_dir, key, sharded=opts.per_shard is not None) if key else None
-            if opts.engine == "spark":
-                registry = _spark_ingest(opts, dialect, vocab, log)
+            dialect = load_dialect(inp.source, inp.dialect_overrides) if inp.source.is_dir() else None
+            vocab = load_vocabulary(inp.drug_lines)
+            key = (cache.export_key(inp.source, dialect, vocab, inp.today, inp.max_reject)
+                   if opts.cache_dir is not None and dialect is not None and judge.engine != "spark" else None)
+            registry = cache.load(opts.cache_dir, key, sharded=inp.per_shard is not None) if key else None
+            if judge.engine == "spark":
+                registry = _spark_ingest(inp, judge, dialect, vocab, log)
             elif registry is not None:
                 log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
             else:
@@ -194,8 +220,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
 
                 # A large export is kept in shards inside the unfinished run folder (removed before it is
                 # published, or moved into the cache).
-                registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject,
-                                  spill=tmp / SHARDS if opts.per_shard else None, per_shard=opts.per_shard or 0)
+                registry = ingest(inp.source, dialect, vocab, today=inp.today, max_reject=inp.max_reject,
+                                  spill=tmp / SHARDS if inp.per_shard else None, per_shard=inp.per_shard or 0)
                 if key:
                     cache.store(opts.cache_dir, key, registry)
             if registry.shards is not None:
@@ -221,7 +247,7 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             per_trial[trial.id] = _judge(opts, trial, registry, vocab, folder, warnings, hooks, log, timings, key)
         if opts.several:
             with _Stage("overview", timings, log):
-                summary = overview.write(tmp, opts, registry, {t: v[0] for t, v in per_trial.items()},
+                summary = overview.write(tmp, opts.trials, judge, output, registry, {t: v[0] for t, v in per_trial.items()},
                                          {t: v[1] for t, v in per_trial.items()},
                                          {t: v[2] for t, v in per_trial.items()}, warnings)
         else:
@@ -235,24 +261,24 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         files.write_json(summary, tmp / "summary.json")
         shutil.rmtree(tmp / SHARDS, ignore_errors=True)  # the shards of an uncached large export
         hooks.before_publish(tmp, summary, timings, log)
-        publish(tmp, opts.out, keep_replaced=opts.keep_replaced)
+        publish(tmp, output.out, keep_replaced=output.keep_replaced)
         # The log file stays open across the rename: later events (retention) still reach it.
-        log.event("publish", f"run folder {opts.out}", seconds=round(timings["total"], 3))
+        log.event("publish", f"run folder {output.out}", seconds=round(timings["total"], 3))
         if own_log:
             log.detach()
     except BaseException:
         log.detach()
         # A signal may land after mkdtemp made the folder but before `tmp` held its name: ours by pid.
-        for folder in [tmp] if tmp is not None else own_partials(opts.out):
+        for folder in [tmp] if tmp is not None else own_partials(output.out):
             shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
-        if registry is not None and opts.engine == "spark":  # the tables Spark cached for this run
+        if registry is not None and judge.engine == "spark":  # the tables Spark cached for this run
             from pipeline.engines.spark.ingest import release
 
             release(registry)
     first = per_trial[opts.trial.id]
-    return RunResult(opts.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
+    return RunResult(output.out, summary, first[1], timings, {t: (v[0], v[1]) for t, v in per_trial.items()})
 
 
 def _export_bytes(folder: Path) -> int:
@@ -267,7 +293,7 @@ def _export_bytes(folder: Path) -> int:
         return 0
 
 
-def _spark_ingest(opts: RunOptions, dialect, vocab, log: RunLog):
+def _spark_ingest(inp: InputSettings, judge: JudgeSettings, dialect, vocab, log: RunLog):
     """The export read and validated inside Spark (pipeline/engines/spark/ingest.py); its tables stay there.
 
     The validated-export cache holds Polars tables, so a Spark run neither reads nor fills it.
@@ -278,11 +304,11 @@ def _spark_ingest(opts: RunOptions, dialect, vocab, log: RunLog):
     from pipeline.engines.spark.ingest import ingest as spark_ingest
     from pipeline.engines.spark.session import get_session, size_partitions
 
-    spark = get_session(opts.spark_master, opts.spark_conf)
-    parts = size_partitions(spark, _export_bytes(Path(opts.input)), opts.spark_conf)
-    log.event("ingest_validate", f"Spark {spark.version} at {opts.spark_master}"
+    spark = get_session(judge.spark_master, judge.spark_conf)
+    parts = size_partitions(spark, _export_bytes(Path(inp.source)), judge.spark_conf)
+    log.event("ingest_validate", f"Spark {spark.version} at {judge.spark_master}"
               + (f", {parts} shuffle partitions for the export's size" if parts else ""))
-    registry = spark_ingest(spark, opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject)
+    registry = spark_ingest(spark, inp.source, dialect, vocab, today=inp.today, max_reject=inp.max_reject)
     registry.quarantine = {t: to_polars(q.orderBy("_line")) for t, q in registry.quarantine.items()}
     return registry
 
@@ -415,7 +441,7 @@ def _history_and_report(opts: RunOptions, trial: Trial, registry: Registry, fold
                       backtest_coverage_80=summary["projection"]["backtest"]["coverage_80"])
 
     with _Stage("report", timings, log):
-        bench = workbench.build(evaluation, trial, registry.tables, registry.absent, opts.as_of, opts,
+        bench = workbench.build(evaluation, trial, registry.tables, registry.absent, opts.as_of, opts.rerun,
                                 opts.shareable, opts.min_cell,
                                 parts=registry.parts if registry.shards is not None else None, kept=kept)
         for note in bench["notes"]:

@@ -22,8 +22,10 @@ import polars as pl
 from pipeline import __version__
 from pipeline.core import files
 from pipeline.criteria import Trial
+from pipeline.engines.settings import JudgeSettings
 from pipeline.inputs.registry import Registry
 from pipeline.outputs import report, tables
+from pipeline.outputs.settings import OutputSettings
 
 TOP = 3
 
@@ -49,10 +51,10 @@ def candidates_by_trial(trials: list[Trial], evaluations: dict[str, pl.DataFrame
     return pl.concat(frames).sort("patient_id", "trial")
 
 
-def write(folder: Path, opts, registry: Registry, summaries: dict[str, dict], attritions: dict[str, pl.DataFrame],
-          evaluations: dict[str, pl.DataFrame], warnings: list[str]) -> dict:
+def write(folder: Path, trials: list[Trial], judge: JudgeSettings, output: OutputSettings, registry: Registry,
+          summaries: dict[str, dict], attritions: dict[str, pl.DataFrame], evaluations: dict[str, pl.DataFrame],
+          warnings: list[str]) -> dict:
     """Write the overview files into the run folder and return the run's summary."""
-    trials = opts.trials
     rows = overview_rows(trials, summaries, attritions)
     files.write_csv(pl.DataFrame(rows, schema_overrides={f"excluding_{i + 1}_n_fail": pl.Int64 for i in range(TOP)}),
                       folder / "overview.csv")
@@ -61,7 +63,7 @@ def write(folder: Path, opts, registry: Registry, summaries: dict[str, dict], at
     per_patient = by_trial.group_by("patient_id").agg(pl.len().alias("n_trials"))
     several = dict(per_patient.group_by("n_trials").agg(pl.len().alias("n")).sort("n_trials").iter_rows())
     summary = {
-        "trials": [t.id for t in trials], "as_of": opts.as_of.isoformat(), "engine": opts.engine,
+        "trials": [t.id for t in trials], "as_of": judge.as_of.isoformat(), "engine": judge.engine,
         "version": __version__, "overview": rows,
         "candidate_patients": {"any_trial": per_patient.height,
                                "by_number_of_trials": {str(k): int(v) for k, v in several.items()}},
@@ -72,6 +74,6 @@ def write(folder: Path, opts, registry: Registry, summaries: dict[str, dict], at
     }
     model = {"s": summary, "trials": [{"trial": t, "row": r, "tables": report.tables_read(t, registry.absent)}
                                       for t, r in zip(trials, rows)],
-             "shareable": bool(getattr(opts, "shareable", False))}  # counts only in the trials' workbenches
+             "shareable": output.shareable}  # counts only in the trials' workbenches
     (folder / "report.html").write_text(report.render(model, "overview.html.j2"), "utf-8")
     return summary

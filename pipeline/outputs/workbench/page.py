@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import polars as pl
 
 from pipeline.criteria import Trial
+from pipeline.outputs.settings import Rerun
 from pipeline.outputs.workbench import model
 from pipeline.outputs.workbench.encoding import _encode
 from pipeline.outputs.workbench.model import _Build, _place, _site_column
@@ -18,7 +19,7 @@ from pipeline.outputs.workbench.rules import STATUS
 from pipeline.outputs.workbench.scales import _label
 
 
-def _command(opts, trial: Trial) -> dict:
+def _command(opts: Rerun, trial: Trial) -> dict:
     """The `msfeas run` line of this run, without --out and --set (the page adds those)."""
     args = ["msfeas", "run", "--input", str(opts.input), "--out", "RUN_DIR", "--as-of", opts.as_of.isoformat()]
     src = trial.source
@@ -32,7 +33,7 @@ def _command(opts, trial: Trial) -> dict:
         args += ["--max-reject", f"{opts.max_reject * 100:g}%"]
     if opts.min_cell != 5:
         args += ["--min-cell", str(opts.min_cell)]
-    if getattr(opts, "shareable", False):
+    if opts.shareable:
         args += ["--shareable"]
     # Parameters this run changed that no slider carries: they stay as they were.
     kept = []
@@ -53,14 +54,14 @@ def _set_text(value: Any, typ: str) -> str:
 
 
 def build(evaluation: pl.DataFrame, trial: Trial, tables: dict[str, pl.DataFrame], absent: list[str],
-          as_of: dt.date, opts=None, shareable: bool = False, min_cell: int = 5,
+          as_of: dt.date, rerun: Rerun | None = None, shareable: bool = False, min_cell: int = 5,
           parts: Callable[[], Iterator[dict[str, pl.DataFrame]]] | None = None, kept=None) -> dict:
     """The workbench model for the report: `json` (the embedded payload) and plain facts for the template.
 
     `parts`: for a sharded export (pipeline/inputs/shards.py), its shards' tables in turn; `tables`
     then needs only the whole patients table. `kept`: where criteria's parts of the page are kept
     for a re-run on the same export (`load(criterion)` a `Part` or None, `store(criterion, part)`;
-    pipeline/ops/results_cache.py).
+    pipeline/ops/results_cache.py). `rerun`: what the page's command line repeats of this run.
     """
     b = _Build(evaluation, trial, tables, set(absent), as_of, parts=parts)
     site_col, sites = _site_column(b)
@@ -74,7 +75,7 @@ def build(evaluation: pl.DataFrame, trial: Trial, tables: dict[str, pl.DataFrame
         criteria.append(_place(b, part))
     encoded, _ = _encode(b.columns)
     columns = [{"name": c.name, "dict": c.entries} for c in b.columns]
-    command = _command(opts, trial) if opts is not None else {"args": ["msfeas", "run"], "kept": []}
+    command = _command(rerun, trial) if rerun is not None else {"args": ["msfeas", "run"], "kept": []}
     # Parameters changed for this run but carried by a slider: the slider says so (its --set stays).
     slid = {s["id"] for s in b.sliders}
     command["kept"] = [k for k in command["kept"] if k["id"] not in slid]
