@@ -67,3 +67,23 @@ def test_a_wrong_arrow_breaks_the_contract(tmp_path, module, line, broken, says)
     assert got.returncode != 0
     assert says in " ".join(got.stdout.split()), got.stdout
     assert broken in got.stdout.split("Broken contracts")[1]
+
+
+def test_the_docs_name_files_that_exist():
+    """Every path of the package that README.md and docs/architecture.md name is there (a move
+    that forgets the docs fails here)."""
+    import re
+
+    named = set()
+    for doc in ("README.md", "docs/architecture.md"):
+        for path in re.findall(r"(?<![\w/.])((?:pipeline|schemas)/[\w./-]*\w/?)", (ROOT / doc).read_text()):
+            named.add(path)
+    assert len(named) > 20
+    # pipeline/_sql: sql/ as it ships inside the wheel (pyproject.toml)
+    assert sorted(p for p in named if not (ROOT / p).exists() and not p.startswith("pipeline/_sql")) == []
+
+
+def test_the_architecture_page_names_every_package():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    packages = sorted(p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "pipeline").glob("*/__init__.py"))
+    assert [p for p in packages if f"`{p}/" not in text and f"`{p}`" not in text] == []
