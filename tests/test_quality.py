@@ -14,7 +14,8 @@ from pipeline.core.dialect import Dialect
 from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import load_trial
 from pipeline.inputs.ingest import ingest
-from pipeline.quality.stage import load_suites, run_quality, visit_spreads
+from pipeline.quality.frames import load_suites, visit_spreads
+from pipeline.quality.stage import run_quality
 from tests.conftest import TODAY, write_export
 
 D = dt.date(2026, 11, 1)

@@ -22,6 +22,7 @@ from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import load_trial
 from pipeline.inputs.ingest import ingest
 from pipeline.quality import checks as qc
+from pipeline.quality import ge as ge_runner
 from pipeline.quality import stage as quality
 from tests.conftest import ROOT, TODAY
 
@@ -100,7 +101,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def ge():
-    return quality._context()
+    return ge_runner._context()
 
 
 def ge_results(ge, data: pl.DataFrame, exps: list[dict]) -> list[dict]:
@@ -108,18 +109,18 @@ def ge_results(ge, data: pl.DataFrame, exps: list[dict]) -> list[dict]:
     gx, ctx = ge
     name = f"t{len(ctx.suites.all())}"
     exps = [{**e, "meta": {"id": str(i)}} for i, e in enumerate(exps)]  # GE may reorder its results
-    result = quality._validate(gx, ctx, name, exps, quality._to_pandas(data), "BASIC")
+    result = ge_runner._validate(gx, ctx, name, exps, ge_runner._to_pandas(data), "BASIC")
     out = []
     for res in sorted(result.results, key=lambda r: int(r.expectation_config.meta["id"])):
         assert not (res.exception_info or {}).get("raised_exception"), res.exception_info
         r = res.result or {}
         out.append({"success": bool(res.success), "unexpected": r.get("unexpected_count"),
-                    "observed": quality._observed(r["observed_value"]) if "observed_value" in r else None})
+                    "observed": ge_runner._observed(r["observed_value"]) if "observed_value" in r else None})
     return out
 
 
 def native(results: list[qc.Result]) -> list[dict]:
-    return [{"success": r.success, "unexpected": r.unexpected, "observed": quality._observed(r.observed)}
+    return [{"success": r.success, "unexpected": r.unexpected, "observed": ge_runner._observed(r.observed)}
             for r in results]
 
 

@@ -17,8 +17,9 @@ from pipeline.criteria import load_trial
 from pipeline.engines.spark.frames import to_polars, to_spark
 from pipeline.engines.spark.registry import SparkRegistry
 from pipeline.inputs.ingest import ingest
+from pipeline.quality.frames import quality_frames
 from pipeline.quality.spark import quality_frames as spark_quality_frames
-from pipeline.quality.stage import quality_frames, run_quality
+from pipeline.quality.stage import run_quality
 from tests.conftest import ROOT, TODAY, write_export
 
 pytestmark = pytest.mark.xdist_group("spark")
