@@ -10,6 +10,7 @@ publishing) rather than a second copy of this sequence.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pipeline.core.errors import FatalInputError, OutputError, UsageError, cap
 from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import Trial
 from pipeline.engines import evaluate, sql_cache
+from pipeline.inputs import sources
 from pipeline.inputs.registry import Registry
 from pipeline.inputs.shards import PATIENTS_PER_SHARD
 from pipeline.ops import export_cache as cache
@@ -59,6 +61,7 @@ class RunOptions:
     # --shard-patients: above this, judged in patient shards on disk (pipeline/inputs/shards.py). None: the
     # default, except that --history, which needs the whole export in memory, then judges it whole.
     shard_patients: int | None = None
+    source_options: dict = field(default_factory=dict)  # --input-format, --site (pipeline/inputs/sources.py)
 
     def __post_init__(self):
         if not self.trials:
@@ -182,20 +185,25 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         with _Stage("ingest_validate", timings, log):
             dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
             vocab = load_vocabulary(opts.drug_lines)
+            fmt = sources.detect(opts.input, opts.source_options.get("format"))
+            if fmt != "csv" and opts.engine == "spark":
+                raise UsageError(f"--engine spark reads the CSV contract only, and {opts.input} is read as {fmt}: "
+                                 "use --engine polars or duckdb")
             key = (cache.export_key(opts.input, dialect, vocab, opts.today, opts.max_reject)
                    if opts.cache_dir is not None and dialect is not None and opts.engine != "spark" else None)
+            if key and fmt != "csv":  # the same bytes read as another format, or for another site: another export
+                key = hashlib.sha256(f"{key}\0{fmt}\0{opts.source_options.get('site')}".encode()).hexdigest()
             registry = cache.load(opts.cache_dir, key, sharded=opts.per_shard is not None) if key else None
             if opts.engine == "spark":
                 registry = _spark_ingest(opts, dialect, vocab, log)
             elif registry is not None:
                 log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
             else:
-                from pipeline.inputs.ingest import ingest  # the validation stack, loaded only when validating
-
                 # A large export is kept in shards inside the unfinished run folder (removed before it is
-                # published, or moved into the cache).
-                registry = ingest(opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject,
-                                  spill=tmp / SHARDS if opts.per_shard else None, per_shard=opts.per_shard or 0)
+                # published, or moved into the cache). The reader (and the validation stack) is loaded only now.
+                registry = sources.read(fmt, opts.input, dialect, vocab, today=opts.today, max_reject=opts.max_reject,
+                                        spill=tmp / SHARDS if opts.per_shard else None, per_shard=opts.per_shard or 0,
+                                        site=opts.source_options.get("site"))
                 if key:
                     cache.store(opts.cache_dir, key, registry)
             if registry.shards is not None:
@@ -210,6 +218,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         # Quarantined rows and quality findings are facts of every export, not alarms: info, so
         # that a normal night stays quiet under cron.
         log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
+        if registry.source:
+            log.event("ingest_validate", f"read as {registry.source['format']}", source=registry.source)
         timings["read"] = registry.read_seconds
         timings["validate"] = timings["ingest_validate"] - registry.read_seconds
         hooks.after_ingest(registry, log)
