@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from pipeline.core.errors import FatalInputError, some
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.inputs import shards
 from pipeline.inputs.ingest import REASON, _Source, validate
-from pipeline.inputs.readcsv import LINE, NFIELDS, decode, read_csv_text
+from pipeline.inputs.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
 from pipeline.inputs.registry import Registry
 from schemas import TABLES, rules
 
@@ -143,14 +144,17 @@ def _read(path: Path, name: str, dialect: Dialect) -> tuple[pl.DataFrame, int]:
     """A CDS file's rows as strings (`_line`, `_nfields`, its columns by lower-case name), and the
     header's field count. BOM or not, header case as found."""
     try:
-        text = decode(path.read_bytes(), dialect.encoding, path.name)
-    except OSError as exc:
-        raise FatalInputError(path.name, f"cannot be read: {exc.strerror}") from None
-    delimiter = dialect.delimiter
-    if delimiter == ",":  # the contract's default: a CDS is semicolon-separated unless its header is not
-        first = text.lstrip("\r\n").split("\n", 1)[0]
-        delimiter = ";" if ";" in first or "," not in first else ","
-    raw = read_csv_text(text, delimiter, path.name)
+        with path.open("rb") as fh:
+            first = fh.readline().decode(dialect.encoding, "replace").lstrip("\ufeff")
+        delimiter = dialect.delimiter
+        if delimiter == ",":  # the contract's default: a CDS is semicolon-separated unless its header is not
+            delimiter = ";" if ";" in first or "," not in first else ","
+        utf8 = dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
+        raw = read_simple(path, delimiter, path.name) if utf8 else None  # the fast reader
+        if raw is None:  # a BOM, quotes, another codec: the careful reader
+            raw = read_csv_text(decode(path.read_bytes(), dialect.encoding, path.name), delimiter, path.name)
+    except (OSError, LookupError) as exc:
+        raise FatalInputError(path.name, f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     missing = [c for c in REQUIRED.get(name, []) if c not in raw.header]
     if missing:
         raise FatalInputError(path.name, f"required column '{missing[0]}' is missing from the header "
@@ -293,7 +297,9 @@ def read(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: d
         raise FatalInputError("patient.csv", f"is missing from {folder}: it is the one required CDS file")
     site = site or folder.resolve().name or "site"
     ctx = rules.Context(cds_dialect(dialect), today, vocabulary)
+    t_read = time.perf_counter()
     read_files = {n: _read(files[n], n, dialect) for n in COLUMNS if n in files}
+    read_seconds = time.perf_counter() - t_read
     accounting: dict[str, dict] = {}
     p, p_fields = read_files["patient"]
     dh, dh_fields = read_files.get("disease_history", (None, 0))
@@ -324,6 +330,7 @@ def read(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: d
 
     registry = validate(open_table, ctx, max_reject=max_reject, spill=spill, per_shard=per_shard,
                         restate=_reasons_named)
+    registry.read_seconds += read_seconds
     for table, inp in registry.inputs.items():
         inp.passed_over = passed.get(table, {})
     for n in NOT_READ:
