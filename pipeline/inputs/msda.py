@@ -83,7 +83,7 @@ CATEGORIES |= {c: "psychiatric" for c in ("com_depression", "com_anxiety", "com_
 CATEGORIES |= {c: "cardiac" for c in ("com_arrhythmia", "com_congestive_heart", "com_ischemic_heart")}
 
 ISO = r"^\d{4}-\d{2}-\d{2}$"
-DAY_FIRST = r"^(\d{1,2})/(\d{1,2})/(\d{4})$"
+DAY_FIRST = r"^\d{1,2}/\d{1,2}/\d{4}$"
 CONTRACT_DATES = "%Y-%m-%d"  # the mapped rows' dates, whatever form each CDS value had
 
 
@@ -123,11 +123,9 @@ def iso_date(expr: pl.Expr) -> pl.Expr:
     """A CDS date as ISO text: ISO kept, day first (`04/03/2021`, `4/3/2021`) rewritten, each value on
     its own; anything else (a two-digit year, `15-05-1888`) kept as written, for the contract's date
     rule to quarantine with the value named."""
-    parts = expr.str.extract_groups(DAY_FIRST)
-    rewritten = pl.concat_str([parts.struct.field("3"), parts.struct.field("2").str.zfill(2),
-                               parts.struct.field("1").str.zfill(2)], separator="-")
-    valid = rewritten.str.to_date(CONTRACT_DATES, strict=False).is_not_null()
-    return pl.when(expr.str.contains(DAY_FIRST) & valid).then(rewritten).otherwise(expr)
+    day_first = expr.str.to_date("%d/%m/%Y", strict=False)
+    return (pl.when(expr.str.contains(DAY_FIRST) & day_first.is_not_null())
+            .then(day_first.dt.to_string(CONTRACT_DATES)).otherwise(expr))
 
 
 def _date(expr: pl.Expr) -> pl.Expr:
