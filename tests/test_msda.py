@@ -346,3 +346,14 @@ def test_cache_key_differs_by_site(tmp_path):
     for i, site in enumerate(["one", "two"]):
         s = json.loads((tmp_path / f"c{i}" / "summary.json").read_text())
         assert site in json.dumps(s.get("by_site") or s.get("sites") or s), site
+
+
+def test_cli_nightly_and_history(tmp_path):
+    """Every command reads a CDS folder: the nightly, and a run with --history."""
+    r = cli("nightly", "--input", "data_samples/msda", "--runs-dir", str(tmp_path / "runs"), "--site", "demo",
+            "--trial", "all")
+    assert r.returncode == 0, r.stderr
+    r = cli("run", "--input", "data_samples/msda", "--out", str(tmp_path / "h"), "--site", "demo", "--trial",
+            "nct04047628", "--history", "3", "--no-cache", "--engine", "duckdb")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "h" / "history.csv").is_file()
