@@ -357,3 +357,17 @@ def test_cli_nightly_and_history(tmp_path):
             "nct04047628", "--history", "3", "--no-cache", "--engine", "duckdb")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "h" / "history.csv").is_file()
+
+
+def test_comma_separated_and_export_toml(tmp_path):
+    """A CDS written with commas is read as such (its header has no semicolon); export.toml's delimiter is
+    kept, and its decimal mark applies to the EDSS."""
+    commas = cds(tmp_path / "c", {"patient": "patient_id,date_visit,date_birth,sex\n1,,1970-01-01,female\n",
+                                  "relapses": "patient_id,date_visit,relapse,date_relapse\n1,,yes,2020-01-01\n"})
+    reg = read(commas)
+    assert reg.tables["patients"]["sex"].to_list() == ["F"] and reg.tables["relapses"].height == 1
+    tabs = cds(tmp_path / "t", {"patient": "patient_id|date_visit|date_birth|sex\n".replace("|", "\t")
+                                + "1\t\t1970-01-01\tmale\n",
+                                "disease_status": "patient_id\tdate_visit\tedss_score\n1\t2020-01-01\t3,5\n"})
+    reg = msda.read(tabs, Dialect(delimiter="\t", decimal=","), load_vocabulary(), today=TODAY, site="S")
+    assert reg.tables["visits"]["edss"].to_list() == [3.5]
