@@ -313,12 +313,14 @@ def read(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: d
     for table, name in TABLE_FILE.items():
         if table == "patients" or name not in read_files:
             continue
-        f, n_fields = read_files[name]
+        f, n_fields = read_files.pop(name)
         rows, why = _mapped(table, f)
         keep = why.is_null()
         raw[table] = (rows.filter(keep), n_fields, files[name].name)
         passed[table] = _counts(why)
         accounting[files[name].name] = {"rows": f.height, "table": table, "passed_over": passed[table]}
+        del f, rows, why
+    del read_files, p, dh  # only the mapped rows are kept while they are validated
 
     def open_table(table: str) -> tuple[_Source, Path] | None:
         if table not in raw:
