@@ -371,3 +371,14 @@ def test_comma_separated_and_export_toml(tmp_path):
                                 "disease_status": "patient_id\tdate_visit\tedss_score\n1\t2020-01-01\t3,5\n"})
     reg = msda.read(tabs, Dialect(delimiter="\t", decimal=","), load_vocabulary(), today=TODAY, site="S")
     assert reg.tables["visits"]["edss"].to_list() == [3.5]
+
+
+def test_rows_with_the_wrong_number_of_fields(tmp_path):
+    """A ragged row sends the file to the careful reader; the contract's field-count rule quarantines it."""
+    relapses = ("patient_id;date_visit;relapse;date_relapse\n1;;yes;2020-01-01\n1;;yes;2020-02-01;extra\n"
+                "2;;yes\n2;;yes;2020-03-01\n")
+    reg = read(cds(tmp_path, {"relapses": relapses}))
+    assert reg.tables["relapses"]["onset_date"].cast(pl.Utf8).to_list() == ["2020-01-01", "2020-03-01"]
+    q = reg.quarantine["relapses"]
+    assert q["_line"].to_list() == [3, 4]
+    assert all("field" in r for r in q[msda.REASON].to_list()), q[msda.REASON].to_list()

@@ -148,7 +148,8 @@ def _read(path: Path, name: str, dialect: Dialect) -> tuple[pl.DataFrame, int]:
         if delimiter == ",":  # the contract's default: a CDS is semicolon-separated unless its header is not
             delimiter = ";" if ";" in first or "," not in first else ","
         utf8 = dialect.encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
-        raw = read_simple(path, delimiter, path.name) if utf8 else None  # the fast reader
+        # The fast reader parses every column: a projection would let a row with too many fields pass.
+        raw = read_simple(path, delimiter, path.name) if utf8 else None
         if raw is None:  # a BOM, quotes, another codec: the careful reader
             raw = read_csv_text(decode(path.read_bytes(), dialect.encoding, path.name), delimiter, path.name)
     except (OSError, LookupError) as exc:
