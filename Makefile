@@ -59,6 +59,7 @@ bench-spark: $(STAMP) ## the Spark engine (local) beside polars and duckdb at 10
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/regional --with-bad-rows --dialect regional
+	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/msda --with-bad-rows --format msda
 
 sql: $(STAMP) ## regenerate sql/trials/ (the SQL of each bundled trial per dialect, for review) and sql/compiled/ (its DuckDB queries as shipped)
 	$(BIN)/python -m pipeline.engines.sql_snapshot --out sql/trials --compiled sql/compiled

@@ -116,6 +116,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "pipeline/inputs/shards.py; polars and duckdb engines)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")
+    p.add_argument("--input-format", choices=["auto", "csv", "msda"], default="auto",
+                   help="the input folder's format: csv (the registry export contract), msda (the MS Data "
+                        "Alliance Core Dataset: docs/msda.md) or auto (default: detected from the file names)")
+    p.add_argument("--site", default=None, metavar="NAME",
+                   help="with an MSDA Core Dataset: the site of every patient (default: the folder's name)")
     p.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
     p.add_argument("--decimal", help="decimal mark: '.' or ','")
     p.add_argument("--date-format", help="strftime pattern of dates, e.g. %%d.%%m.%%Y")
@@ -459,7 +464,8 @@ def _main(argv: list[str] | None) -> int:
             drug_lines=args.drug_lines, max_reject=args.max_reject, min_cell=args.min_cell,
             force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
             history=history_options(args), spark_master=args.spark_master, spark_conf=_spark_conf(args),
-            quality=args.quality, shard_patients=args.shard_patients)
+            quality=args.quality, shard_patients=args.shard_patients,
+            source_options={"format": args.input_format, "site": args.site})
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.ops.runlog import RunLog

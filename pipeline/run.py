@@ -10,6 +10,7 @@ publishing) rather than a second copy of this sequence.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import Trial
 from pipeline.engines import evaluate, sql_cache
 from pipeline.engines.settings import JudgeSettings
+from pipeline.inputs import sources
 from pipeline.inputs.registry import Registry
 from pipeline.inputs.settings import InputSettings
 from pipeline.inputs.shards import PATIENTS_PER_SHARD
@@ -62,6 +64,7 @@ class RunOptions:
     # --shard-patients: above this, judged in patient shards on disk (pipeline/inputs/shards.py). None: the
     # default, except that --history, which needs the whole export in memory, then judges it whole.
     shard_patients: int | None = None
+    source_options: dict = field(default_factory=dict)  # --input-format, --site (pipeline/inputs/sources.py)
 
     def __post_init__(self):
         if not self.trials:
@@ -83,7 +86,8 @@ class RunOptions:
     @property
     def inputs(self) -> InputSettings:
         return InputSettings(source=self.input, today=self.today, dialect_overrides=self.dialect_overrides,
-                             drug_lines=self.drug_lines, max_reject=self.max_reject, per_shard=self.per_shard)
+                             drug_lines=self.drug_lines, max_reject=self.max_reject, per_shard=self.per_shard,
+                             source_options=self.source_options)
 
     @property
     def judge(self) -> JudgeSettings:
@@ -208,20 +212,25 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         with _Stage("ingest_validate", timings, log):
             dialect = load_dialect(inp.source, inp.dialect_overrides) if inp.source.is_dir() else None
             vocab = load_vocabulary(inp.drug_lines)
+            fmt = sources.detect(inp.source, inp.source_options.get("format"))
+            if fmt != "csv" and judge.engine == "spark":
+                raise UsageError(f"--engine spark reads the CSV contract only, and {inp.source} is read as {fmt}: "
+                                 "use --engine polars or duckdb")
             key = (cache.export_key(inp.source, dialect, vocab, inp.today, inp.max_reject)
                    if opts.cache_dir is not None and dialect is not None and judge.engine != "spark" else None)
+            if key and fmt != "csv":  # the same bytes read as another format, or for another site: another export
+                key = hashlib.sha256(f"{key}\0{fmt}\0{inp.source_options.get('site')}".encode()).hexdigest()
             registry = cache.load(opts.cache_dir, key, sharded=inp.per_shard is not None) if key else None
             if judge.engine == "spark":
                 registry = _spark_ingest(inp, judge, dialect, vocab, log)
             elif registry is not None:
                 log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
             else:
-                from pipeline.inputs.ingest import ingest  # the validation stack, loaded only when validating
-
                 # A large export is kept in shards inside the unfinished run folder (removed before it is
-                # published, or moved into the cache).
-                registry = ingest(inp.source, dialect, vocab, today=inp.today, max_reject=inp.max_reject,
-                                  spill=tmp / SHARDS if inp.per_shard else None, per_shard=inp.per_shard or 0)
+                # published, or moved into the cache). The reader (and the validation stack) is loaded only now.
+                registry = sources.read(fmt, inp.source, dialect, vocab, today=inp.today, max_reject=inp.max_reject,
+                                        spill=tmp / SHARDS if inp.per_shard else None, per_shard=inp.per_shard or 0,
+                                        site=inp.source_options.get("site"))
                 if key:
                     cache.store(opts.cache_dir, key, registry)
             if registry.shards is not None:
@@ -236,6 +245,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         # Quarantined rows and quality findings are facts of every export, not alarms: info, so
         # that a normal night stays quiet under cron.
         log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
+        if registry.source:
+            log.event("ingest_validate", f"read as {registry.source['format']}", source=registry.source)
         timings["read"] = registry.read_seconds
         timings["validate"] = timings["ingest_validate"] - registry.read_seconds
         hooks.after_ingest(registry, log)

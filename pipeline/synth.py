@@ -403,6 +403,25 @@ def write_export(tables: dict[str, pl.DataFrame], out: Path, dialect: str = "def
             f'encoding = "{dd["encoding"]}"\n', "utf-8")
 
 
+def write_msda(tables: dict[str, pl.DataFrame], out: Path, with_bad_rows: bool = False) -> None:
+    """The registry as an MSDA Core Dataset folder (pipeline/inputs/msda_write.py): dates mixed ISO and
+    day first, a BOM on patient.csv, the npt and symptom files with their headers only. `with_bad_rows`:
+    the contract's messy rows, mapped as the CDS carries them."""
+    from pipeline.core.vocabulary import load_vocabulary
+    from pipeline.inputs import msda_write
+
+    text = {name: to_strings(frame, "default") for name, frame in tables.items()}
+    if with_bad_rows:
+        for name, rows in bad_rows("default").items():
+            if rows and name in text:
+                bad = pl.DataFrame(rows, schema={c: pl.Utf8 for c in text[name].columns}, strict=False)
+                text[name] = pl.concat([text[name], bad.select(text[name].columns)], how="vertical")
+    files = msda_write.to_cds(text, load_vocabulary(), "mixed", visit_date=REF.isoformat())
+    for name in ("npt", "symptom"):
+        files[name] = pl.DataFrame(schema={c: pl.Utf8 for c in msda_write.HEADERS[name]})
+    msda_write.write(files, out, bom=frozenset({"patient"}))
+
+
 BLOCK = 1_000_000  # patients generated at a time: a 10M export never sits in memory whole
 
 
@@ -434,10 +453,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dialect", choices=sorted(DIALECTS), default="default")
     ap.add_argument("--with-bad-rows", action="store_true", help="add a handful of messy rows")
+    ap.add_argument("--format", choices=["csv", "msda"], default="csv",
+                    help="csv: the registry export contract (default); msda: the MSDA Core Dataset's files "
+                         "(docs/msda.md; what the CDS cannot carry is left out)")
     args = ap.parse_args(argv)
     import time
     t0 = time.perf_counter()
-    if args.patients > BLOCK and args.dialect == "default" and not args.with_bad_rows:
+    if args.format == "msda":
+        if args.dialect != "default":
+            ap.error("--dialect goes with --format csv (a CDS is semicolon-separated, ISO or day-first dates)")
+        tables = generate(args.patients, args.seed)
+        write_msda(tables, args.out, args.with_bad_rows)
+        rows = sum(f.height for f in tables.values())
+    elif args.patients > BLOCK and args.dialect == "default" and not args.with_bad_rows:
         rows = write_blocks(args.patients, args.seed, args.out)
     else:
         tables = generate(args.patients, args.seed)

@@ -211,6 +211,26 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     if schemas.REQUIRED_TABLE not in files:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
     ctx = rules.Context(dialect, today, vocabulary)
+
+    def open_table(table: str) -> tuple[_Source, Path] | None:
+        path = files.get(table)
+        return None if path is None else (_source(path, table, ctx), path)
+
+    return validate(open_table, ctx, max_reject=max_reject, spill=spill, per_shard=per_shard)
+
+
+def validate(open_table: Callable[[str], tuple[_Source, Path] | None], ctx: rules.Context, *,
+             max_reject: float = 0.05, spill: Path | None = None,
+             per_shard: int = shards.PATIENTS_PER_SHARD,
+             restate: Callable[[str, pl.DataFrame], pl.DataFrame] | None = None) -> Registry:
+    """The contract's validation of every table's raw rows (`ingest`'s steps after finding the files).
+
+    `open_table(table)` gives the table's raw rows (`_Source`) and the file they come from, or None for
+    an absent table. Another input format (pipeline/inputs/msda.py) maps its files to contract-shaped
+    raw string rows and hands them here, so that row rules, quarantine, duplicates and accounting are
+    the contract's own. `restate(table, quarantined)` may reword the reasons of a table's quarantined
+    rows (naming the source's own columns), before the limit on them is checked.
+    """
     inputs: dict[str, TableInput] = {}
     tables: dict[str, pl.DataFrame] = {}
     quarantine: dict[str, pl.DataFrame] = {}
@@ -218,16 +238,16 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     accepted = listed = None  # patient ids: accepted, and every one in patients.csv
     k, to_shards = 1, None  # shards, decided once the patients are known
     for table in schemas.TABLES:
-        path = files.get(table)
-        if path is None:  # an absent table is an empty frame of the right schema
+        t_read = time.perf_counter()
+        opened = open_table(table)
+        if opened is None:  # an absent table is an empty frame of the right schema
             inputs[table] = TableInput(present=False)
             empty = pl.DataFrame(schema={c.name: pl.Utf8 for c in schemas.TABLES[table]})
             tables[table] = empty.select(schemas.MODULES[table].typed(ctx))
             if k > 1:
                 shards.finish(spill, table, tables[table].schema)
             continue
-        t_read = time.perf_counter()
-        source = _source(path, table, ctx)
+        source, path = opened
         read_seconds += time.perf_counter() - t_read
         known = accepted if table != "patients" else None
         rows, source = _one_pass(source, path, table, ctx, to_shards and to_shards._replace(table=table), known)
@@ -254,6 +274,8 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             listed = distinct.select("patient_id").collect()["patient_id"].drop_nulls()
         raw = source.fetch(reasons[LINE]) if reasons.height else source.rows.head(0).collect()
         bad = raw.join(reasons, on=LINE, how="left", maintain_order="left")
+        if restate is not None:
+            bad = restate(table, bad)
         inp.rows_quarantined, inp.rows_accepted = bad.height, inp.rows_read - inp.duplicates_dropped - bad.height
         if inp.rows_read and bad.height / inp.rows_read > max_reject:
             # Values quoted in reasons are row data: the message shows them as '…', like the report.
@@ -276,7 +298,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
             # One chunk, as the eager reader gave (a streaming read gives many): polars 2.1 panics on a
             # when/then over strings in several chunks, and every later step is faster on one.
             tables[table] = typed.collect().rechunk()
-    registry = Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=dialect,
+    registry = Registry(tables=tables, inputs=inputs, quarantine=quarantine, dialect=ctx.dialect,
                         read_seconds=read_seconds)
     if k > 1:
         shards.open_in(registry, shards.Shards.open(spill, k, list(tables)))

@@ -25,11 +25,16 @@ class TableInput:
     rows_quarantined: int = 0
     duplicates_dropped: int = 0
     file: str | None = None
+    # Rows of the source file(s) not mapped to this table, by reason (another input format, such as
+    # the MSDA Core Dataset, whose files hold more than the contract's table): not part of rows_read.
+    passed_over: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         if d["file"] is None:
             d.pop("file")
+        if not d["passed_over"]:
+            d.pop("passed_over")
         return d
 
 
@@ -49,6 +54,7 @@ class Registry:
     read_seconds: float = 0.0  # of the ingest time, reading the files (the rest is validating)
     shards: Shards | None = None
     shard_sizes: list[int] = field(default_factory=list)  # patients per shard, in `tables["patients"]`'s order
+    source: dict | None = None  # another input format's own accounting (files read, absent, not read); None: CSV
 
     @property
     def absent(self) -> list[str]:

@@ -21,3 +21,5 @@ class InputSettings:
     drug_lines: str | None = None
     max_reject: float = 0.05
     per_shard: int | None = None
+    # what --input is and how to read it when it is not a CSV export (--input-format, --site, ...)
+    source_options: dict = field(default_factory=dict)
