@@ -24,6 +24,7 @@ from pipeline.core.errors import FatalInputError, OutputError, UsageError, cap
 from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import Trial
 from pipeline.engines import evaluate, sql_cache
+from pipeline.inputs import sources
 from pipeline.inputs.registry import Registry
 from pipeline.inputs.shards import PATIENTS_PER_SHARD
 from pipeline.ops import export_cache as cache
@@ -59,6 +60,8 @@ class RunOptions:
     # --shard-patients: above this, judged in patient shards on disk (pipeline/inputs/shards.py). None: the
     # default, except that --history, which needs the whole export in memory, then judges it whole.
     shard_patients: int | None = None
+    # --input-format, --cdm-schema, --vocab-schema, --omop-profile and --input as given (a URL is not a Path)
+    source_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.trials:
@@ -180,12 +183,25 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         for w in warnings:
             log.event("start", w, level="warning")
         with _Stage("ingest_validate", timings, log):
+            location = opts.source_options.get("location") or opts.input
+            fmt = sources.detect(location, opts.source_options.get("format"))
             dialect = load_dialect(opts.input, opts.dialect_overrides) if opts.input.is_dir() else None
             vocab = load_vocabulary(opts.drug_lines)
             key = (cache.export_key(opts.input, dialect, vocab, opts.today, opts.max_reject)
-                   if opts.cache_dir is not None and dialect is not None and opts.engine != "spark" else None)
+                   if opts.cache_dir is not None and dialect is not None and opts.engine != "spark"
+                   and fmt == "csv" else None)
             registry = cache.load(opts.cache_dir, key, sharded=opts.per_shard is not None) if key else None
-            if opts.engine == "spark":
+            if fmt != "csv":
+                if opts.engine == "spark":
+                    raise UsageError(f"--engine spark reads the CSV contract's export folder only; an {fmt} source "
+                                     f"is read with --engine polars or duckdb")
+                registry = sources.read(fmt, location, dialect, vocab, today=opts.today, as_of=opts.as_of,
+                                        max_reject=opts.max_reject, spill=tmp / SHARDS if opts.per_shard else None,
+                                        per_shard=opts.per_shard or 0, options=opts.source_options)
+                for w in (registry.source or {}).get("warnings", []):
+                    log.event("ingest_validate", w, level="warning")
+                log.event("ingest_validate", f"read as {fmt}", source=registry.source)
+            elif opts.engine == "spark":
                 registry = _spark_ingest(opts, dialect, vocab, log)
             elif registry is not None:
                 log.event("ingest_validate", f"the validated export read from the cache {opts.cache_dir}")
@@ -323,6 +339,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         **tables.counts(evaluation), "by_site": tables.by_site(evaluation),
         "parameters": trial.parameters_record(),
         "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
+        **({"source": registry.source} if registry.source else {}),
         "absent_tables": registry.absent,
         "dialect": vars(registry.dialect) if registry.dialect else None,
         "drug_lines": vocab.source,

@@ -210,6 +210,48 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     files = find_files(folder)
     if schemas.REQUIRED_TABLE not in files:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
+    return ingest_tables({t: TableFile(p) for t, p in files.items()}, dialect, vocabulary, today=today,
+                         max_reject=max_reject, spill=spill, per_shard=per_shard)
+
+
+@dataclass
+class TableFile:
+    """A contract table as a file of the export folder."""
+
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+    def source(self, table: str, ctx: rules.Context) -> _Source:
+        return _source(self.path, table, ctx)
+
+
+@dataclass
+class TableFrame:
+    """A contract table built elsewhere (another input format: pipeline/inputs/omop), as the raw text of
+    its contract columns (a column left out is empty on every row), validated exactly as a file's rows;
+    a row's `line` is its 1-based position in `rows`."""
+
+    label: str
+    rows: pl.DataFrame
+
+    @property
+    def path(self) -> None:
+        return None
+
+    def source(self, table: str, ctx: rules.Context) -> _Source:
+        names = list(self.rows.columns)
+        frame = self.rows.lazy().select(pl.all().cast(pl.Utf8)).with_row_index(LINE, offset=1) \
+            .with_columns(pl.lit(len(names), pl.Int64).alias(NFIELDS))
+        return _Source(_contract_columns(frame, names, table).collect().lazy(), len(names), None)
+
+
+def ingest_tables(given: dict[str, TableFile | TableFrame], dialect: Dialect, vocabulary: DrugVocabulary, *,
+                  today: dt.date, max_reject: float = 0.05, spill: Path | None = None,
+                  per_shard: int = shards.PATIENTS_PER_SHARD) -> Registry:
+    """`ingest` on tables given as files or frames (the required one among them)."""
     ctx = rules.Context(dialect, today, vocabulary)
     inputs: dict[str, TableInput] = {}
     tables: dict[str, pl.DataFrame] = {}
@@ -218,8 +260,8 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     accepted = listed = None  # patient ids: accepted, and every one in patients.csv
     k, to_shards = 1, None  # shards, decided once the patients are known
     for table in schemas.TABLES:
-        path = files.get(table)
-        if path is None:  # an absent table is an empty frame of the right schema
+        entry = given.get(table)
+        if entry is None:  # an absent table is an empty frame of the right schema
             inputs[table] = TableInput(present=False)
             empty = pl.DataFrame(schema={c.name: pl.Utf8 for c in schemas.TABLES[table]})
             tables[table] = empty.select(schemas.MODULES[table].typed(ctx))
@@ -227,7 +269,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
                 shards.finish(spill, table, tables[table].schema)
             continue
         t_read = time.perf_counter()
-        source = _source(path, table, ctx)
+        source, path = entry.source(table, ctx), entry.path
         read_seconds += time.perf_counter() - t_read
         known = accepted if table != "patients" else None
         rows, source = _one_pass(source, path, table, ctx, to_shards and to_shards._replace(table=table), known)
@@ -238,7 +280,7 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
         first = first_distinct(light[HASH], light[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
         dups = light[LINE].filter(~first)
         inp = inputs[table] = TableInput(present=True, rows_read=light.height, duplicates_dropped=dups.len(),
-                                         file=path.name)
+                                         file=entry.label)
         flagged = light.filter(first & ~light[OK])[LINE]
         orphans = light.filter(first & ~light[KNOWN])[LINE] if known is not None else None
         del light, first

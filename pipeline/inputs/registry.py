@@ -49,6 +49,7 @@ class Registry:
     read_seconds: float = 0.0  # of the ingest time, reading the files (the rest is validating)
     shards: Shards | None = None
     shard_sizes: list[int] = field(default_factory=list)  # patients per shard, in `tables["patients"]`'s order
+    source: dict | None = None  # another input format (pipeline/inputs/omop): what was read, its accounting
 
     @property
     def absent(self) -> list[str]:

@@ -1,0 +1,322 @@
+"""The OMOP CDM 5.4 reader (pipeline/inputs/omop, docs/omop.md): mapping, accounting, round trip, bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from pipeline import synth
+from pipeline.core.errors import FatalInputError
+from pipeline.inputs import sources
+from pipeline.inputs.omop import writer
+from pipeline.inputs.omop.profile import ProfileError, load
+from tests.conftest import ROOT
+from tests.omop_helpers import (AS_OF, accepted, checksum, csv_registry, differences, omop_forms, omop_registry, projected,
+                                statuses, write_csv)
+
+ENGINES = ["polars", "duckdb"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A synthetic export of 250 patients, its projection as CSV and its OMOP forms."""
+    folder = tmp_path_factory.mktemp("omop")
+    tables = synth.generate(250, 7)
+    proj = write_csv(projected(tables), folder / "projected")
+    return tables, proj, omop_forms(tables, folder)
+
+
+# ---- round trip: the same patients give the same statuses ---------------------------------------------
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_round_trip_every_form(synthetic, engine):
+    """Every criterion of every bundled trial: the same status for every patient from every OMOP form as
+    from the export itself (projected to what OMOP carries)."""
+    _, proj, forms = synthetic
+    expected = statuses(csv_registry(proj), engine)
+    for fmt, location in forms.items():
+        got = statuses(omop_registry(location), engine)
+        assert differences(expected, got) == [], fmt
+
+
+def test_round_trip_catches_a_wrong_answer(synthetic):
+    """The comparison sees a fact lost on the way: an OMOP source without its MRI scans differs."""
+    _, proj, forms = synthetic
+    con = duckdb.connect(":memory:")
+    expected = statuses(csv_registry(proj), "polars")
+    folder = forms["parquet"].parent / "no_mri"
+    folder.mkdir(exist_ok=True)
+    for p in forms["parquet"].iterdir():
+        frame = pl.read_parquet(p)
+        if p.stem == "observation":
+            frame = frame.filter(pl.col("observation_source_value").is_null())
+        frame.write_parquet(folder / p.name)
+    con.close()
+    diffs = differences(expected, statuses(omop_registry(folder), "polars"))
+    assert diffs and all("mri" in d or "status" in d or "activity" in d or "progression" in d for d in diffs), diffs
+
+
+def test_same_registry_shape(synthetic):
+    """Same tables, columns and dtypes as the CSV ingest gives; inputs accounting per contract table."""
+    _, proj, forms = synthetic
+    a, b = csv_registry(proj), omop_registry(forms["duckdb"])
+    assert list(a.tables) == list(b.tables)
+    for t in a.tables:
+        assert a.tables[t].schema == b.tables[t].schema, t
+        assert a.tables[t].height == b.tables[t].height, t
+        assert set(a.inputs[t].as_dict()) == set(b.inputs[t].as_dict()), t
+        assert b.inputs[t].rows_read == b.inputs[t].rows_accepted + b.inputs[t].rows_quarantined \
+            + b.inputs[t].duplicates_dropped
+    assert a.absent == b.absent == ["function_tests"]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 80), seed=st.integers(0, 2**31), fmt=st.sampled_from(writer.FORMATS),
+       engine=st.sampled_from(ENGINES))
+def test_round_trip_random_exports(tmp_path_factory, n, seed, fmt, engine):
+    try:
+        tables = synth.generate(n, seed)
+    except pl.exceptions.PolarsError:  # the generator's own limit on a few tiny exports (not the reader's)
+        assume(False)
+    folder = tmp_path_factory.mktemp("hyp")
+    proj = write_csv(projected(tables), folder / "projected")
+    location = writer.write(writer.to_omop(tables), folder / "omop", fmt)
+    assert differences(statuses(csv_registry(proj), engine), statuses(omop_registry(location), engine)) == []
+
+
+def test_samples_round_trip(tmp_path):
+    """The default sample written as OMOP gives its (projected) statuses, on both engines."""
+    tables = accepted(ROOT / "data_samples" / "default")
+    proj = write_csv(projected(tables), tmp_path / "projected")
+    location = writer.write(writer.to_omop(tables), tmp_path / "omop.duckdb", "duckdb")
+    for engine in ENGINES:
+        assert differences(statuses(csv_registry(proj), engine), statuses(omop_registry(location), engine)) == []
+
+
+# ---- the MSDA ETL's conventions, mapping and accounting ---------------------------------------------------
+
+def _tiny(tmp_path: Path, **extra) -> Path:
+    """A small OMOP folder (Parquet) written from a 30-patient export, with `extra` rows appended to tables."""
+    om = writer.to_omop(synth.generate(30, 11))
+    for table, rows in extra.items():
+        add = pl.DataFrame(rows)
+        om[table] = pl.concat([om[table], add.select([pl.col(c).cast(om[table].schema[c]) if c in add.columns
+                                                      else pl.lit(None, om[table].schema[c]).alias(c)
+                                                      for c in om[table].columns])])
+    return writer.write(om, tmp_path / "omop", "parquet")
+
+
+def test_msda_conventions(tmp_path):
+    """Sentinel dates, lesion counts under concept 0 and 'no evidence of', stop reasons as concept ids."""
+    s = dt.date(1700, 1, 1)
+    folder = _tiny(tmp_path, person=[{"person_id": 900, "gender_concept_id": 8507, "year_of_birth": 1980,
+                                      "month_of_birth": 5, "day_of_birth": 2, "care_site_id": None}],
+                   death=[{"person_id": 900, "death_date": s}],
+                   observation=[
+                       {"person_id": 900, "observation_concept_id": 0, "observation_date": dt.date(2020, 3, 1),
+                        "observation_source_value": "MRI_GD_LES_3"},
+                       {"person_id": 900, "observation_concept_id": 4211787, "observation_date": dt.date(2020, 3, 1),
+                        "observation_source_value": "mri_new_les_t2_0"},
+                       {"person_id": 900, "observation_concept_id": 0, "observation_date": dt.date(2020, 3, 1),
+                        "observation_source_value": "mri_gd_les_1"},
+                       {"person_id": 900, "observation_concept_id": 4160852, "observation_date": s},
+                       {"person_id": 900, "observation_concept_id": 4160852, "observation_date": dt.date(2012, 1, 1)},
+                       {"person_id": 900, "observation_concept_id": 4160852, "observation_date": dt.date(2027, 1, 1)}],
+                   drug_exposure=[
+                       {"person_id": 900, "drug_concept_id": 735843, "drug_exposure_start_date": dt.date(2015, 1, 1),
+                        "drug_exposure_end_date": dt.date(2016, 1, 1), "stop_reason": " 4216319 "},
+                       {"person_id": 900, "drug_concept_id": 1593457, "drug_exposure_start_date": dt.date(2016, 2, 1),
+                        "drug_exposure_end_date": s, "stop_reason": None},
+                       {"person_id": 900, "drug_concept_id": 1593457, "drug_exposure_start_date": s,
+                        "drug_exposure_end_date": None, "stop_reason": None}],
+                   condition_occurrence=[
+                       {"person_id": 900, "condition_concept_id": 4145049, "condition_start_date": s},
+                       {"person_id": 900, "condition_concept_id": 4137855, "condition_start_date": dt.date(2019, 1, 1)},
+                       {"person_id": 900, "condition_concept_id": 4178929, "condition_start_date": dt.date(2027, 1, 1)}])
+    reg = omop_registry(folder)
+    p = reg.tables["patients"].filter(pl.col("patient_id") == "900").row(0, named=True)
+    assert p["death_date"] == dt.date(1900, 1, 1)  # a death with an unknown date: before any D
+    assert p["site_id"] == "unassigned" and p["sex"] == "M" and p["birth_date"] == dt.date(1980, 5, 2)
+    assert p["diagnosis_date"] == dt.date(2012, 1, 1)  # the sentinel and the one after D not used
+    assert p["ms_course"] == "SPMS"  # the dated one on or before D beats the undated RRMS; PPMS is after D
+    mri = reg.tables["mri"].filter(pl.col("patient_id") == "900")
+    assert mri.rows() == [("900", dt.date(2020, 3, 1), 3, 0)]  # one scan, the highest count
+    tr = reg.tables["treatments"].filter(pl.col("patient_id") == "900").sort("start_date")
+    assert tr.select("drug", "end_date", "stop_reason").rows() == [
+        ("natalizumab", dt.date(2016, 1, 1), "adverse_event"), ("ocrelizumab", None, None)]
+    acc = reg.source["omop"]["tables"]
+    assert acc["drug_exposure"]["passed_over"]["unknown date"] == 1
+    assert acc["death"]["passed_over"]["unknown date: read as a death before any D (1900-01-01)"] == 1
+    assert acc["observation"]["passed_over"]["after D"] == 1
+
+
+def test_unmapped_concepts_accounting(tmp_path):
+    """Extra drugs, units and conditions: passed over, counted, the most frequent listed with their name."""
+    d = dt.date(2024, 1, 1)
+    extra_drugs = [{"person_id": 0, "drug_concept_id": 1125315, "drug_exposure_start_date": d}] * 7 + \
+                  [{"person_id": 0, "drug_concept_id": 1124957, "drug_exposure_start_date": d}] * 3
+    extra_meas = [{"person_id": 0, "measurement_concept_id": 3016723, "measurement_date": d, "value_as_number": 1.0,
+                   "unit_concept_id": 8576}] * 4 + \
+                 [{"person_id": 0, "measurement_concept_id": 3025315, "measurement_date": d, "value_as_number": 70.0,
+                   "unit_concept_id": 8576}] * 2
+    extra_cond = [{"person_id": 0, "condition_concept_id": 201826, "condition_start_date": d}] * 5
+    extra_concept = [{"concept_id": 1125315, "concept_name": "acetaminophen", "vocabulary_id": "RxNorm",
+                      "concept_code": "161"}]
+    folder = _tiny(tmp_path, drug_exposure=extra_drugs, measurement=extra_meas, condition_occurrence=extra_cond,
+                   concept=extra_concept)
+    reg = omop_registry(folder)
+    om = reg.source["omop"]
+    assert om["tables"]["drug_exposure"]["passed_over"]["drug not a DMT"] >= 10
+    assert om["unmapped"]["drug"][0] == {"concept_id": 1125315, "name": "acetaminophen", "rows": 7}
+    assert {"concept_id": 1124957, "name": None, "rows": 3} in om["unmapped"]["drug"]
+    assert om["tables"]["measurement"]["passed_over"]["unit not mapped (labs)"] == 4
+    assert om["tables"]["measurement"]["passed_over"]["unit not mapped (weight)"] == 2
+    assert om["unmapped"]["unit"][0] == {"concept_id": 8576, "name": None, "rows": 6}
+    assert {"concept_id": 201826, "name": None, "rows": 5} in om["unmapped"]["condition"]
+    t = om["tables"]["drug_exposure"]
+    assert t["rows_read"] == sum(t["used"].values()) + sum(t["passed_over"].values())
+
+
+# ---- the profile -----------------------------------------------------------------------------------------
+
+def _profile(tmp_path: Path, text: str):
+    p = tmp_path / "site.toml"
+    p.write_text(text)
+    return load(p)
+
+
+def test_profile_override_key_by_key(tmp_path):
+    prof = _profile(tmp_path, "[drugs]\ninterferon_beta_1b = []\n" if False else "[function_tests]\nLVEF = [2000000001]\n")
+    assert prof.ids("function_tests", "LVEF") == [2000000001]
+    assert prof.ids("drugs", "natalizumab") == [735843]  # kept from msda
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[drug]\nnatalizumab = [1]\n", "unknown section [drug] (did you mean 'drugs'"),
+    ("[drugs]\nnatalizumap = [1]\n", "unknown key 'drugs.natalizumap' (did you mean 'natalizumab'"),
+    ("[visits]\nedss = 4169156\n", "key 'visits.edss' must be a list of concept_ids"),
+    ("[visits]\nedss = [\"4169156\"]\n", "key 'visits.edss' must be a list of concept_ids"),
+    ("[course]\nSPMS = [4145049]\n", "concept 4145049 is in both 'course.RRMS' and 'course.SPMS'"),
+    ("[relapses]\nonset = [4178929]\n", "concept 4178929 is in both 'course.PPMS' and 'relapses.onset'"),
+    ("[labs]\nALT = [3013721]\n", "concept 3013721 is in both 'labs.ALT' and 'labs.AST'"),
+    ("[function_tests]\nLVEF = [3016723]\n", "concept 3016723 is in both 'labs.CREAT' and 'function_tests.LVEF'"),
+    ("[mri]\ngd_lesions = 3\n", "key 'mri.gd_lesions' must be a non-empty text"),
+    ("[visits\n", "is not valid TOML"),
+])
+def test_profile_checks(tmp_path, text, message):
+    with pytest.raises(ProfileError) as err:
+        _profile(tmp_path, text)
+    assert message in str(err.value) and str(tmp_path / "site.toml") in str(err.value)
+
+
+def test_profile_ms_may_hold_course_and_categories_ordered(tmp_path):
+    prof = _profile(tmp_path, "[patients]\nms = [374919, 4145049]\n[categories]\ninfection = [443392]\n")
+    assert 4145049 in prof.ids("patients", "ms")
+
+
+def test_profile_set_without_concept_warns(tmp_path):
+    prof = _profile(tmp_path, "[visits]\nkarnofsky = [2000000009]\n")
+    reg = omop_registry(_tiny(tmp_path), profile=prof)
+    assert any("visits.karnofsky" in w for w in reg.source["warnings"])
+
+
+# ---- detection, read-only, bad input ------------------------------------------------------------------------
+
+def test_detect(tmp_path, synthetic):
+    _, proj, forms = synthetic
+    assert sources.detect(proj) == "csv"
+    assert sources.detect(forms["csv"]) == "omop" and sources.detect(forms["parquet"]) == "omop"
+    assert sources.detect(forms["duckdb"]) == "omop"
+    assert sources.detect("postgresql://me@localhost:5432/omop") == "omop"
+    assert sources.detect(proj, "omop") == "omop"
+
+
+def test_duckdb_read_only(synthetic):
+    """The database is unchanged: every table's row count and checksum, and the file's bytes."""
+    path = synthetic[2]["duckdb"]
+    before = checksum(path)
+
+    def tables():
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            names = [r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()]
+            return {n: con.sql(f"SELECT count(*), sum(hash(t)) FROM {n} t").fetchall()[0] for n in names}
+        finally:
+            con.close()
+    counts = tables()
+    omop_registry(path)
+    assert checksum(path) == before and tables() == counts
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          env={"MSFEAS_TODAY": "2026-11-24", "PATH": "/usr/bin:/bin",
+                               "MSFEAS_CACHE": str(Path(sys.prefix) / ".no-cache")}, cwd=ROOT)
+
+
+def _bad(tmp_path: Path, change) -> Path:
+    om = writer.to_omop(synth.generate(20, 5))
+    change(om)
+    return writer.write(om, tmp_path / "bad", "parquet")
+
+
+@pytest.mark.parametrize("case, code, words", [
+    ("no_person", 1, ["has no person table"]),
+    ("missing_column", 1, ["table measurement", "required column 'measurement_date' is missing"]),
+    ("all_sentinel", 1, ["table drug_exposure", "every drug_exposure_start_date", "1700-01-01"]),
+    ("profile_overlap", 2, ["site.toml", "concept 4145049 is in both 'course.RRMS' and 'course.SPMS'"]),
+    ("password", 2, ["holds a password", "PGPASSWORD"]),
+    ("no_schema", 1, ["schema 'nowhere' holds no tables"]),
+])
+def test_bad_input(tmp_path, case, code, words):
+    """One line naming the source, table or key; an exit code of the README's table; nothing written."""
+    extra: list[str] = []
+    if case == "no_person":
+        src = _bad(tmp_path, lambda om: om.pop("person"))
+    elif case == "missing_column":
+        src = _bad(tmp_path, lambda om: om.update(measurement=om["measurement"].drop("measurement_date")))
+    elif case == "all_sentinel":
+        src = _bad(tmp_path, lambda om: om.update(drug_exposure=om["drug_exposure"].with_columns(
+            pl.lit(dt.date(1700, 1, 1)).alias("drug_exposure_start_date"))))
+    elif case == "profile_overlap":
+        src = _bad(tmp_path, lambda om: None)
+        (tmp_path / "site.toml").write_text("[course]\nSPMS = [4145049]\n")
+        extra = ["--omop-profile", str(tmp_path / "site.toml")]
+    elif case == "password":
+        src = "postgresql://me:secret@localhost:1/omop"
+    else:
+        src = writer.write(writer.to_omop(synth.generate(5, 1)), tmp_path / "x.duckdb", "duckdb")
+        extra = ["--cdm-schema", "nowhere"]
+    out = tmp_path / "run"
+    r = _cli("run", "--input", str(src), "--out", str(out), "--no-cache", *extra)
+    assert r.returncode == code, r.stderr
+    first = r.stderr.strip().splitlines()[0]
+    assert "Traceback" not in r.stderr and all(w in first for w in words), r.stderr
+    assert "secret" not in r.stderr + r.stdout
+    assert not out.exists()
+
+
+def test_cli_run_summary_names_the_source(synthetic, tmp_path):
+    out = tmp_path / "run"
+    r = _cli("run", "--input", str(synthetic[2]["duckdb"]), "--out", str(out), "--no-cache",
+             "--as-of", AS_OF.isoformat(), "--engine", "duckdb")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["source"]["kind"] == "duckdb" and summary["source"]["cdm_source"]["cdm_version"] == "5.4"
+    assert summary["source"]["omop"]["tables"]["measurement"]["used"]["visits"] > 0
+    assert "function_tests" in summary["absent_tables"]
+    assert "read as omop" in (out / "run.log").read_text()
+
+
+def test_spark_says_which_sources(synthetic, tmp_path):
+    r = _cli("run", "--input", str(synthetic[2]["parquet"]), "--out", str(tmp_path / "r"), "--engine", "spark")
+    assert r.returncode == 2 and "CSV contract's export folder only" in r.stderr
