@@ -59,6 +59,8 @@ bench-spark: $(STAMP) ## the Spark engine (local) beside polars and duckdb at 10
 samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry generator
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/regional --with-bad-rows --dialect regional
+	rm -rf data_samples/omop
+	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/omop --format omop --omop-as parquet
 
 sql: $(STAMP) ## regenerate sql/trials/ (the SQL of each bundled trial per dialect, for review) and sql/compiled/ (its DuckDB queries as shipped)
 	$(BIN)/python -m pipeline.engines.sql_snapshot --out sql/trials --compiled sql/compiled

@@ -320,3 +320,19 @@ def test_cli_run_summary_names_the_source(synthetic, tmp_path):
 def test_spark_says_which_sources(synthetic, tmp_path):
     r = _cli("run", "--input", str(synthetic[2]["parquet"]), "--out", str(tmp_path / "r"), "--engine", "spark")
     assert r.returncode == 2 and "CSV contract's export folder only" in r.stderr
+
+
+def test_synth_format_omop_and_the_sample(tmp_path):
+    """`python -m pipeline.synth --format omop` writes the OMOP forms; data_samples/omop is the default sample's
+    seed written so (the CSV sample adds only its messy rows)."""
+    r = subprocess.run([sys.executable, "-m", "pipeline.synth", "--patients", "40", "--seed", "3", "--out",
+                        str(tmp_path / "o.duckdb"), "--format", "omop", "--omop-as", "duckdb"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert omop_registry(tmp_path / "o.duckdb").inputs["patients"].rows_accepted == 40
+    sample = ROOT / "data_samples" / "omop"
+    assert sources.detect(sample) == "omop"
+    assert pl.read_parquet(sample / "person.parquet").height == 2000
+    expected = writer.to_omop(synth.generate(2000, 20261124))
+    for name, frame in expected.items():
+        assert pl.read_parquet(sample / f"{name}.parquet").equals(frame), name
