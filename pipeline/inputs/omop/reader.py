@@ -277,11 +277,11 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
         # code: ICD-10 of the source concept when the vocabulary says so, else an ICD-10-like source value
         code = pl.when(pl.col("condition_source_value").str.strip_chars().str.contains(ICD10)) \
             .then(pl.col("condition_source_value").str.strip_chars())
-        if src.has("concept") and rest.height:
+        if src.has("concept") and rest.height and "condition_source_concept_id" in src.columns["condition_occurrence"]:
             icd = src.query(
                 f"SELECT concept_id AS condition_source_concept_id, concept_code AS icd FROM {src.tables['concept']} "
                 f"WHERE vocabulary_id LIKE 'ICD10%' AND concept_id IN (SELECT DISTINCT condition_source_concept_id "
-                f"FROM {src.tables['condition_occurrence']})").with_columns(
+                f"FROM {src.tables['condition_occurrence']} AS co)").with_columns(
                 pl.col("condition_source_concept_id").cast(pl.Int64), pl.col("icd").cast(pl.Utf8))
             rest = rest.with_columns(pl.col("condition_source_concept_id").cast(pl.Int64)).join(
                 icd, on="condition_source_concept_id", how="left", maintain_order="left")
