@@ -24,15 +24,16 @@ TODAY = dt.date(2026, 11, 24)
 LABS = ["AST", "ALT", "TBIL", "CREAT"]
 
 
-def projected(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+def projected(tables: dict[str, pl.DataFrame], site: bool = False) -> dict[str, pl.DataFrame]:
     """The export as OMOP can carry it under the msda profile (docs/omop.md, "What OMOP cannot carry"):
     no consent, Karnofsky, function tests (the table absent), condition severity, infection type, control or
     consent capacity; interferon beta-1b and peginterferon as interferon beta (one MSDA concept), other
     drugs and divozilimab not DMTs; lab tests other than the four; an MRI scan only with a count, one per date."""
     vocab = load_vocabulary()
-    t = {k: v.clone() for k, v in tables.items() if k != "function_tests"}
-    t["patients"] = t["patients"].with_columns(pl.lit(None, pl.Utf8).alias("research_consent"))
-    t["visits"] = t["visits"].with_columns(pl.lit(None, pl.Int64).alias("karnofsky"))
+    t = {k: v.clone() for k, v in tables.items() if k != "function_tests" or site}
+    if not site:  # SITE_PROFILE carries these
+        t["patients"] = t["patients"].with_columns(pl.lit(None, pl.Utf8).alias("research_consent"))
+        t["visits"] = t["visits"].with_columns(pl.lit(None, pl.Int64).alias("karnofsky"))
     g = vocab.generic(pl.col("drug"))
     t["treatments"] = t["treatments"].with_columns(
         g.replace({"interferon_beta_1b": "interferon_beta_1a", "peginterferon_beta_1a": "interferon_beta_1a"})
@@ -44,6 +45,20 @@ def projected(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
                 .group_by(["patient_id", "scan_date"], maintain_order=True)
                 .agg(pl.col("gd_lesions").max(), pl.col("new_t2_lesions").max()))
     return t
+
+
+# A site's profile (local concepts, as OMOP reserves ids above 2,000,000,000 for them): Karnofsky, consent
+# and the function tests, which the msda profile leaves empty.
+SITE_PROFILE = """
+[visits]
+karnofsky = [2000000001]
+[patients]
+consent = [2000000002]
+[function_tests]
+LVEF = [2000000003]
+FEV1 = [2000000004]
+DLCO = [2000000005]
+"""
 
 
 def accepted(folder: Path) -> dict[str, pl.DataFrame]:

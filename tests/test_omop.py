@@ -20,7 +20,7 @@ from pipeline.inputs import sources
 from pipeline.inputs.omop import writer
 from pipeline.inputs.omop.profile import ProfileError, load
 from tests.conftest import ROOT
-from tests.omop_helpers import (AS_OF, accepted, checksum, csv_registry, differences, omop_forms, omop_registry, projected,
+from tests.omop_helpers import (AS_OF, SITE_PROFILE, accepted, checksum, csv_registry, differences, omop_forms, omop_registry, projected,
                                 statuses, write_csv)
 
 ENGINES = ["polars", "duckdb"]
@@ -63,6 +63,21 @@ def test_round_trip_catches_a_wrong_answer(synthetic):
     con.close()
     diffs = differences(expected, statuses(omop_registry(folder), "polars"))
     assert diffs and all("mri" in d or "status" in d or "activity" in d or "progression" in d for d in diffs), diffs
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_round_trip_site_profile(tmp_path, engine):
+    """With a site profile naming Karnofsky, consent and the function tests, those facts travel too."""
+    (tmp_path / "site.toml").write_text(SITE_PROFILE)
+    prof = load(tmp_path / "site.toml")
+    tables = synth.generate(200, 23)
+    proj = write_csv(projected(tables, site=True), tmp_path / "projected")
+    location = writer.write(writer.to_omop(tables, prof), tmp_path / "omop", "parquet")
+    reg = omop_registry(location, profile=prof)
+    assert reg.absent == [] and reg.tables["function_tests"].height == tables["function_tests"].height
+    assert differences(statuses(csv_registry(proj), engine), statuses(reg, engine)) == []
+    # and the bundled profile on the same source: the criteria reading them differ (a wrong answer is seen)
+    assert differences(statuses(csv_registry(proj), engine), statuses(omop_registry(location), engine))
 
 
 def test_same_registry_shape(synthetic):
@@ -336,3 +351,43 @@ def test_synth_format_omop_and_the_sample(tmp_path):
     expected = writer.to_omop(synth.generate(2000, 20261124))
     for name, frame in expected.items():
         assert pl.read_parquet(sample / f"{name}.parquet").equals(frame), name
+
+
+def test_nightly_and_history_on_omop(tmp_path):
+    """`msfeas nightly` on a DuckDB OMOP source: a manifest of mapped rows; the volume guard counts mapped rows
+    per table (a source that lost most of its measurements stops the second night, exit 4); --history runs."""
+    om = writer.to_omop(synth.generate(120, 4))
+    db = writer.write(om, tmp_path / "a.duckdb", "duckdb")
+    runs = tmp_path / "runs"
+    r = _cli("nightly", "--input", str(db), "--runs-dir", str(runs), "--as-of", "2026-11-01")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((runs / "2026-11-01" / "manifest.json").read_text())
+    assert manifest["inputs"]["visits"]["source"] == "omop measurement as visits"
+    om["measurement"] = om["measurement"].head(50)
+    writer.write(om, db, "duckdb")
+    r = _cli("nightly", "--input", str(db), "--runs-dir", str(runs), "--as-of", "2026-11-02")
+    assert r.returncode == 4 and "visits" in r.stderr, r.stderr
+    r = _cli("run", "--input", str(db), "--out", str(tmp_path / "h"), "--as-of", "2026-11-01", "--no-cache",
+             "--trial", "nct04047628", "--history", "6")
+    assert r.returncode == 0, r.stderr
+
+
+def test_duckdb_schemas(tmp_path):
+    """--cdm-schema and --vocab-schema in a DuckDB file: the vocabulary's names reach the accounting."""
+    om = writer.to_omop(synth.generate(30, 9))
+    om["measurement"] = pl.concat([om["measurement"], om["measurement"].head(3).with_columns(
+        pl.lit(3000963, pl.Int64).alias("measurement_concept_id"))])
+    om["concept"] = pl.concat([om["concept"], pl.DataFrame({"concept_id": [3000963], "concept_name": ["Hemoglobin"]})],
+                              how="diagonal")
+    path = tmp_path / "s.duckdb"
+    con = duckdb.connect(str(path))
+    con.sql("CREATE SCHEMA cdm; CREATE SCHEMA voc")
+    for name, frame in om.items():
+        arrow = frame.to_arrow()  # noqa: F841
+        con.sql(f"CREATE TABLE {'voc' if name.startswith('concept') else 'cdm'}.{name} AS SELECT * FROM arrow")
+    con.close()
+    reg = omop_registry(path, cdm_schema="cdm", vocab_schema="voc")
+    assert {"concept_id": 3000963, "name": "Hemoglobin", "rows": 3} in reg.source["omop"]["unmapped"]["measurement"]
+    assert reg.source["schema"] == "cdm" and reg.source["vocab_schema"] == "voc"
+    without = omop_registry(path, cdm_schema="cdm")
+    assert without.source["omop"]["notes"][0].startswith("concept sets hold only the ids listed")

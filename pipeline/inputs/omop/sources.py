@@ -169,7 +169,7 @@ def open_folder(folder: Path) -> DuckSource:
     return src
 
 
-def open_duckdb(path: Path, schema: str | None) -> DuckSource:
+def open_duckdb(path: Path, schema: str | None, vocab_schema: str | None = None) -> DuckSource:
     import duckdb
 
     if not path.is_file():
@@ -182,16 +182,18 @@ def open_duckdb(path: Path, schema: str | None) -> DuckSource:
         raise FatalInputError(str(path), f"cannot be opened as a DuckDB database: "
                               f"{str(exc).splitlines()[0]}") from None
     src.schema = schema or "main"
-    rows = src.con.execute("SELECT lower(table_name), table_name, lower(column_name) FROM information_schema.columns "
-                           "WHERE table_catalog = 'omop' AND table_schema = ?", [src.schema]).fetchall()
-    if not rows:
+    src.vocab_schema = vocab_schema or src.schema
+    rows = src.con.execute("SELECT lower(table_name), table_name, lower(column_name), table_schema FROM "
+                           "information_schema.columns WHERE table_catalog = 'omop' AND table_schema IN (?, ?)",
+                           [src.schema, src.vocab_schema]).fetchall()
+    if not [r for r in rows if r[3] == src.schema]:
         schemas = [r[0] for r in src.con.sql("SELECT DISTINCT table_schema FROM information_schema.tables "
                                              "WHERE table_catalog = 'omop'").fetchall()]
         raise FatalInputError(str(path), f"schema '{src.schema}' holds no tables (--cdm-schema; schemas with "
                               f"tables: {some(schemas) or 'none'})")
-    for lower, name, col in rows:
-        if lower in COLUMNS:
-            src.tables[lower] = f'omop."{src.schema}"."{name}"'
+    for lower, name, col, in_schema in rows:
+        if lower in COLUMNS and in_schema == (src.vocab_schema if lower in VOCABULARY else src.schema):
+            src.tables[lower] = f'omop."{in_schema}"."{name}"'
             src.columns.setdefault(lower, set()).add(col)
     return src
 
@@ -241,7 +243,7 @@ def open_source(location: str | Path, schema: str | None = None, vocab_schema: s
         if path.is_dir():
             src = open_folder(path)
         elif path.suffix.lower() == ".duckdb":
-            src = open_duckdb(path, schema)
+            src = open_duckdb(path, schema, vocab_schema)
         else:
             raise FatalInputError(text, "is not an OMOP source (a folder of OMOP tables, a .duckdb file or a "
                                   "postgresql:// URL)")
