@@ -330,6 +330,8 @@ def test_cli_run_summary_names_the_source(synthetic, tmp_path):
     assert summary["source"]["omop"]["tables"]["measurement"]["used"]["visits"] > 0
     assert "function_tests" in summary["absent_tables"]
     assert "read as omop" in (out / "run.log").read_text()
+    report = (out / "report.html").read_text()
+    assert 'id="omop-tables"' in report and "No matching concept" in report and "drug not a DMT" in report
 
 
 def test_spark_says_which_sources(synthetic, tmp_path):

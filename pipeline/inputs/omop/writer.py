@@ -166,6 +166,7 @@ def to_omop(tables: dict[str, pl.DataFrame], profile: Profile | None = None,
     observation = _ids(pl.concat(obs).with_columns(pl.lit(TYPE_EHR, pl.Int64).alias("observation_type_concept_id")),
                        "observation_id")
     used.setdefault(NO_EVIDENCE, ("No evidence of", "SNOMED"))
+    used.setdefault(0, ("No matching concept", "None"))
     for i in (TYPE_EHR,):
         used.setdefault(i, ("EHR", "Type Concept"))
     concept = pl.DataFrame({"concept_id": list(used), "concept_name": [n for n, _ in used.values()],
