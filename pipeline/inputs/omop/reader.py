@@ -121,6 +121,12 @@ def _iso(e: pl.Expr) -> pl.Expr:
     return e.dt.strftime("%Y-%m-%d")
 
 
+def _day_key() -> pl.Expr:
+    """One integer per (person, date), in their order: grouping and sorting on it is much faster than on both."""
+    return (pl.col("person_id").cast(pl.Int64) * 1_000_000 + pl.col("day").cast(pl.Int32).cast(pl.Int64)
+            + 500_000).alias("_k")
+
+
 def _text(frame: pl.DataFrame) -> pl.DataFrame:
     """Every column as the text an export would hold (ISO dates, `.` decimals)."""
     return frame.select([_iso(pl.col(n)).alias(n) if t == pl.Date else pl.col(n).cast(pl.Utf8)
@@ -357,10 +363,15 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
         acc.passed("measurement", UNIT + " (weight)", int(vis.select(bad_unit.sum()).item() or 0))
         vis = vis.filter(~bad_unit)
         acc.used("measurement", "visits", vis.height)
-        visits = vis.group_by(["person_id", "day"], maintain_order=True).agg(
-            pl.col("value_as_number").filter(pl.col("key") == "edss").max().alias("edss"),
-            pl.col("value_as_number").filter(pl.col("key") == "karnofsky").max().alias("karnofsky"),
-            weight.filter(pl.col("key") == "weight").max().alias("weight_kg"))
+        # plain aggregates of per-kind columns (a filter inside the aggregation is several times slower)
+        key, v = pl.col("key"), pl.col("value_as_number")
+        visits = vis.lazy().select(
+            "person_id", "day", pl.when(key == "edss").then(v).alias("edss"),
+            pl.when(key == "karnofsky").then(v).alias("karnofsky"),
+            pl.when(key == "weight").then(weight).alias("weight_kg"),
+        ).with_columns(_day_key()).sort("_k").group_by("_k", maintain_order=True).agg(
+            pl.col("person_id").first(), pl.col("day").first(), pl.col("edss").max(), pl.col("karnofsky").max(),
+            pl.col("weight_kg").max()).collect()
         out["visits"] = ("omop measurement as visits", _text(visits.select(
             pid, pl.col("day").alias("visit_date"), "edss",
             pl.col("karnofsky").round(0).cast(pl.Int64), "weight_kg")))
@@ -418,8 +429,9 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
         acc.passed("observation", UNKNOWN_DATE + " (mri)", mri["day"].null_count())
         mri = mri.filter(pl.col("day").is_not_null())
         acc.used("observation", "mri", mri.height)
-        scans = mri.group_by(["person_id", "day"], maintain_order=True).agg(
-            pl.col("gd").max().alias("gd_lesions"), pl.col("t2").max().alias("new_t2_lesions"))
+        scans = mri.lazy().with_columns(_day_key()).sort("_k").group_by("_k", maintain_order=True).agg(
+            pl.col("person_id").first(), pl.col("day").first(), pl.col("gd").max().alias("gd_lesions"),
+            pl.col("t2").max().alias("new_t2_lesions")).collect()
         out["mri"] = ("omop observation as mri", _text(scans.select(
             pid, pl.col("day").alias("scan_date"), "gd_lesions", "new_t2_lesions")))
         rest_obs = obs.filter(~is_mri)
