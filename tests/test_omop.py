@@ -393,3 +393,12 @@ def test_duckdb_schemas(tmp_path):
     assert reg.source["schema"] == "cdm" and reg.source["vocab_schema"] == "voc"
     without = omop_registry(path, cdm_schema="cdm")
     assert without.source["omop"]["notes"][0].startswith("concept sets hold only the ids listed")
+
+
+def test_sharded_like_whole(synthetic, tmp_path):
+    """A large OMOP source judged in patient shards (--shard-patients) gives the whole one's statuses."""
+    location = synthetic[2]["parquet"]
+    sharded = omop_registry(location, spill=tmp_path / "shards", per_shard=60)
+    assert sharded.n_shards > 1
+    for engine in ENGINES:
+        assert differences(statuses(omop_registry(location), engine), statuses(sharded, engine)) == []
