@@ -402,3 +402,26 @@ def test_sharded_like_whole(synthetic, tmp_path):
     assert sharded.n_shards > 1
     for engine in ENGINES:
         assert differences(statuses(omop_registry(location), engine), statuses(sharded, engine)) == []
+
+
+def test_conditions_codes_and_categories(tmp_path):
+    """Code from the ICD-10 source concept (vocabulary present), else an ICD-10-like source value, else empty;
+    category by the first category set; the MSDA comorbidity observations as conditions."""
+    d = dt.date(2020, 6, 1)
+    rows = [{"person_id": 901, "condition_concept_id": 443392, "condition_start_date": d,
+             "condition_source_value": "breast ca", "condition_source_concept_id": 45552385},
+            {"person_id": 901, "condition_concept_id": 432250, "condition_start_date": d,
+             "condition_source_value": " j18.9 ", "condition_source_concept_id": 0},
+            {"person_id": 901, "condition_concept_id": 201826, "condition_start_date": dt.date(1700, 1, 1),
+             "condition_source_value": "diabetes", "condition_source_concept_id": 0}]
+    folder = _tiny(tmp_path, person=[{"person_id": 901, "gender_concept_id": 8532, "year_of_birth": 1970,
+                                      "month_of_birth": 1, "day_of_birth": 1}],
+                   condition_occurrence=rows,
+                   observation=[{"person_id": 901, "observation_concept_id": 1340204, "observation_date": d,
+                                 "value_as_concept_id": 321588}],
+                   concept=[{"concept_id": 45552385, "concept_name": "Malignant neoplasm of breast",
+                             "vocabulary_id": "ICD10CM", "concept_code": "C50.9"}])
+    reg = omop_registry(folder)
+    got = reg.tables["conditions"].filter(pl.col("patient_id") == "901").sort("category") \
+        .select("code", "category", "onset_date").rows()
+    assert got == [(None, "cardiac", d), ("J18.9", "infection", d), ("C50.9", "malignancy", d), (None, "other", None)]

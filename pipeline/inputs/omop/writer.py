@@ -84,7 +84,8 @@ def to_omop(tables: dict[str, pl.DataFrame], profile: Profile | None = None,
         pl.col("onset_date").fill_null(SENTINEL).alias("condition_start_date"),
         pl.col("end_date").alias("condition_end_date"), pl.col("code").alias("condition_source_value")))
     condition = _ids(pl.concat(cond).with_columns(
-        pl.lit(TYPE_EHR, pl.Int64).alias("condition_type_concept_id")), "condition_occurrence_id")
+        pl.lit(TYPE_EHR, pl.Int64).alias("condition_type_concept_id"),
+        pl.lit(0, pl.Int64).alias("condition_source_concept_id")), "condition_occurrence_id")
 
     # drug_exposure
     drugs = _first(profile, "drugs")
