@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from pipeline.core.errors import FatalInputError, some
-from pipeline.inputs.omop.sources import COLUMNS, VOCABULARY, Source
+from pipeline.inputs.omop.tables import COLUMNS, VOCABULARY, Source
 
 PG_TYPES = {"DOUBLE": "DOUBLE PRECISION"}
 

@@ -11,6 +11,7 @@ msfeas table, rows passed over by reason, the most frequent unmapped concepts) i
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from pipeline.core.errors import FatalInputError
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.inputs import shards
 from pipeline.inputs.omop.profile import Profile, load
-from pipeline.inputs.omop.sources import Source, open_source, sql_ids
+from pipeline.inputs.omop.sources import open_source
+from pipeline.inputs.omop.tables import COLUMNS, Source, sql_ids
 from pipeline.inputs.registry import Registry
 
 SENTINEL = dt.date(1700, 1, 1)  # the MSDA ETL's unknown date
@@ -30,9 +32,8 @@ TOP = 10  # unmapped concepts listed per domain
 COURSE_ORDER = ("RIS", "CIS", "RRMS", "SPMS", "PPMS")  # a same-day tie takes the later
 ICD10 = r"(?i)^[A-Z][0-9]{2}\.?[0-9A-Z]{0,4}$"
 LB = 0.45359237
-# Which contract tables each OMOP clinical table feeds (absent OMOP table -> absent contract tables).
-FEEDS = {"measurement": ("visits", "labs", "function_tests"), "condition_occurrence": ("relapses", "conditions"),
-         "observation": ("mri",), "drug_exposure": ("treatments",)}
+# An absent OMOP clinical table leaves the contract tables it feeds absent: measurement -> visits, labs,
+# function_tests; condition_occurrence -> relapses, conditions; observation -> mri; drug_exposure -> treatments.
 # Passed-over reasons, as the accounting names them.
 NOT_IN_PROFILE, NOT_DMT, UNIT, UNKNOWN_DATE, AFTER_D = (
     "concept not in the profile", "drug not a DMT", "unit not mapped", "unknown date", "after D")
@@ -222,7 +223,6 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
     if n_partial:
         acc.passed("person", "birth date known only by year (or year and month): left empty", n_partial)
     acc.used("person", "patients", person.height)
-    keys = patients.select("person_id")
 
     def per_person(frame: pl.DataFrame, col: str, how: str, name: str) -> pl.DataFrame:
         agg = pl.col(col).min() if how == "min" else pl.col(col).max()
@@ -350,7 +350,6 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
                                  pl.col("value_as_number").cast(pl.Float64))
         acc.passed("measurement", UNKNOWN_DATE, meas["day"].null_count())
         meas = meas.filter(pl.col("day").is_not_null())
-        mc = pl.col("measurement_concept_id")
         unit_rows = []
         # visits: one per person and date of an EDSS, weight or Karnofsky measurement
         vis = meas.join(vmap.rename({"concept_id": "measurement_concept_id"}), on="measurement_concept_id")
@@ -397,7 +396,6 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
             acc.notes.append("function_tests: absent (the profile's lvef, fev1 and dlco sets are empty)")
         units = pl.concat(unit_rows).group_by("concept_id").agg(pl.len().cast(pl.Int64).alias("n"))
         _top(src, units, acc, "unit")
-        del mc
 
     # observation -> diagnosis and onset dates, consent, comorbidities, mri
     dx_obs = pl.DataFrame(schema={"person_id": pl.Int64, "dx_obs": pl.Date})
@@ -473,7 +471,6 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
                 .join(onset, on="person_id", how="left", maintain_order="left")
                 .join(course, on="person_id", how="left", maintain_order="left")
                 .join(consent, on="person_id", how="left", maintain_order="left"))
-    del keys
     out["patients"] = ("omop person as patients", _text(patients.select(
         "patient_id", "site_id", "sex", "birth_date", "onset_date",
         pl.coalesce("dx_obs", "dx_cond").alias("diagnosis_date"), pl.col("ms_course").fill_null("UNK"),
@@ -483,12 +480,8 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
 
 
 def _cols(table: str):
-    from pipeline.inputs.omop.sources import COLUMNS
-
     return COLUMNS[table]
 
 
 def _re(text: str) -> str:
-    import re
-
     return re.escape(text)
