@@ -425,3 +425,32 @@ def test_conditions_codes_and_categories(tmp_path):
     got = reg.tables["conditions"].filter(pl.col("patient_id") == "901").sort("category") \
         .select("code", "category", "onset_date").rows()
     assert got == [(None, "cardiac", d), ("J18.9", "infection", d), ("C50.9", "malignancy", d), (None, "other", None)]
+
+
+def test_birth_known_only_by_year_is_empty_and_counted(tmp_path):
+    """Birth-date intervals are not judged yet (docs/omop.md): a year-only birth is an empty birth date,
+    so age is unknown, never a wrong pass or fail; the accounting counts it."""
+    folder = _tiny(tmp_path, person=[{"person_id": 902, "gender_concept_id": 8532, "year_of_birth": 1980},
+                                     {"person_id": 903, "gender_concept_id": 8532, "year_of_birth": 1981,
+                                      "month_of_birth": 4}])
+    reg = omop_registry(folder)
+    p = reg.tables["patients"].filter(pl.col("patient_id").is_in(["902", "903"]))
+    assert p["birth_date"].null_count() == 2
+    assert reg.source["omop"]["tables"]["person"]["passed_over"][
+        "birth date known only by year (or year and month): left empty"] == 2
+
+
+def test_csv_folder_with_export_toml(tmp_path):
+    """An OMOP CSV folder in another delimiter, said by export.toml, with upper-case file names."""
+    om = writer.to_omop(synth.generate(25, 2))
+    folder = tmp_path / "semi"
+    folder.mkdir()
+    for name, frame in om.items():
+        frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S")).write_csv(
+            folder / f"{name.upper()}.CSV", separator=";", null_value="")
+    (folder / "export.toml").write_text('delimiter = ";"\n')
+    assert sources.detect(folder) == "omop"
+    reg = omop_registry(folder)
+    ref = omop_registry(writer.write(om, tmp_path / "pq", "parquet"))
+    for t in reg.tables:
+        assert reg.tables[t].equals(ref.tables[t]), t
