@@ -427,17 +427,66 @@ def test_conditions_codes_and_categories(tmp_path):
     assert got == [(None, "cardiac", d), ("J18.9", "infection", d), ("C50.9", "malignancy", d), (None, "other", None)]
 
 
-def test_birth_known_only_by_year_is_empty_and_counted(tmp_path):
-    """Birth-date intervals are not judged yet (docs/omop.md): a year-only birth is an empty birth date,
-    so age is unknown, never a wrong pass or fail; the accounting counts it."""
-    folder = _tiny(tmp_path, person=[{"person_id": 902, "gender_concept_id": 8532, "year_of_birth": 1980},
-                                     {"person_id": 903, "gender_concept_id": 8532, "year_of_birth": 1981,
-                                      "month_of_birth": 4}])
-    reg = omop_registry(folder)
-    p = reg.tables["patients"].filter(pl.col("patient_id").is_in(["902", "903"]))
-    assert p["birth_date"].null_count() == 2
-    assert reg.source["omop"]["tables"]["person"]["passed_over"][
-        "birth date known only by year (or year and month): left empty"] == 2
+def _births(tmp_path: Path, name: str, births: list[dict], d: dt.date) -> Path:
+    """An OMOP folder of one person per entry of `births` (year/month/day of birth, exact or not), each a
+    man of 70 kg with a creatinine of 1.0 mg/dL, both measured just before D."""
+    n = len(births)
+    person = pl.DataFrame({"person_id": list(range(1, n + 1)), "gender_concept_id": [8507] * n,
+                           "year_of_birth": [b["y"] for b in births], "month_of_birth": [b.get("m") for b in births],
+                           "day_of_birth": [b.get("d") for b in births]},
+                          schema={"person_id": pl.Int64, "gender_concept_id": pl.Int64, "year_of_birth": pl.Int32,
+                                  "month_of_birth": pl.Int32, "day_of_birth": pl.Int32})
+    day = d - dt.timedelta(days=5)
+    meas = pl.DataFrame({"person_id": list(range(1, n + 1)) * 2, "measurement_concept_id": [3025315] * n + [3016723] * n,
+                         "measurement_date": [day] * (2 * n), "value_as_number": [70.0] * n + [1.0] * n,
+                         "unit_concept_id": [9529] * n + [8840] * n})
+    folder = tmp_path / name
+    folder.mkdir()
+    person.write_parquet(folder / "person.parquet")
+    meas.write_parquet(folder / "measurement.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_birth_intervals_at_each_boundary(tmp_path, engine):
+    """A birth known only by year (or year and month) is judged over every date of the interval: pass if every
+    date passes, fail if every date fails, else unknown; checked against every exact date of each interval,
+    for years around ages 18, 55 and 60 and creatinine clearance 60 (70 kg, 1.0 mg/dL: CrCl 60 between
+    ages 78 and 79), and for months around a birthday."""
+    from pipeline.criteria import load_trial
+    from pipeline.engines import evaluate
+
+    d = AS_OF
+    ages = [18, 55, 60, 78, 79]
+    years = sorted({d.year - a + k for a in ages for k in (-1, 0, 1)})
+    partial = [{"y": y} for y in years] + [{"y": d.year - 40, "m": m} for m in (d.month - 1, d.month, d.month + 1)]
+    exact, owner = [], []
+    for i, b in enumerate(partial):
+        first = dt.date(b["y"], b.get("m", 1), 1)
+        last = dt.date(b["y"], b.get("m", 12), 28)
+        while (last + dt.timedelta(days=1)).month == last.month:
+            last += dt.timedelta(days=1)
+        day = first
+        while day <= last:
+            exact.append({"y": day.year, "m": day.month, "d": day.day})
+            owner.append(i)
+            day += dt.timedelta(days=1)
+    reg_i = omop_registry(_births(tmp_path, "intervals", partial, d))
+    reg_e = omop_registry(_births(tmp_path, "exact", exact, d))
+    assert reg_i.birth_intervals.height == len(partial) and reg_e.birth_intervals is None
+    seen = set()
+    for name, crit in (("nct04047628", "age_range"), ("nct04411641", "age_range"), ("nct04203017", "adult"),
+                       ("nct04203017", "creatinine_clearance")):
+        trial = load_trial(name)
+        got = evaluate(reg_i, trial, d, engine).sort(pl.col("patient_id").cast(pl.Int64))[crit].to_list()
+        ev = evaluate(reg_e, trial, d, engine).sort(pl.col("patient_id").cast(pl.Int64))
+        every = pl.DataFrame({"i": owner, "s": ev[crit]}).group_by("i").agg(pl.col("s").unique()).sort("i")
+        want = [s[0] if len(s) == 1 else "unknown" for s in every["s"].to_list()]
+        assert got == want, (name, crit)
+        seen |= set(got)
+    assert {"pass", "fail", "unknown"} <= seen
+    accounted = reg_i.source["omop"]["tables"]["person"]["used"]
+    assert accounted["patients (birth date as an interval: year, or year and month)"] == len(partial)
 
 
 def test_csv_folder_with_export_toml(tmp_path):
@@ -454,3 +503,22 @@ def test_csv_folder_with_export_toml(tmp_path):
     ref = omop_registry(writer.write(om, tmp_path / "pq", "parquet"))
     for t in reg.tables:
         assert reg.tables[t].equals(ref.tables[t]), t
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_birth_intervals_in_the_history(tmp_path, engine):
+    """--history's dated path gives each date the statuses a run at that date gives, intervals included."""
+    from pipeline.criteria import load_trial
+    from pipeline.engines import evaluate
+    from pipeline.engines.dated import Dated
+
+    births = [{"y": y} for y in range(1966, 1974)] + [{"y": 2008}, {"y": 2008, "m": 3}, {"y": 1990, "m": 5, "d": 2}]
+    reg = omop_registry(_births(tmp_path, "h", births, AS_OF))
+    trial = load_trial("nct04047628")
+    dated = Dated(reg, trial, engine)
+    try:
+        for day in (AS_OF, dt.date(2026, 3, 15), dt.date(2025, 12, 31)):
+            want = evaluate(reg, trial, day, engine).select("patient_id", "site_id", "status", *trial.ids)
+            assert dated.at(day).equals(want), day
+    finally:
+        dated.close()

@@ -50,6 +50,9 @@ class Registry:
     shards: Shards | None = None
     shard_sizes: list[int] = field(default_factory=list)  # patients per shard, in `tables["patients"]`'s order
     source: dict | None = None  # another input format (pipeline/inputs/omop): what was read, its accounting
+    # Birth dates known only as an interval (OMOP: the year, or year and month, of birth): patient_id,
+    # birth_earliest, birth_latest, for patients whose birth_date is empty. The engines judge both ends.
+    birth_intervals: pl.DataFrame | None = None
 
     @property
     def absent(self) -> list[str]:

@@ -177,7 +177,7 @@ def read(location: str | Path, vocabulary: DrugVocabulary, *, as_of: dt.date, to
     t0 = time.perf_counter()
     src = open_source(location, cdm_schema, vocab_schema)
     try:
-        frames, acc, warnings = _map(src, profile, as_of)
+        frames, acc, warnings, intervals = _map(src, profile, as_of)
         meta = src.describe()
         if src.has("cdm_source"):
             row = _select(src, "cdm_source", ["cdm_source_name", "cdm_source_abbreviation", "cdm_version"]).head(1)
@@ -191,11 +191,13 @@ def read(location: str | Path, vocabulary: DrugVocabulary, *, as_of: dt.date, to
                              per_shard=per_shard)
     registry.read_seconds = read_seconds
     registry.source = {**meta, "profile": profile.file, "omop": acc.as_dict(), "warnings": warnings}
+    if intervals.height:
+        registry.birth_intervals = intervals
     return registry
 
 
 def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple[str, pl.DataFrame]], Accounting,
-                                                                  list[str]]:
+                                                                  list[str], pl.DataFrame]:
     acc = Accounting()
     sets = _Sets(profile, src, acc)
     out: dict[str, tuple[str, pl.DataFrame]] = {}
@@ -217,11 +219,17 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
         pl.when(g.is_in(female)).then(pl.lit("F")).when(g.is_in(male)).then(pl.lit("M")).otherwise(pl.lit("U"))
         .alias("sex"),
         birth.alias("birth_date"),
-        (birth.is_null() & y.is_not_null()).alias("_partial"),
+        (birth.is_null() & y.is_not_null() & (y >= 1) & (y <= 9999) & (m.is_null() | m.is_between(1, 12)))
+        .alias("_partial"),
+        pl.date(y, m.fill_null(1), 1).alias("birth_earliest"),
+        pl.date(y, m.fill_null(12), 1).dt.month_end().alias("birth_latest"),
     )
     n_partial = int(patients["_partial"].sum())
     if n_partial:
-        acc.passed("person", "birth date known only by year (or year and month): left empty", n_partial)
+        acc.used("person", "patients (birth date as an interval: year, or year and month)", n_partial)
+    intervals = patients.filter(pl.col("_partial") & ~pl.col("patient_id").is_duplicated()) \
+        .select("patient_id", "birth_earliest", "birth_latest")
+    patients = patients.drop("_partial", "birth_earliest", "birth_latest")
     acc.used("person", "patients", person.height)
 
     def per_person(frame: pl.DataFrame, col: str, how: str, name: str) -> pl.DataFrame:
@@ -476,7 +484,7 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
         pl.coalesce("dx_obs", "dx_cond").alias("diagnosis_date"), pl.col("ms_course").fill_null("UNK"),
         "research_consent", "death_date")))
     return {t: out[t] for t in ("patients", "visits", "relapses", "treatments", "labs", "function_tests",
-                                "conditions", "mri") if t in out}, acc, sets.warnings
+                                "conditions", "mri") if t in out}, acc, sets.warnings, intervals
 
 
 def _cols(table: str):
