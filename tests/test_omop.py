@@ -512,8 +512,14 @@ def test_birth_intervals_in_the_history(tmp_path, engine):
     from pipeline.engines import evaluate
     from pipeline.engines.dated import Dated
 
-    births = [{"y": y} for y in range(1966, 1974)] + [{"y": 2008}, {"y": 2008, "m": 3}, {"y": 1990, "m": 5, "d": 2}]
+    births = [{"y": y} for y in range(1966, 1974)] + [{"y": 2008}, {"y": 2008, "m": 3}, {"y": 1990, "m": 5, "d": 2},
+                                                      {"y": 1990, "m": 2, "d": 31}, {"y": 1990, "m": 13}]
     reg = omop_registry(_births(tmp_path, "h", births, AS_OF))
+    # impossible components make no date: 31 February 1990 is known to the month, month 13 not at all
+    assert reg.tables["patients"].filter(pl.col("patient_id").is_in(["12", "13"]))["birth_date"].null_count() == 2
+    assert reg.birth_intervals.filter(pl.col("patient_id") == "12").rows() == [
+        ("12", dt.date(1990, 2, 1), dt.date(1990, 2, 28))]
+    assert reg.birth_intervals.height == 11
     trial = load_trial("nct04047628")
     dated = Dated(reg, trial, engine)
     try:

@@ -122,6 +122,13 @@ def _iso(e: pl.Expr) -> pl.Expr:
     return e.dt.strftime("%Y-%m-%d")
 
 
+def _ymd(y: pl.Expr, m: pl.Expr, d: pl.Expr) -> pl.Expr:
+    """The date of year, month and day; empty when any is missing or they make no date (month 13, 31 February)."""
+    text = pl.format("{}-{}-{}", y.cast(pl.Utf8).str.zfill(4), m.cast(pl.Utf8).str.zfill(2),
+                     d.cast(pl.Utf8).str.zfill(2))
+    return text.str.to_date("%Y-%m-%d", strict=False)
+
+
 def _day_key() -> pl.Expr:
     """One integer per (person, date), in their order: grouping and sorting on it is much faster than on both."""
     return (pl.col("person_id").cast(pl.Int64) * 1_000_000 + pl.col("day").cast(pl.Int32).cast(pl.Int64)
@@ -209,7 +216,7 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
     female, male = sets.get("person", "female"), sets.get("person", "male")
     g = pl.col("gender_concept_id").cast(pl.Int64)
     y, m, d = (pl.col(c).cast(pl.Int32) for c in ("year_of_birth", "month_of_birth", "day_of_birth"))
-    exact = pl.date(y, m, d)
+    exact = _ymd(y, m, d)
     bdt = pl.col("birth_datetime").cast(pl.Datetime).dt.date()
     birth = pl.when(bdt.is_not_null() & (bdt != SENTINEL)).then(bdt) \
         .when(y.is_not_null() & m.is_not_null() & d.is_not_null()).then(exact).otherwise(None)
@@ -219,10 +226,9 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
         pl.when(g.is_in(female)).then(pl.lit("F")).when(g.is_in(male)).then(pl.lit("M")).otherwise(pl.lit("U"))
         .alias("sex"),
         birth.alias("birth_date"),
-        (birth.is_null() & y.is_not_null() & (y >= 1) & (y <= 9999) & (m.is_null() | m.is_between(1, 12)))
-        .alias("_partial"),
-        pl.date(y, m.fill_null(1), 1).alias("birth_earliest"),
-        pl.date(y, m.fill_null(12), 1).dt.month_end().alias("birth_latest"),
+        (birth.is_null() & _ymd(y, m.fill_null(1), pl.lit(1)).is_not_null()).alias("_partial"),
+        _ymd(y, m.fill_null(1), pl.lit(1)).alias("birth_earliest"),
+        _ymd(y, m.fill_null(12), pl.lit(1)).dt.month_end().alias("birth_latest"),
     )
     n_partial = int(patients["_partial"].sum())
     if n_partial:
