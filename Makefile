@@ -8,7 +8,7 @@ SAMPLES := data_samples/default
 RUN_DIR ?= runs/sample
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser run nightly test bench bench-large bench-spark samples sql clean
+.PHONY: help setup browser postgres run nightly test bench bench-large bench-spark samples sql clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,11 +38,17 @@ browser: ## install Debian's chromium for the report's browser test (once; needs
 	  echo "installing chromium (Debian package) for the report test"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+postgres: ## install Debian's postgresql for the OMOP PostgreSQL tests (once; needs root or sudo)
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing postgresql (Debian package) for the OMOP PostgreSQL tests"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+
 nightly: $(STAMP) ## the scheduled run: make nightly INPUT=export/ RUNS=runs/ [ARGS="--keep 30"]
 	@test -n "$(INPUT)" -a -n "$(RUNS)" || { echo "usage: make nightly INPUT=EXPORT_DIR RUNS=RUNS_DIR"; exit 2; }
 	$(BIN)/msfeas nightly --input $(INPUT) --runs-dir $(RUNS) $(ARGS)
 
-test: $(STAMP) browser ## run the test suite (installs chromium for the browser test when missing)
+test: $(STAMP) browser postgres ## run the test suite (installs chromium and postgresql for their tests when missing)
 	@$(PYC)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
@@ -60,6 +66,8 @@ samples: $(STAMP) ## regenerate data_samples/ with the synthetic registry genera
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/default --with-bad-rows
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/regional --with-bad-rows --dialect regional
 	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/msda --with-bad-rows --format msda
+	rm -rf data_samples/omop
+	$(BIN)/python -m pipeline.synth --patients 2000 --seed 20261124 --out data_samples/omop --format omop --omop-as parquet
 
 sql: $(STAMP) ## regenerate sql/trials/ (the SQL of each bundled trial per dialect, for review) and sql/compiled/ (its DuckDB queries as shipped)
 	$(BIN)/python -m pipeline.engines.sql_snapshot --out sql/trials --compiled sql/compiled

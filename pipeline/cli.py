@@ -116,9 +116,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "pipeline/inputs/shards.py; polars and duckdb engines)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="CRITERION.PARAM=VALUE",
                    help="override a criterion parameter for this run (repeatable)")
-    p.add_argument("--input-format", choices=["auto", "csv", "msda"], default="auto",
-                   help="the input folder's format: csv (the registry export contract), msda (the MS Data "
-                        "Alliance Core Dataset: docs/msda.md) or auto (default: detected from the file names)")
+    p.add_argument("--input-format", choices=["auto", "csv", "omop", "msda"], default="auto",
+                   help="what --input is: csv (the registry export contract), omop (an OMOP CDM 5.4: a folder of "
+                        "tables, a .duckdb file or a postgresql:// URL; docs/omop.md), msda (the MS Data Alliance "
+                        "Core Dataset: docs/msda.md) or auto (default: detected from the file names)")
     p.add_argument("--site", default=None, metavar="NAME",
                    help="with an MSDA Core Dataset: the site of every patient (default: the folder's name)")
     p.add_argument("--delimiter", help="field delimiter: ',' ';' or '\\t' (overrides export.toml)")
@@ -126,6 +127,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--date-format", help="strftime pattern of dates, e.g. %%d.%%m.%%Y")
     p.add_argument("--encoding", help="file encoding, e.g. utf-8, cp1251")
     p.add_argument("--drug-lines", help="replacement drug vocabulary / line-of-therapy file (TOML)")
+    p.add_argument("--cdm-schema", metavar="NAME", help="OMOP: the schema of the CDM tables (default: main in DuckDB, "
+                   "cdm in PostgreSQL)")
+    p.add_argument("--vocab-schema", metavar="NAME", help="OMOP: the schema of concept and concept_ancestor "
+                   "(default: the CDM schema)")
+    p.add_argument("--omop-profile", metavar="FILE", help="OMOP: a profile of concepts overriding the bundled msda "
+                   "profile key by key (TOML; docs/omop.md)")
     p.add_argument("--max-reject", type=_share, default=0.05, metavar="PERCENT",
                    help="largest share of a table's rows that may be quarantined (default 5%%)")
     p.add_argument("--min-cell", type=_min_cell, default=5, metavar="N",
@@ -226,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     run = sub.add_parser("run", help="evaluate a trial's criteria on an export folder",
                          epilog=EXAMPLES + "\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--input", required=True, type=Path, help="the export folder (patients.csv and others)")
+    run.add_argument("--input", required=True, help="the export folder (patients.csv and others), or an OMOP CDM: "
+                     "a folder of OMOP tables, a .duckdb file or a postgresql://user@host/db URL (docs/omop.md)")
     run.add_argument("--out", required=True, type=Path, help="the run folder to create")
     _common(run)
     run.add_argument("--cache", type=Path, default=None, metavar="DIR",
@@ -240,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     night = sub.add_parser(
         "nightly", help="the scheduled run: RUNS/<as-of>/ atomically, lock, manifest, changes, volume guard",
         epilog=NIGHTLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    night.add_argument("--input", required=True, type=Path, help="the export folder")
+    night.add_argument("--input", required=True, help="the export folder, or an OMOP CDM (as for run)")
     night.add_argument("--runs-dir", required=True, type=Path, help="the folder of dated run folders")
     _common(night)
     night.add_argument("--keep", type=int, default=30, metavar="N", help="run folders to keep (default 30)")
@@ -457,7 +465,7 @@ def _main(argv: list[str] | None) -> int:
         today = dt.date.fromisoformat(os.environ["MSFEAS_TODAY"]) if os.environ.get("MSFEAS_TODAY") else dt.date.today()
         trials = load_trials(args.trials, args.overrides)
         opts = RunOptions(
-            input=args.input, out=getattr(args, "out", None), as_of=args.as_of or today, trials=trials,
+            input=Path(args.input), out=getattr(args, "out", None), as_of=args.as_of or today, trials=trials,
             engine=args.engine,
             dialect_overrides={"delimiter": args.delimiter, "decimal": args.decimal,
                                "date_format": args.date_format, "encoding": args.encoding},
@@ -465,7 +473,9 @@ def _main(argv: list[str] | None) -> int:
             force=getattr(args, "force", False), shareable=args.shareable, today=today, cache_dir=_cache_dir(args),
             history=history_options(args), spark_master=args.spark_master, spark_conf=_spark_conf(args),
             quality=args.quality, shard_patients=args.shard_patients,
-            source_options={"format": args.input_format, "site": args.site})
+            source_options={"location": args.input, "format": args.input_format, "site": args.site,
+                            "cdm_schema": args.cdm_schema, "vocab_schema": args.vocab_schema,
+                            "profile": args.omop_profile})
         if args.command == "nightly":
             from pipeline.nightly import NightlyOptions, nightly
             from pipeline.ops.runlog import RunLog

@@ -244,7 +244,9 @@ class NightlyHooks(Hooks):
         o = self.opts.run
         inputs = {}
         for table, inp in (self.registry.inputs.items() if self.registry else []):
-            if inp.present:
+            if inp.present and self.registry.source is not None:  # another input format: mapped rows, no file
+                inputs[table] = {"source": inp.file, "rows": inp.rows_read}
+            elif inp.present:
                 path = o.input / inp.file
                 inputs[table] = {"file": inp.file, "sha256": sha256(path), "bytes": path.stat().st_size,
                                  "rows": inp.rows_read}

@@ -64,7 +64,9 @@ class RunOptions:
     # --shard-patients: above this, judged in patient shards on disk (pipeline/inputs/shards.py). None: the
     # default, except that --history, which needs the whole export in memory, then judges it whole.
     shard_patients: int | None = None
-    source_options: dict = field(default_factory=dict)  # --input-format, --site (pipeline/inputs/sources.py)
+    # --input as given (a URL is not a Path), --input-format, --site, --cdm-schema, --vocab-schema,
+    # --omop-profile (pipeline/inputs/sources.py)
+    source_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.trials:
@@ -210,14 +212,18 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         for w in warnings:
             log.event("start", w, level="warning")
         with _Stage("ingest_validate", timings, log):
+            # --input as given (a URL is not a path) and the reader it needs (pipeline/inputs/sources.py)
+            location = inp.source_options.get("location") or inp.source
+            fmt = sources.detect(location, inp.source_options.get("format"))
+            if fmt != "csv" and judge.engine == "spark":
+                raise UsageError(f"--engine spark reads the CSV contract's export folder only, and {location} is "
+                                 f"read as {fmt}: use --engine polars or duckdb")
             dialect = load_dialect(inp.source, inp.dialect_overrides) if inp.source.is_dir() else None
             vocab = load_vocabulary(inp.drug_lines)
-            fmt = sources.detect(inp.source, inp.source_options.get("format"))
-            if fmt != "csv" and judge.engine == "spark":
-                raise UsageError(f"--engine spark reads the CSV contract only, and {inp.source} is read as {fmt}: "
-                                 "use --engine polars or duckdb")
+            # An OMOP source may be a database: its bytes are not a folder's, so it is read afresh each run.
             key = (cache.export_key(inp.source, dialect, vocab, inp.today, inp.max_reject)
-                   if opts.cache_dir is not None and dialect is not None and judge.engine != "spark" else None)
+                   if opts.cache_dir is not None and dialect is not None and judge.engine != "spark"
+                   and fmt != "omop" else None)
             if key and fmt != "csv":  # the same bytes read as another format, or for another site: another export
                 key = hashlib.sha256(f"{key}\0{fmt}\0{inp.source_options.get('site')}".encode()).hexdigest()
             registry = cache.load(opts.cache_dir, key, sharded=inp.per_shard is not None) if key else None
@@ -228,9 +234,13 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             else:
                 # A large export is kept in shards inside the unfinished run folder (removed before it is
                 # published, or moved into the cache). The reader (and the validation stack) is loaded only now.
-                registry = sources.read(fmt, inp.source, dialect, vocab, today=inp.today, max_reject=inp.max_reject,
-                                        spill=tmp / SHARDS if inp.per_shard else None, per_shard=inp.per_shard or 0,
-                                        site=inp.source_options.get("site"))
+                registry = sources.read(fmt, location, dialect, vocab, today=inp.today, as_of=judge.as_of,
+                                        max_reject=inp.max_reject, spill=tmp / SHARDS if inp.per_shard else None,
+                                        per_shard=inp.per_shard or 0, options=inp.source_options)
+                if fmt != "csv":
+                    for w in (registry.source or {}).get("warnings", []):
+                        log.event("ingest_validate", w, level="warning")
+                    log.event("ingest_validate", f"read as {fmt}", source=registry.source)
                 if key:
                     cache.store(opts.cache_dir, key, registry)
             if registry.shards is not None:
@@ -360,6 +370,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         **tables.counts(evaluation), "by_site": tables.by_site(evaluation),
         "parameters": trial.parameters_record(),
         "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
+        **({"source": registry.source} if registry.source else {}),
         "absent_tables": registry.absent,
         "dialect": vars(registry.dialect) if registry.dialect else None,
         "drug_lines": vocab.source,

@@ -1,6 +1,7 @@
 """A synthetic MS registry, realistic enough for tests, demos and benchmarks.
 
     python -m pipeline.synth --patients 2000 --seed 1 --out DIR [--dialect regional] [--with-bad-rows]
+    python -m pipeline.synth --patients 2000 --seed 1 --out DIR --format omop [--omop-as csv|parquet|duckdb]
 
 Everything is drawn per patient with numpy and exploded into rows with polars (no
 Python loop over patients): EDSS trajectories in 0.5 steps that drift upwards with
@@ -453,12 +454,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dialect", choices=sorted(DIALECTS), default="default")
     ap.add_argument("--with-bad-rows", action="store_true", help="add a handful of messy rows")
-    ap.add_argument("--format", choices=["csv", "msda"], default="csv",
+    ap.add_argument("--format", choices=["csv", "msda", "omop"], default="csv",
                     help="csv: the registry export contract (default); msda: the MSDA Core Dataset's files "
-                         "(docs/msda.md; what the CDS cannot carry is left out)")
+                         "(docs/msda.md; what the CDS cannot carry is left out); omop: an OMOP CDM 5.4 with the "
+                         "vocabulary rows it uses (pipeline/inputs/omop/writer.py)")
+    ap.add_argument("--omop-as", choices=["csv", "parquet", "duckdb"], default="parquet",
+                    help="with --format omop: a folder of CSV or Parquet tables, or OUT/omop.duckdb "
+                         "(OUT itself when it ends in .duckdb)")
     args = ap.parse_args(argv)
     import time
     t0 = time.perf_counter()
+    if args.format == "omop":
+        if args.dialect != "default" or args.with_bad_rows:
+            ap.error("--format omop writes typed OMOP tables: --dialect and --with-bad-rows do not apply")
+        from pipeline.inputs.omop import writer
+
+        tables = generate(args.patients, args.seed)
+        omop = writer.to_omop(tables)
+        where = writer.write(omop, args.out, args.omop_as)
+        print(f"wrote {where}: {args.patients:,} persons, {sum(f.height for f in omop.values()):,} OMOP rows "
+              f"({args.omop_as}) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        return 0
     if args.format == "msda":
         if args.dialect != "default":
             ap.error("--dialect goes with --format csv (a CDS is semicolon-separated, ISO or day-first dates)")

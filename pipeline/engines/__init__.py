@@ -96,6 +96,9 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
     (the quality checks, so that a shard is read once). `known`: criteria an earlier run
     judged on this export (a what-if re-run), taken as they are; only the others are judged.
     """
+    intervals = getattr(registry, "birth_intervals", None)
+    if intervals is not None and intervals.height and engine != "spark":
+        return _birth_intervals(registry, trial, as_of, engine, each_shard, intervals)
     if engine == "polars":
         from pipeline.engines import polars_engine as eng
     elif engine == "duckdb":
@@ -130,6 +133,45 @@ def evaluate(registry: Registry, trial: Trial, as_of: dt.date, engine: str = "po
     ids = trial.ids
     return (frame.with_columns(overall_status(ids).alias("status"))
             .select(PID, "site_id", "status", *ids, *[n for c in trial.criteria for n in evidence[c.id]]))
+
+
+def _birth_intervals(registry: Registry, trial: Trial, as_of: dt.date, engine: str,
+                     each_shard: Callable[[dict[str, pl.DataFrame]], None] | None,
+                     intervals: pl.DataFrame) -> pl.DataFrame:
+    """The evaluation when some birth dates are known only as an interval (docs/omop.md, "Birth dates").
+
+    Age in completed years at D is monotone in the birth date, so over an interval of one year (or one
+    month) it takes only the values of its two ends; creatinine clearance is a function of that age.
+    Each criterion is judged with the earliest and with the latest birth date: the same status at both
+    ends is the status of every date of the interval (pass if every date passes, fail if every date
+    fails); different statuses give `unknown`, without evidence. Patients with an exact birth date are
+    judged once as always (both ends are their date).
+    """
+    lo = evaluate(birth_end(registry, "birth_earliest"), trial, as_of, engine, each_shard=each_shard)
+    hi = evaluate(birth_end(registry, "birth_latest"), trial, as_of, engine)
+    return combine_ends(lo, hi, trial)
+
+
+def birth_end(registry: Registry, end: str) -> Registry:
+    """The registry with each interval birth date at one end (`birth_earliest` or `birth_latest`)."""
+    from dataclasses import replace
+
+    patients = registry.tables["patients"]
+    joined = patients.join(registry.birth_intervals.select(PID, pl.col(end).alias("_b")), on=PID, how="left",
+                           maintain_order="left")
+    patients = joined.with_columns(pl.coalesce("birth_date", "_b").alias("birth_date")).select(patients.columns)
+    return replace(registry, tables={**registry.tables, "patients": patients}, birth_intervals=None)
+
+
+def combine_ends(lo: pl.DataFrame, hi: pl.DataFrame, trial: Trial) -> pl.DataFrame:
+    """Each criterion's status where both ends agree, else `unknown` (evidence then empty); overall status anew."""
+    same = {c: lo[c].eq_missing(hi[c]) for c in trial.ids}
+    cols = []
+    for c in trial.criteria:
+        cols.append(pl.when(same[c.id]).then(pl.col(c.id)).otherwise(pl.lit("unknown")).alias(c.id))
+        cols += [pl.when(same[c.id]).then(pl.col(n)).alias(n) for n in lo.columns if n.startswith(f"{c.id}__")]
+    out = lo.with_columns(cols)
+    return out.with_columns(overall_status(trial.ids).alias("status")).select(lo.columns)
 
 
 def _judged(eng, registry: Registry, criteria: list, as_of: dt.date, absent: set[str],

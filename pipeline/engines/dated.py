@@ -30,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipeline.criteria import Trial
-from pipeline.engines import _attach, overall_status
+from pipeline.engines import _attach, birth_end, combine_ends, overall_status
 from pipeline.inputs.registry import Registry
 
 PID = "patient_id"
@@ -49,6 +49,13 @@ class Dated:
             raise ValueError(f"unknown engine {engine!r}")
         self.registry, self.trial, self.engine = registry, trial, engine
         self.session = None
+        self.ends = None
+        intervals = getattr(registry, "birth_intervals", None)
+        if intervals is not None and intervals.height and engine != "spark":
+            # birth dates known as intervals: each end judged, as `evaluate` does (engines.combine_ends)
+            self.ends = tuple(Dated(birth_end(registry, end), trial, engine)
+                              for end in ("birth_earliest", "birth_latest"))
+            return
         if engine == "spark":  # each date is a Spark run's evaluation: the same SQL, the date bound
             return
         self.absent = set(registry.absent)
@@ -87,6 +94,8 @@ class Dated:
 
     def at(self, day: dt.date) -> pl.DataFrame:
         """patient_id, site_id, status and a column per criterion, as `engines.evaluate` has them."""
+        if self.ends is not None:
+            return combine_ends(self.ends[0].at(day), self.ends[1].at(day), self.trial)
         if self.engine == "spark":
             from pipeline.engines import evaluate
 
@@ -112,6 +121,8 @@ class Dated:
         return out if self.order is None else out[self.order]  # sorted by patient_id, as evaluate sorts
 
     def close(self) -> None:
+        for end in self.ends or ():
+            end.close()
         if self.session is not None:
             self.session.close()
             self.session = None

@@ -210,22 +210,68 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     files = find_files(folder)
     if schemas.REQUIRED_TABLE not in files:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
+    return ingest_tables({t: TableFile(p) for t, p in files.items()}, dialect, vocabulary, today=today,
+                         max_reject=max_reject, spill=spill, per_shard=per_shard)
+
+
+@dataclass
+class TableFile:
+    """A contract table as a file of the export folder."""
+
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+    def source(self, table: str, ctx: rules.Context) -> _Source:
+        return _source(self.path, table, ctx)
+
+
+@dataclass
+class TableFrame:
+    """A contract table built elsewhere (another input format: pipeline/inputs/omop), as the raw text of
+    its contract columns (a column left out is empty on every row), validated exactly as a file's rows;
+    a row's `line` is its 1-based position in `rows`."""
+
+    label: str
+    rows: pl.DataFrame
+
+    @property
+    def path(self) -> None:
+        return None
+
+    def source(self, table: str, ctx: rules.Context) -> _Source:
+        names = list(self.rows.columns)
+        frame = self.rows.lazy().select(pl.all().cast(pl.Utf8)).with_row_index(LINE, offset=1) \
+            .with_columns(pl.lit(len(names), pl.Int64).alias(NFIELDS))
+        return _Source(_contract_columns(frame, names, table).collect().lazy(), len(names), None)
+
+
+def ingest_tables(given: dict[str, TableFile | TableFrame], dialect: Dialect, vocabulary: DrugVocabulary, *,
+                  today: dt.date, max_reject: float = 0.05, spill: Path | None = None,
+                  per_shard: int = shards.PATIENTS_PER_SHARD) -> Registry:
+    """`ingest` on tables given as files or frames (the required one among them)."""
     ctx = rules.Context(dialect, today, vocabulary)
 
-    def open_table(table: str) -> tuple[_Source, Path] | None:
-        path = files.get(table)
-        return None if path is None else (_source(path, table, ctx), path)
+    def open_table(table: str) -> tuple[_Source, Path | None, str | None] | None:
+        entry = given.get(table)
+        if entry is None:
+            return None
+        # A file of the export is named by its table; a frame from another format by its own label.
+        return entry.source(table, ctx), entry.path, entry.label if isinstance(entry, TableFrame) else None
 
     return validate(open_table, ctx, max_reject=max_reject, spill=spill, per_shard=per_shard)
 
 
-def validate(open_table: Callable[[str], tuple[_Source, Path] | None], ctx: rules.Context, *,
+def validate(open_table: Callable[[str], tuple[_Source, Path | None, str | None] | None], ctx: rules.Context, *,
              max_reject: float = 0.05, spill: Path | None = None,
              per_shard: int = shards.PATIENTS_PER_SHARD,
              restate: Callable[[str, pl.DataFrame], pl.DataFrame] | None = None) -> Registry:
     """The contract's validation of every table's raw rows (`ingest`'s steps after finding the files).
 
-    `open_table(table)` gives the table's raw rows (`_Source`) and the file they come from, or None for
+    `open_table(table)` gives the table's raw rows (`_Source`), the file they come from (None: not a
+    file) and, for another format, the label of what they come from (its file or table), or None for
     an absent table. Another input format (pipeline/inputs/msda.py) maps its files to contract-shaped
     raw string rows and hands them here, so that row rules, quarantine, duplicates and accounting are
     the contract's own. `restate(table, quarantined)` may reword the reasons of a table's quarantined
@@ -247,7 +293,7 @@ def validate(open_table: Callable[[str], tuple[_Source, Path] | None], ctx: rule
             if k > 1:
                 shards.finish(spill, table, tables[table].schema)
             continue
-        source, path = opened
+        source, path, label = opened
         read_seconds += time.perf_counter() - t_read
         known = accepted if table != "patients" else None
         rows, source = _one_pass(source, path, table, ctx, to_shards and to_shards._replace(table=table), known)
@@ -258,7 +304,7 @@ def validate(open_table: Callable[[str], tuple[_Source, Path] | None], ctx: rule
         first = first_distinct(light[HASH], light[LINE], lambda lines: source.fetch(lines).select(LINE, *keys), keys)
         dups = light[LINE].filter(~first)
         inp = inputs[table] = TableInput(present=True, rows_read=light.height, duplicates_dropped=dups.len(),
-                                         file=path.name)
+                                         file=label)
         flagged = light.filter(first & ~light[OK])[LINE]
         orphans = light.filter(first & ~light[KNOWN])[LINE] if known is not None else None
         del light, first

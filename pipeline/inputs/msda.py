@@ -323,11 +323,11 @@ def read(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: d
         del f, rows, why
     del read_files, p, dh  # only the mapped rows are kept while they are validated
 
-    def open_table(table: str) -> tuple[_Source, Path] | None:
+    def open_table(table: str) -> tuple[_Source, Path, str] | None:
         if table not in raw:
             return None
         rows, n_fields, file = raw[table]
-        return _Source(rows.lazy(), n_fields, None), folder / file
+        return _Source(rows.lazy(), n_fields, None), folder / file, file
 
     registry = validate(open_table, ctx, max_reject=max_reject, spill=spill, per_shard=per_shard,
                         restate=_reasons_named)

@@ -54,7 +54,10 @@ class Registry:
     read_seconds: float = 0.0  # of the ingest time, reading the files (the rest is validating)
     shards: Shards | None = None
     shard_sizes: list[int] = field(default_factory=list)  # patients per shard, in `tables["patients"]`'s order
-    source: dict | None = None  # another input format's own accounting (files read, absent, not read); None: CSV
+    source: dict | None = None  # another input format (OMOP, MSDA CDS): what was read, its own accounting; None: CSV
+    # Birth dates known only as an interval (OMOP: the year, or year and month, of birth): patient_id,
+    # birth_earliest, birth_latest, for patients whose birth_date is empty. The engines judge both ends.
+    birth_intervals: pl.DataFrame | None = None
 
     @property
     def absent(self) -> list[str]:

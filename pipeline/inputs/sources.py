@@ -1,63 +1,86 @@
-"""Which reader an input folder needs: a table of formats, each a (detector, reader) pair.
+"""Which reader an `--input` needs: the CSV contract's export folder, an OMOP CDM, or an MSDA CDS folder.
 
-`detect(path, forced)` gives the format's name: `forced` when it is not "auto", else the first
-format whose detector recognises the folder (the CSV contract when none does). Each reader is
-`read(folder, dialect, vocabulary, *, today, max_reject, spill, per_shard, **options) -> Registry`;
-readers are imported on first use (the validation stack is loaded only when validating).
+Table-driven: FORMATS maps a format to (detector, reader). A detector says whether a path or URL
+looks like its format; `detect` asks them in order (auto) or takes the forced one, and the CSV
+contract takes what no other recognises (its own reader says what is missing). Every reader
+gives the same validated `Registry`, so nothing after the ingest knows where the data came from.
+Readers are imported on first use: the validation stack loads only when validating.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
 from typing import Callable
 
 from pipeline.core.errors import UsageError
 
 
-def _is_msda(path: Path) -> bool:
+def _is_omop(location: str) -> bool:
+    from pipeline.inputs.omop.sources import is_omop_folder, is_postgres_url
+
+    if is_postgres_url(location):
+        return True
+    path = Path(location)
+    return path.suffix.lower() == ".duckdb" or (path.is_dir() and is_omop_folder(path))
+
+
+def _is_msda(location: str) -> bool:
     from pipeline.inputs.msda import detect
 
-    return detect(path)
+    path = Path(location)
+    return path.is_dir() and detect(path)
 
 
-def _is_csv(path: Path) -> bool:
-    return True  # the contract is the default: its own reader says what is missing
+def _is_csv(location: str) -> bool:
+    return True
 
 
-def _reader(module: str, name: str) -> Callable:
-    def read(*args, **kwargs):
-        return getattr(import_module(module), name)(*args, **kwargs)
-    return read
-
-
-def _csv_read(folder, dialect, vocabulary, *, site=None, **kwargs):
-    """The CSV contract's ingest (its patients.csv carries the site: `site` is not used)."""
+def _read_csv(location: str, dialect, vocab, *, options: dict, as_of, **kw):
+    """The CSV contract's ingest (its patients.csv carries the site; nothing of `options` applies)."""
     from pipeline.inputs.ingest import ingest
 
-    return ingest(folder, dialect, vocabulary, **kwargs)
+    return ingest(Path(location), dialect, vocab, **kw)
 
 
-# Detected in this order (the CSV contract last: it takes every folder the others do not).
-FORMATS: dict[str, tuple[Callable[[Path], bool], Callable]] = {
-    "msda": (_is_msda, _reader("pipeline.inputs.msda", "read")),
-    "csv": (_is_csv, _csv_read),
+def _read_msda(location: str, dialect, vocab, *, options: dict, as_of, **kw):
+    from pipeline.inputs.msda import read
+
+    return read(Path(location), dialect, vocab, site=options.get("site"), **kw)
+
+
+def _read_omop(location: str, dialect, vocab, *, options: dict, **kw):
+    from pipeline.inputs.omop import read
+    from pipeline.inputs.omop.profile import load
+
+    profile = load(Path(options["profile"]) if options.get("profile") else None)
+    return read(location, vocab, profile=profile, cdm_schema=options.get("cdm_schema"),
+                vocab_schema=options.get("vocab_schema"), **kw)
+
+
+# Detected in this order; the CSV contract last: it takes every folder the others do not.
+FORMATS: dict[str, tuple[Callable[[str], bool], Callable]] = {
+    "omop": (_is_omop, _read_omop),
+    "msda": (_is_msda, _read_msda),
+    "csv": (_is_csv, _read_csv),
 }
 AUTO = "auto"
 
 
-def detect(path: Path, forced: str | None = AUTO) -> str:
-    """The input format of `path`: `forced` unless it is "auto" (or None), else detected."""
+def detect(path_or_url: str | Path, forced: str | None = None) -> str:
+    """The input format of `path_or_url`: `forced` when given (and not "auto"), else the first detector
+    that recognises it (the CSV contract when none does)."""
     if forced and forced != AUTO:
         if forced not in FORMATS:
-            raise UsageError(f"--input-format must be one of {AUTO}, {', '.join(sorted(FORMATS))}, not {forced!r}")
+            raise UsageError(f"--input-format {forced}: not a known format (known: {AUTO}, {', '.join(FORMATS)})")
         return forced
-    for name, (detector, _) in FORMATS.items():
-        if name != "csv" and detector(path):
+    for name, (recognise, _) in FORMATS.items():
+        if recognise(str(path_or_url)):
             return name
     return "csv"
 
 
-def read(fmt: str, folder: Path, dialect, vocabulary, **kwargs):
-    """The validated registry of `folder`, read by the reader of `fmt`."""
-    return FORMATS[fmt][1](folder, dialect, vocabulary, **kwargs)
+def read(fmt: str, location: str | Path, dialect, vocab, *, today, as_of, max_reject: float, spill, per_shard: int,
+         options: dict | None = None):
+    """The validated registry of `location` read as `fmt`."""
+    return FORMATS[fmt][1](str(location), dialect, vocab, today=today, as_of=as_of, max_reject=max_reject,
+                           spill=spill, per_shard=per_shard, options=options or {})

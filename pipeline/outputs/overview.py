@@ -68,6 +68,7 @@ def write(folder: Path, trials: list[Trial], judge: JudgeSettings, output: Outpu
         "candidate_patients": {"any_trial": per_patient.height,
                                "by_number_of_trials": {str(k): int(v) for k, v in several.items()}},
         "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
+        **({"source": registry.source} if registry.source else {}),
         "absent_tables": registry.absent,
         "warnings": warnings,
         "timings_seconds": None,
