@@ -237,10 +237,6 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
                 registry = sources.read(fmt, location, dialect, vocab, today=inp.today, as_of=judge.as_of,
                                         max_reject=inp.max_reject, spill=tmp / SHARDS if inp.per_shard else None,
                                         per_shard=inp.per_shard or 0, options=inp.source_options)
-                if fmt != "csv":
-                    for w in (registry.source or {}).get("warnings", []):
-                        log.event("ingest_validate", w, level="warning")
-                    log.event("ingest_validate", f"read as {fmt}", source=registry.source)
                 if key:
                     cache.store(opts.cache_dir, key, registry)
             if registry.shards is not None:
@@ -255,8 +251,10 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         # Quarantined rows and quality findings are facts of every export, not alarms: info, so
         # that a normal night stays quiet under cron.
         log.event("ingest_validate", "inputs", tables={t: i.as_dict() for t, i in registry.inputs.items()})
-        if registry.source:
-            log.event("ingest_validate", f"read as {registry.source['format']}", source=registry.source)
+        if registry.source:  # another input format: what it read, its own accounting and warnings
+            for w in registry.source.get("warnings", []):
+                log.event("ingest_validate", w, level="warning")
+            log.event("ingest_validate", f"read as {fmt}", source=registry.source)
         timings["read"] = registry.read_seconds
         timings["validate"] = timings["ingest_validate"] - registry.read_seconds
         hooks.after_ingest(registry, log)

@@ -332,7 +332,7 @@ def test_cli_sample_polars_and_forced_formats(tmp_path):
             "--no-cache")
     assert r.returncode == 1 and "patient.csv: is missing" in r.stderr and "Traceback" not in r.stderr
     r = cli("run", "--input", "data_samples/msda", "--out", str(tmp_path / "g"), "--engine", "spark", "--no-cache")
-    assert r.returncode == 2 and "--engine spark reads the CSV contract only" in r.stderr
+    assert r.returncode == 2 and "--engine spark reads the CSV contract's export folder only" in r.stderr
 
 
 def test_cache_key_differs_by_site(tmp_path):

@@ -258,8 +258,7 @@ def ingest_tables(given: dict[str, TableFile | TableFrame], dialect: Dialect, vo
         entry = given.get(table)
         if entry is None:
             return None
-        # A file of the export is named by its table; a frame from another format by its own label.
-        return entry.source(table, ctx), entry.path, entry.label if isinstance(entry, TableFrame) else None
+        return entry.source(table, ctx), entry.path, entry.label
 
     return validate(open_table, ctx, max_reject=max_reject, spill=spill, per_shard=per_shard)
 
@@ -271,8 +270,8 @@ def validate(open_table: Callable[[str], tuple[_Source, Path | None, str | None]
     """The contract's validation of every table's raw rows (`ingest`'s steps after finding the files).
 
     `open_table(table)` gives the table's raw rows (`_Source`), the file they come from (None: not a
-    file) and, for another format, the label of what they come from (its file or table), or None for
-    an absent table. Another input format (pipeline/inputs/msda.py) maps its files to contract-shaped
+    file) and the name of what they come from in the accounting (the file; another format's file or
+    table), or None for an absent table. Another input format (pipeline/inputs/msda.py) maps its files to contract-shaped
     raw string rows and hands them here, so that row rules, quarantine, duplicates and accounting are
     the contract's own. `restate(table, quarantined)` may reword the reasons of a table's quarantined
     rows (naming the source's own columns), before the limit on them is checked.

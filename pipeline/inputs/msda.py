@@ -26,6 +26,7 @@ from pipeline.inputs import shards
 from pipeline.inputs.ingest import REASON, _Source, validate
 from pipeline.inputs.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
 from pipeline.inputs.registry import Registry
+from pipeline.inputs.sources import is_msda_folder as detect  # noqa: F401 - the reader's own name for it
 from schemas import TABLES, rules
 
 FILES = ("patient", "disease_history", "disease_status", "relapses", "mri", "dmt", "comorbidities", "npt", "symptom")
@@ -85,15 +86,6 @@ CATEGORIES |= {c: "cardiac" for c in ("com_arrhythmia", "com_congestive_heart", 
 ISO = r"^\d{4}-\d{2}-\d{2}$"
 DAY_FIRST = r"^\d{1,2}/\d{1,2}/\d{4}$"
 CONTRACT_DATES = "%Y-%m-%d"  # the mapped rows' dates, whatever form each CDS value had
-
-
-def detect(folder: Path) -> bool:
-    """A CDS folder: `patient.csv` and `disease_history.csv` (any case), and no `patients.csv`."""
-    try:
-        names = {p.name.lower() for p in folder.iterdir()}
-    except OSError:
-        return False
-    return {"patient.csv", "disease_history.csv"} <= names and "patients.csv" not in names
 
 
 def find_files(folder: Path) -> dict[str, Path]:

@@ -24,11 +24,20 @@ def _is_omop(location: str) -> bool:
     return path.suffix.lower() == ".duckdb" or (path.is_dir() and is_omop_folder(path))
 
 
-def _is_msda(location: str) -> bool:
-    from pipeline.inputs.msda import detect
+def is_msda_folder(folder: Path) -> bool:
+    """An MSDA CDS folder: `patient.csv` and `disease_history.csv` (any case), and no `patients.csv`.
+    (Here, not in pipeline/inputs/msda.py: detecting must not load the validation stack, which a run
+    whose export is cached never needs.)"""
+    try:
+        names = {p.name.lower() for p in folder.iterdir()}
+    except OSError:
+        return False
+    return {"patient.csv", "disease_history.csv"} <= names and "patients.csv" not in names
 
+
+def _is_msda(location: str) -> bool:
     path = Path(location)
-    return path.is_dir() and detect(path)
+    return path.is_dir() and is_msda_folder(path)
 
 
 def _is_csv(location: str) -> bool:
