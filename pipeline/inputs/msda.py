@@ -26,7 +26,6 @@ from pipeline.inputs import shards
 from pipeline.inputs.ingest import REASON, _Source, validate
 from pipeline.inputs.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
 from pipeline.inputs.registry import Registry
-from pipeline.inputs.sources import is_msda_folder as detect  # noqa: F401 - the reader's own name for it
 from schemas import TABLES, rules
 
 FILES = ("patient", "disease_history", "disease_status", "relapses", "mri", "dmt", "comorbidities", "npt", "symptom")
