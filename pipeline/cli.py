@@ -289,8 +289,10 @@ def load_trials(names: list[str] | None, overrides: list[str]):
         cid, _, param = target.partition(".")
         fits = [i for i, t in enumerate(trials) if any(c.id == cid and param in c.parameters for c in t.criteria)]
         if not fits:
+            from pipeline.core.errors import suggest
+            known = [f"{c.id}.{p}" for t in trials for c in t.criteria for p in c.parameters]
             raise UsageError(f"--set {item!r}: none of the trials ({', '.join(ids)}) has criterion {cid!r} "
-                             f"with a parameter {param!r}")
+                             f"with a parameter {param!r}; {suggest(target, known, limit=0, label='parameters')}")
         for i in fits:
             trials[i] = apply_overrides(trials[i], [item])
     return trials
