@@ -27,3 +27,37 @@ def check(file: str, export, as_of: dt.date | None, today: dt.date) -> int:
 
     print(render(run_check(file, export, as_of, today)))
     return EXIT_OK
+
+
+def _write(text: str, out, what: str) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from pipeline.core.errors import OutputError
+
+    try:
+        out.write_text(text, "utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the {what} {out}: {exc.strerror}") from None
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def import_record(record, out) -> int:
+    """A ClinicalTrials.gov record to a trial file; the warnings on stderr."""
+    from pipeline.authoring.ctgov import import_record as run_import
+    from pipeline.core.errors import cap
+
+    if out is not None and out.exists():
+        raise UsageError(f"trial import --out {out}: the file exists; remove it or choose another name")
+    result = run_import(record)
+    for w in result.warnings:
+        print(f"msfeas: warning: {cap(w)}", file=sys.stderr)
+    _write(result.text, out, "trial file")
+    return EXIT_OK
+
+
+def schema(out) -> int:
+    from pipeline.authoring.schema import schema_text
+
+    _write(schema_text(), out, "schema")
+    return EXIT_OK
