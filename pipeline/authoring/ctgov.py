@@ -23,7 +23,6 @@ from pathlib import Path
 
 from pipeline.core.errors import UsageError
 
-SCHEMA_LINE = "#:schema https://msfeas.invalid/trial.schema.json"  # replaced by schema.SCHEMA_REF when present
 
 # "Inclusion Criteria:", "Key Inclusion Criteria", "INCLUSION CRITERIA (all cohorts):", "**Exclusion criteria**",
 # "## Inclusion Criteria - Cohort A:", "Inclusion criterion:".
@@ -248,7 +247,9 @@ def import_record(path: Path) -> Imported:
         raise UsageError(f"trial import {path}: identificationModule.nctId {nct!r} is not an NCT number")
     title = ident.get("briefTitle") or ident.get("officialTitle") or nct
     warnings: list[str] = []
-    lines = [SCHEMA_LINE,
+    from pipeline.authoring.schema import schema_uri
+
+    lines = [f"#:schema {schema_uri()}",
              f"# Imported by `msfeas trial import` from the ClinicalTrials.gov record {nct}.",
              "# Every `screening` criterion below is a bullet of the record's eligibility text: replace its rule",
              "# with one judged on registry data where the data allow (docs/writing-a-trial.md), then run",
