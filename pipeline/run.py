@@ -347,6 +347,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         cands = tables.candidates(evaluation, trial)
     summary = {
         "trial": trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
+        "planned_enrolment": trial.planned_enrolment,
         **tables.counts(evaluation), "by_site": tables.by_site(evaluation),
         "parameters": trial.parameters_record(),
         "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},

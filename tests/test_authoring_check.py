@@ -132,6 +132,7 @@ def test_show_prints_a_bundled_trial(capsys):
 
 def test_a_run_logs_and_reports_the_zero_matches(tmp_path, capsys):
     trial = write(tmp_path, criterion("adult", ADULT), criterion("alt_normal", ALT))
+    trial.write_text(trial.read_text().replace('title = "T"\n', 'title = "T"\nplanned_enrolment = 1234\n'))
     out = tmp_path / "run"
     code = main(["run", "--input", str(SAMPLE), "--out", str(out), "--trial", str(trial), "--as-of", D,
                  "--no-cache"])
@@ -143,4 +144,7 @@ def test_a_run_logs_and_reports_the_zero_matches(tmp_path, capsys):
     assert summary["warnings"] == []
     events = [json.loads(line) for line in (out / "run.log").read_text().splitlines()]
     assert any(e.get("level") == "warning" and expected in json.dumps(e) for e in events)
-    assert expected.replace("'", "&#39;") in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert expected.replace("'", "&#39;") in report
+    assert summary["planned_enrolment"] == 1234  # issue 31: in summary.json and the report
+    assert '<span id="planned-enrolment">planned enrolment 1,234</span>' in report
