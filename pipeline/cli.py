@@ -517,7 +517,10 @@ def _main(argv: list[str] | None) -> int:
         _failure(args, exc, code, message)
         return code
     if args.command == "run":
-        for warning in result.summary.get("warnings", []) + result.summary.get("data_warnings", []):
+        data = result.summary.get("data_warnings", [])
+        if len(data) > 5:  # the rest are in summary.json and the report
+            data = data[:5] + [f"and {len(data) - 5} more values matching no row (summary.json data_warnings)"]
+        for warning in result.summary.get("warnings", []) + data:
             # (the nightly's log already said them on stderr)
             _say(f"msfeas: warning: {cap(warning)}")
     if args.command == "run" or sys.stdout.isatty():

@@ -148,3 +148,23 @@ def test_a_run_logs_and_reports_the_zero_matches(tmp_path, capsys):
     assert expected.replace("'", "&#39;") in report
     assert summary["planned_enrolment"] == 1234  # issue 31: in summary.json and the report
     assert '<span id="planned-enrolment">planned enrolment 1,234</span>' in report
+
+
+def test_an_empty_table_is_one_warning_and_a_run_prints_at_most_five(tmp_path, capsys):
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copy(SAMPLE / "patients.csv", export)
+    (export / "labs.csv").write_text((SAMPLE / "labs.csv").read_text().splitlines()[0] + "\n")
+    bad = [criterion(f"lab{i}", ALT.replace("ALTT", f"XX{i}").replace("alt_uln", f"x{i}")) for i in range(7)]
+    code, out, _ = check(capsys, write(tmp_path, *bad), "--input", export, "--as-of", D)
+    assert code == 0
+    assert "warning: labs.csv has no accepted rows: the filters of lab0, lab1, lab2, lab3, lab4, lab5, lab6 " \
+           "select nothing" in out
+    assert "matches no row" not in out
+    run = tmp_path / "run"
+    assert main(["run", "--input", str(SAMPLE), "--out", str(run), "--trial", str(tmp_path / "mytrial.toml"),
+                 "--as-of", D, "--no-cache"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("matches no row of labs.csv") == 5
+    assert "and 2 more values matching no row (summary.json data_warnings)" in err
+    assert len(json.loads((run / "summary.json").read_text())["data_warnings"]) == 7

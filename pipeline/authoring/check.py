@@ -35,6 +35,9 @@ NAMES = {("labs", "test"): "test", ("treatments", "drug"): "drug", ("conditions"
          ("conditions", "category"): "category", ("function_tests", "test"): "test"}
 
 
+_PLAIN = {"test", "drug", "code", "category", "code prefix", "test prefix"}
+
+
 @dataclass(frozen=True)
 class Probe:
     """One value a criterion's filter names: counted in its table."""
@@ -127,12 +130,19 @@ def zero_matches(trial: Trial, registry) -> list[str]:
     found = probes(trial)
     absent = set(registry.absent)
     empty: dict[tuple[str, str, str], list[Probe]] = {}
+    out_empty: list[str] = []
     for table in dict.fromkeys(p.table for p in found):
         if table in absent or table not in registry.tables:
             continue
         mine = [p for p in found if p.table == table]
         frame = registry.tables[table]
-        counts = frame.lazy().select([p.expr().sum().alias(str(i)) for i, p in enumerate(mine)]).collect().row(0)
+        counts = frame.lazy().select(pl.len().alias("rows"), *[p.expr().sum().alias(str(i)) for i, p in
+                                                                enumerate(mine)]).collect().row(0)
+        if counts[0] == 0:  # one line for an empty table, not one per value
+            out_empty.append(f"{_file(registry, table)} has no accepted rows: the filters of "
+                             f"{', '.join(dict.fromkeys(p.criterion for p in mine))} select nothing")
+            continue
+        counts = counts[1:]
         for p, n in zip(mine, counts):
             if n == 0:
                 group = empty.setdefault((p.criterion, p.path, table), [])
@@ -144,9 +154,10 @@ def zero_matches(trial: Trial, registry) -> list[str]:
         if len(group) == 1:
             head = f"{p.what} {p.value!r} matches"
         else:
-            head = f"{p.what}{'es' if p.what.endswith('x') else 's'} {some([repr(q.value) for q in group])} match"
+            plural = p.what + ("es" if p.what.endswith("x") else "s" if p.what in _PLAIN else " values")
+            head = f"{plural} {some([repr(q.value) for q in group])} match"
         out.append(f"{head} no row of {_file(registry, table)}: {p.consequence()}")
-    return out
+    return out_empty + out
 
 
 def _first_dates(registry, tables: set[str]) -> dict[str, dt.date]:
@@ -235,11 +246,14 @@ def check(source: str, export: Path | None = None, as_of: dt.date | None = None,
 
     if not export.is_dir():
         raise UsageError(f"--input {export}: not an export folder")
-    registry = ingest(export, load_dialect(export, {}), load_vocabulary(), today=today)
+    # A check reads what it can: rows a run would refuse over --max-reject are counted, not fatal.
+    registry = ingest(export, load_dialect(export, {}), load_vocabulary(), today=today, max_reject=1.0)
     evaluation = evaluate(registry, trial, as_of, "polars")
     warnings = zero_matches(trial, registry) + unknown_for_everyone(trial, registry, evaluation) + \
         short_windows(trial, registry, as_of)
+    quarantined = sum(i.rows_quarantined for i in registry.inputs.values())
     lines.append(f"data checks on {export} as of {as_of}: {evaluation.height:,} patients"
+                 + (f"; {quarantined:,} rows quarantined" if quarantined else "")
                  + (f"; absent tables: {', '.join(registry.absent)}" if registry.absent else ""))
     return CheckResult(lines, warnings, status_counts(trial, evaluation))
 
