@@ -45,6 +45,7 @@ EXAMPLES = """examples:
              --engine duckdb --set edss_range.max_edss=7.0
   msfeas run --input export/ --out runs/x --delimiter ';' --decimal , --date-format %d.%m.%Y --encoding cp1251
   msfeas nightly --input /srv/registry/export --runs-dir /srv/msfeas/runs --keep 30
+  msfeas trial import NCT04410978.json --out mytrial.toml   (then: msfeas trial check mytrial.toml --input export/)
 """
 
 EXIT_HELP = "exit codes:\n" + "".join(f"  {code:>3}  {text}\n" for code, text in EXIT_CODES.items())
