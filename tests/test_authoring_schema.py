@@ -46,6 +46,12 @@ def test_imported_files_are_valid(name):
     assert errors(tomllib.loads(import_record(ROOT / "tests" / "fixtures" / "ctgov" / f"{name}.json").text)) == []
 
 
+def test_the_finished_fixture_names_the_schema_too():
+    path = ROOT / "tests" / "fixtures" / "ctgov" / "nct04410978.toml"
+    ref = path.read_text().splitlines()[0].removeprefix("#:schema ")
+    assert (path.parent / ref).resolve().read_text() == committed_text()
+
+
 def test_bundled_files_name_the_schema_on_their_first_line():
     for path in TRIALS:
         first = path.read_text().splitlines()[0]

@@ -144,3 +144,8 @@ def test_suggest_lists_all_of_a_short_list_and_a_few_of_a_long_one():
     assert suggest("name7x", long).startswith("did you mean 'name7'")
     assert "name49" not in suggest("name7x", long)
     assert suggest("zzz", long) == "50 known, e.g. name0, name1, name2, name3, name4"
+
+
+def test_an_unknown_bundled_trial_suggests_the_nearest():
+    with pytest.raises(UsageError, match=r"neither a bundled trial id .* nor a trial file; did you mean 'nct04411641'"):
+        load_trial("nct0441164")

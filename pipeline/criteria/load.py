@@ -417,8 +417,9 @@ def _load_text(name_or_path: str) -> tuple[str, str]:
             return path.read_text("utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--trial {name_or_path}: cannot read the trial file: {exc}") from None
+    near = suggest(name_or_path.lower(), bundled_trials(), limit=0)
     raise UsageError(f"--trial {name_or_path}: neither a bundled trial id ({', '.join(bundled_trials())}) "
-                     f"nor a trial file")
+                     f"nor a trial file" + (f"; {near}" if near.startswith("did") else ""))
 
 
 def bundled_trials() -> list[str]:
