@@ -152,3 +152,17 @@ def test_bad_records_exit_2(tmp_path, capsys, content, expected):
     bad.write_text(content)
     assert main(["trial", "import", str(bad)]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_intro_lines_disclaimers_and_spaced_headings():
+    text = ("Inclusion criteria :\n\nParticipants are eligible only if all of the following apply:\n\n"
+            "- one\n- two\n  continued\n\nA note after the list.\n\nExclusion criteria:\n\n"
+            "Participants are excluded if any of the following apply:\n\n- three\n\n"
+            "The above information is not intended to contain all considerations relevant to a patient's "
+            "potential participation in a clinical trial.\n")
+    items = parse_criteria(text)
+    assert [(i.kind, i.text, i.note) for i in items] == [
+        ("inclusion", "one", "Participants are eligible only if all of the following apply:"),
+        ("inclusion", "two continued", None),
+        ("inclusion", "A note after the list.", None),
+        ("exclusion", "three", "Participants are excluded if any of the following apply:")]

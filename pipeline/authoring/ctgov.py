@@ -32,6 +32,7 @@ _COHORT = re.compile(r"^\s*(?:#+\s*)?(?:\*\*|__)?\s*((?:cohort|part|arm|group|po
                      r":?\s*(?:\*\*|__)?\s*:?\s*$", re.I)
 _BULLET = re.compile(r"^(\s*)(?:[*+\-•·]|\d{1,3}[.)]|\(\d{1,3}\)|[a-zA-Z][.)]|\([a-zA-Z]\)|[ivxIVX]{1,4}[.)])\s+(.*)$")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>=|~^&$%\"'])")
+_DISCLAIMER = re.compile(r"^the above information is not intended to contain all considerations", re.I)
 _UNITS = {"year": 365.25, "month": 30.4375, "week": 7.0, "day": 1.0}
 
 
@@ -42,6 +43,7 @@ class Item:
     cohort: str | None = None
     assumed: bool = False  # no heading before it: inclusion assumed
     subs: list[str] = field(default_factory=list)
+    note: str | None = None  # the introducing line above it ("... if any of the following apply:")
 
     @property
     def full(self) -> str:
@@ -71,9 +73,13 @@ def parse_criteria(markdown: str) -> list[Item]:
     current: Item | None = None
     last_was_sub = False
     in_bullet = False  # the current item is a bullet (a plain line continues it)
+    blank = False  # a blank line before this one
+    intro: str | None = None  # "Participants are excluded if any of the following apply:", kept for the next item
     for raw in markdown.replace("\r\n", "\n").split("\n"):
         if not raw.strip():
+            blank = True
             continue
+        was_blank, blank = blank, False
         line = raw.replace("\t", "    ")
         head = _HEADING.match(line)
         if head:
@@ -100,21 +106,30 @@ def parse_criteria(markdown: str) -> list[Item]:
                 current.subs.append(text)
                 last_was_sub = True
                 continue
-            current = Item(kind, text, cohort, assumed)
+            current = Item(kind, text, cohort, assumed, note=intro)
             items.append(current)
-            top_indent, last_was_sub, in_bullet = indent, False, True
+            top_indent, last_was_sub, in_bullet, intro = indent, False, True, None
             continue
         text = _clean(line)
-        if current is not None and (in_bullet or not current.text.endswith((".", ":", ";"))):
+        indent = len(line) - len(line.lstrip())
+        wrapped = current is not None and (
+            (not was_blank and (in_bullet or not current.text.endswith((".", ":", ";"))))
+            or (in_bullet and top_indent is not None and indent > top_indent))
+        if not wrapped and _DISCLAIMER.match(text):
+            continue
+        if not wrapped and text.endswith(":"):
+            intro, current, top_indent, in_bullet = text, None, None, False
+            continue
+        if wrapped:
             # a wrapped line of the bullet (or unfinished sentence) above
             if last_was_sub:
                 current.subs[-1] += " " + text
             else:
                 current.text += " " + text
         else:
-            current = Item(kind, text, cohort, assumed)
+            current = Item(kind, text, cohort, assumed, note=intro)
             items.append(current)
-            top_indent, last_was_sub, in_bullet = len(line) - len(line.lstrip()), False, False
+            top_indent, last_was_sub, in_bullet, intro = indent, False, False, None
     return items
 
 
@@ -316,6 +331,8 @@ def import_record(path: Path) -> Imported:
             body.append(f"# cohort: {item.cohort}")
         if item.assumed:
             body.append("# no Inclusion/Exclusion heading before this bullet: inclusion assumed")
+        if item.note:
+            body.append(f"# under: {item.note}")
         body += [f'id = "{_slug(item.text, taken, prefix)}"', f'kind = "{item.kind}"', f"text = {_toml(item.full)}",
                  'rule = { type = "screening" }']
         body += [f"# suggestion: {s}" for s in suggestions(item.full)]
