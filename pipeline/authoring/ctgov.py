@@ -224,7 +224,7 @@ def suggestions(text: str) -> list[str]:
         out.append('patient_code on patients.ms_course: { type = "patient_code", column = "ms_course", '
                    f'pass = {json.dumps(named or ["RRMS", "SPMS"])} }}' + ("" if named else " (relapsing forms: "
                                                                            "RRMS, and SPMS with relapses)"))
-    if re.search(r"pregnan|breast|contracept|consent|willing|able to|agree", low):
+    if not out and re.search(r"pregnan|breast|contracept|consent|willing|able to|agree", low):
         out.append("judged at screening (no registry data): keep screening")
     return out
 
