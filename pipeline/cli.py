@@ -45,6 +45,7 @@ EXAMPLES = """examples:
              --engine duckdb --set edss_range.max_edss=7.0
   msfeas run --input export/ --out runs/x --delimiter ';' --decimal , --date-format %d.%m.%Y --encoding cp1251
   msfeas nightly --input /srv/registry/export --runs-dir /srv/msfeas/runs --keep 30
+  msfeas trial import NCT04410978.json --out mytrial.toml   (then: msfeas trial check mytrial.toml --input export/)
 """
 
 EXIT_HELP = "exit codes:\n" + "".join(f"  {code:>3}  {text}\n" for code, text in EXIT_CODES.items())
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace an existing run folder at --out (refused for a folder that is not a run folder)")
     _history_args(run)
     sub.add_parser("trials", help="list the bundled trials: id, title and the optional tables each reads")
+    _trial_args(sub)
     night = sub.add_parser(
         "nightly", help="the scheduled run: RUNS/<as-of>/ atomically, lock, manifest, changes, volume guard",
         epilog=NIGHTLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -259,6 +261,39 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--accept-volume-drop", action="store_true", help="go on despite a larger fall (logged)")
     night.add_argument("--verbose", action="store_true", help="every log event as a JSON line on stderr")
     return parser
+
+
+def _trial_args(sub) -> None:
+    """`msfeas trial check|show|import|schema`: writing a trial file (pipeline/authoring/)."""
+    trial = sub.add_parser("trial", help="write a trial file: check it, show a bundled one, import a "
+                                         "ClinicalTrials.gov record, print the JSON Schema",
+                           epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tsub = trial.add_subparsers(dest="trial_command", required=True, parser_class=Parser)
+    check = tsub.add_parser("check", help="design checks, then with --input the data checks and each criterion's "
+                                          "counts (exit 0 with warnings, 2 with errors)")
+    check.add_argument("file", metavar="FILE", help="a trial file (or a bundled trial id)")
+    check.add_argument("--input", type=Path, default=None, help="an export folder to check the trial against")
+    check.add_argument("--as-of", type=_date, default=None, help="reference date D, YYYY-MM-DD (default: today)")
+    show = tsub.add_parser("show", help="print a bundled trial file, to start from")
+    show.add_argument("id", metavar="ID")
+    imp = tsub.add_parser("import", help="a ClinicalTrials.gov API v2 study record (JSON file) to a trial file "
+                                         "to finish: one screening criterion per bullet")
+    imp.add_argument("record", metavar="RECORD.json", type=Path)
+    imp.add_argument("--out", type=Path, default=None, help="write the trial file here (default: stdout)")
+    sch = tsub.add_parser("schema", help="print the JSON Schema of trial files")
+    sch.add_argument("--out", type=Path, default=None, help="write it here (default: stdout)")
+
+
+def _trial_command(args, today: dt.date) -> int:
+    from pipeline.authoring import commands
+
+    if args.trial_command == "show":
+        return commands.show(args.id)
+    if args.trial_command == "check":
+        return commands.check(args.file, args.input, args.as_of, today)
+    if args.trial_command == "import":
+        return commands.import_record(args.record, args.out)
+    return commands.schema(args.out)
 
 
 def _cache_dir(args) -> Path | None:
@@ -302,8 +337,10 @@ def load_trials(names: list[str] | None, overrides: list[str]):
         cid, _, param = target.partition(".")
         fits = [i for i, t in enumerate(trials) if any(c.id == cid and param in c.parameters for c in t.criteria)]
         if not fits:
+            from pipeline.core.errors import suggest
+            known = [f"{c.id}.{p}" for t in trials for c in t.criteria for p in c.parameters]
             raise UsageError(f"--set {item!r}: none of the trials ({', '.join(ids)}) has criterion {cid!r} "
-                             f"with a parameter {param!r}")
+                             f"with a parameter {param!r}; {suggest(target, known, limit=0, label='parameters')}")
         for i in fits:
             trials[i] = apply_overrides(trials[i], [item])
     return trials
@@ -458,11 +495,13 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(0o077)  # patient-level files are created readable by the owner only
     try:
+        today = dt.date.fromisoformat(os.environ["MSFEAS_TODAY"]) if os.environ.get("MSFEAS_TODAY") else dt.date.today()
+        if args.command == "trial":
+            return _trial_command(args, today)
         from pipeline.run import RunOptions, run
         if args.command == "trials":
             print_trials()
             return EXIT_OK
-        today = dt.date.fromisoformat(os.environ["MSFEAS_TODAY"]) if os.environ.get("MSFEAS_TODAY") else dt.date.today()
         trials = load_trials(args.trials, args.overrides)
         opts = RunOptions(
             input=Path(args.input), out=getattr(args, "out", None), as_of=args.as_of or today, trials=trials,
@@ -495,7 +534,11 @@ def _main(argv: list[str] | None) -> int:
         _failure(args, exc, code, message)
         return code
     if args.command == "run":
-        for warning in result.summary.get("warnings", []):  # the nightly's log already said them on stderr
+        data = result.summary.get("data_warnings", [])
+        if len(data) > 5:  # the rest are in summary.json and the report
+            data = data[:5] + [f"and {len(data) - 5} more values matching no row (summary.json data_warnings)"]
+        for warning in result.summary.get("warnings", []) + data:
+            # (the nightly's log already said them on stderr)
             _say(f"msfeas: warning: {cap(warning)}")
     if args.command == "run" or sys.stdout.isatty():
         print_summary(result)

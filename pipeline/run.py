@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import __version__
+from pipeline.authoring.check import zero_matches
 from pipeline.core import files
 from pipeline.core.dialect import load_dialect
 from pipeline.core.errors import FatalInputError, OutputError, UsageError, cap
@@ -365,6 +366,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         cands = tables.candidates(evaluation, trial)
     summary = {
         "trial": trial.id, "as_of": opts.as_of.isoformat(), "engine": opts.engine, "version": __version__,
+        "planned_enrolment": trial.planned_enrolment,
         **tables.counts(evaluation), "by_site": tables.by_site(evaluation),
         "parameters": trial.parameters_record(),
         "inputs": {t: i.as_dict() for t, i in registry.inputs.items()},
@@ -377,6 +379,10 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         "timings_seconds": None,  # filled in at the end; the only engine- and machine-dependent field
     }
     log.event("evaluate", "counts", trial=trial.id, **{k: summary[k] for k in ("population", *tables.STATUSES)})
+    if opts.engine != "spark":  # values a filter names that match no row: a misspelt code or test
+        summary["data_warnings"] = zero_matches(trial, registry)
+        for w in summary["data_warnings"]:
+            log.event("evaluate", w, level="warning", trial=trial.id)
 
     with _Stage("quality", timings, log):
         try:

@@ -8,7 +8,9 @@
   hold on both engines;
 - every node type has a `### <type>` section that names each of its fields;
 - every ```sql block is a real excerpt of the SQL of a criterion of the page;
-- section 11 lists every bundled trial's criteria with their kinds, node types and tables.
+- section 11 lists every bundled trial's criteria with their kinds, node types and tables;
+- docs/writing-a-trial.md: the tutorial's commands run in order, its cookbook loads, and its two
+  invented patterns decide as it says.
 """
 
 from __future__ import annotations
@@ -565,3 +567,80 @@ def test_optional_lists_and_any(tmp_path):
     ev = _run(tmp_path / "m", "active_mri", tables)
     assert {p: s for p, s in statuses(ev, "active_mri").items() if p in {m["patient_id"] for m in mri}} == {
         "pml_dotted": "pass", "pml_lower": "fail", "pml_longer": "fail", "pml_after_d": "fail"}
+
+
+# ---------------------------------------------------------------- docs/writing-a-trial.md (issue 31)
+
+TUTORIAL = ROOT / "docs" / "writing-a-trial.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", TUTORIAL.read_text(), re.S)
+
+
+def test_the_tutorials_commands_run_in_order(tmp_path, monkeypatch, capsys):
+    """Each ```sh block's commands, in the page's order, in a folder holding the record and the sample;
+    between the first check and the second, the trial file is edited into the page's finished file."""
+    import json
+
+    from pipeline.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data_samples").symlink_to(ROOT / "data_samples")
+    (tmp_path / "nct04410978.json").write_text((ROOT / "tests" / "fixtures" / "ctgov" / "nct04410978.json")
+                                               .read_text())
+    finished = next(b for b in _blocks("toml") if b.startswith("# GEMINI 1"))
+    fixture = (ROOT / "tests" / "fixtures" / "ctgov" / "nct04410978.toml").read_text()
+    assert fixture.split("\n", 1)[1] == finished, "the page's finished file is tests/fixtures/ctgov/nct04410978.toml"
+    blocks = _blocks("sh")
+    assert len(blocks) == 4
+    outputs = []
+    for i, block in enumerate(blocks):
+        if i == 1:  # step 2: the analyst replaces the screening bullets
+            (tmp_path / "mytrial.toml").write_text(finished)
+        for line in block.strip().splitlines():
+            assert line.startswith("msfeas "), line
+            assert main(line.split()[1:]) == 0, line
+            outputs.append(capsys.readouterr().out)
+    def counts(out: str, cid: str) -> list[str]:
+        return next(line.split()[1:] for line in out.splitlines() if line.startswith(cid + " "))
+
+    imported_check, finished_check = outputs[1], outputs[2]
+    assert counts(imported_check, "in04_least_1_following_before") == ["0", "0", "0", "2,000"]  # screening
+    assert counts(finished_check, "in04_least_1_following_before") == ["633", "1,367", "0", "0"]
+    summary = json.loads((tmp_path / "runs" / "mytrial" / "summary.json").read_text())
+    assert summary["trial"] == "nct04410978" and summary["planned_enrolment"] == 900
+    assert (tmp_path / "runs" / "mytrial" / "report.html").is_file()
+    assert outputs[-1] == (ROOT / "pipeline" / "trials" / "nct04047628.toml").read_text()
+
+
+def test_the_cookbook_loads():
+    cookbook = [b for b in _blocks("toml") if b.startswith("[[criteria]]")]
+    assert len(cookbook) == 9
+    for block in cookbook:
+        trial = parse_trial('id = "t"\ntitle = "T"\n' + block, "writing-a-trial.md")
+        assert len(trial.criteria) == 1
+
+
+def test_the_cookbooks_unknown_pattern_and_category_or_code(tmp_path):
+    """'A or B, else unknown when an unassessed record exists' and 'category OR code, minus exclusions'
+    decide as the page says."""
+    blocks = {re.search(r'id = "(\w+)"', b).group(1): b for b in _blocks("toml") if b.startswith("[[criteria]]")}
+    trial = parse_trial('id = "t"\ntitle = "T"\n' + blocks["recent_activity"] + blocks["no_malignancy"], "t")
+    D = dt.date(2026, 6, 30)
+    write_export(tmp_path, {
+        "patients": [{"patient_id": p, "site_id": "S1", "birth_date": "1980-01-01", "sex": "F"}
+                     for p in ("P1", "P2", "P3", "P4")],
+        "relapses": [{"patient_id": "P1", "onset_date": "2026-03-01"}],
+        "mri": [{"patient_id": "P2", "scan_date": "2026-02-01", "gd_lesions": "2", "new_t2_lesions": "0"},
+                {"patient_id": "P3", "scan_date": "2026-02-01", "gd_lesions": "", "new_t2_lesions": "1"},
+                {"patient_id": "P4", "scan_date": "2026-02-01", "gd_lesions": "0", "new_t2_lesions": "0"}],
+        "conditions": [{"patient_id": "P1", "code": "C44.9", "category": "malignancy", "onset_date": "2020-01-01"},
+                       {"patient_id": "P2", "code": "C50.1", "category": "other", "onset_date": "2020-01-01"},
+                       {"patient_id": "P3", "code": "", "category": "malignancy", "onset_date": "2020-01-01"}],
+    })
+    reg = ingest(tmp_path, Dialect(), load_vocabulary(), today=TODAY, max_reject=1.0)
+    assert reg.inputs["patients"].rows_accepted == 4 and reg.inputs["mri"].rows_accepted == 3
+    ev = evaluate(reg, trial, D, "polars").sort("patient_id")
+    assert ev["recent_activity"].to_list() == ["pass", "pass", "unknown", "fail"]
+    assert ev["no_malignancy"].to_list() == ["pass", "fail", "fail", "pass"]

@@ -14,6 +14,7 @@ and `describe` caps the whole message.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import re
 
@@ -81,6 +82,24 @@ def cap(message: str, limit: int = MAX_MESSAGE) -> str:
     if len(message) <= limit:
         return message
     return f"{message[:limit]}… ({len(message) - limit:,} more characters)"
+
+
+def suggest(value: object, known, limit: int = 20, label: str = "known") -> str:
+    """The nearest valid names to a misspelt `value` (difflib), and all of them when the list is short.
+
+    >>> suggest("natalizumabb", ["natalizumab", "fingolimod"])
+    "did you mean 'natalizumab'? known: natalizumab, fingolimod"
+    """
+    names = list(dict.fromkeys(str(k) for k in known))
+    text = str(value)
+    folded = {n.lower(): n for n in names}
+    near = [folded[m] for m in difflib.get_close_matches(text.lower(), list(folded), n=3, cutoff=0.6)]
+    parts = [f"did you mean {' or '.join(repr(n) for n in near)}?"] if near else []
+    if len(names) <= limit:
+        parts.append(f"{label}: {', '.join(names) or 'none'}")
+    elif not near:
+        parts.append(f"{len(names):,} {label}, e.g. {', '.join(names[:5])}")
+    return " ".join(parts)
 
 
 class UsageError(Exception):

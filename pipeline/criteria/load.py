@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.errors import UsageError
+from pipeline.core.errors import UsageError, suggest
 from pipeline.criteria import contract
 from pipeline.criteria.nodes import NODE_TYPES, PREDICATES, REQUIRED, STATUSES, DesignError, Node
 
@@ -125,6 +125,36 @@ def coerce(value: Any, typ: str, where: str) -> Any:
     return float(value) if base == "float" else value
 
 
+_WRITTEN = {"int": "a whole number", "float": "a number", "number": "a number", "bool": "true or false",
+            "int_list": "a list of whole numbers", "str_list": "a list of texts"}
+
+
+def check_value(value: Any, typ: str, where: str) -> Any:
+    """A value written in a trial file, checked against its type as the docs define it (section 5).
+
+    Stricter than `coerce` (which converts the text of `--set`): a number, a bool or a list must
+    be written as one, not as a text (`at_most = "0"`, `max_uln = "1.5"`, `lines = "1,2"`), and
+    no value is written `"none"` but exactly that, in a field that allows it. Raises UsageError.
+    """
+    base, nullable = _base(typ), typ.endswith("?")
+    if isinstance(value, str) and base not in ("str", "status", "tie"):
+        if value == "none" and nullable:
+            return None
+        if value.strip().lower() == "none":
+            hint = 'write "none" in lower case' if nullable else "this field cannot be none"
+        elif base in ("int_list", "str_list"):
+            items = [x.strip().strip("'\"") for x in value.strip("[]").split(",") if x.strip()]
+            shown = ", ".join(repr(int(x)) if base == "int_list" and x.lstrip("-").isdigit() else f'"{x}"'
+                              for x in items)
+            hint = f"write a list, [{shown}]"
+        elif base in ("int", "float", "number"):
+            hint = f"write {value.strip() or 'a number'} without quotes"
+        else:
+            hint = f"write {value.strip().lower()} without quotes"
+        raise UsageError(f"{where}: {value!r} is not a valid {base}: {_WRITTEN.get(base, base)} is expected; {hint}")
+    return coerce(value, typ, where)
+
+
 def _number_type(field_type: str, default: Any) -> str:
     """A `number` field keeps the kind of number the trial file wrote (30 stays 30, 6.5 stays 6.5)."""
     nullable = "?" if field_type.endswith("?") else ""
@@ -138,18 +168,21 @@ def _number_type(field_type: str, default: Any) -> str:
 class _Builder:
     """Resolves one criterion's tree against its parameters; records each parameter's type."""
 
-    def __init__(self, params: dict[str, Any], types: dict[str, str] | None = None):
+    def __init__(self, params: dict[str, Any], types: dict[str, str] | None = None,
+                 loose: set[str] | None = None):
         self.params = params
         self.types: dict[str, str] = dict(types or {})
         self.used: set[str] = set()
+        self.loose = set(loose or ())  # parameters given by --set: text converted (`coerce`), not strict
 
     def value(self, raw: Any, typ: str, path: str, refs: dict[str, str], key: str) -> Any:
+        check = check_value
         if isinstance(raw, str) and raw.startswith("$"):
             name = raw[1:]
             if name not in self.params:
-                known = ", ".join(self.params) or "none"
+                near = suggest(name, self.params, label="parameters")
                 raise DesignError(path, f"refers to parameter ${name}, which `parameters` does not define "
-                                        f"(parameters: {known})")
+                                        f"({near})")
             if typ.startswith("number"):
                 typ = _number_type(typ, self.params[name])
             if self.types.get(name, typ) != typ:
@@ -158,10 +191,17 @@ class _Builder:
             self.used.add(name)
             refs[key] = name
             raw = self.params[name]
-        elif typ.startswith("number"):
+            if name in self.loose:
+                check = coerce
+            else:
+                try:
+                    check_value(raw, _number_type(typ, raw) if typ.startswith("number") else typ, path)
+                except UsageError as exc:
+                    raise DesignError(path, f"{str(exc).split(': ', 1)[-1]} (in parameters.{name})") from None
+        elif typ.startswith("number") and not isinstance(raw, str):
             typ = _number_type(typ, raw)
         try:
-            return coerce(raw, typ, path)
+            return check(raw, typ, path)
         except UsageError as exc:
             raise DesignError(path, str(exc).split(": ", 1)[-1]) from None
 
@@ -170,12 +210,12 @@ class _Builder:
             raise DesignError(path, "a node must be a table with a `type`")
         typ = raw.get("type")
         if typ not in NODE_TYPES:
-            raise DesignError(f"{path}.type", f"unknown node type {typ!r}; known: {', '.join(NODE_TYPES)}")
+            raise DesignError(f"{path}.type", f"unknown node type {typ!r}; {suggest(typ, NODE_TYPES)}")
         spec = NODE_TYPES[typ]
         extra = sorted(set(raw) - set(spec.fields) - {"type"})
         if extra:
             raise DesignError(f"{path}.{extra[0]}", f"{typ} has no field {extra[0]!r}; "
-                                                   f"fields: {', '.join(spec.fields) or 'none'}")
+                                                   f"{suggest(extra[0], spec.fields, label='fields')}")
         node = Node(typ, {}, path)
         table = spec.table
         for name, fld in spec.fields.items():
@@ -196,12 +236,13 @@ class _Builder:
                 table = self.value(value, "str", where, node.params, name)
                 if table not in contract.tables():
                     raise DesignError(where, f"no table {table!r} in the export contract; "
-                                             f"tables: {', '.join(contract.tables())}")
+                                             f"{suggest(table, contract.tables(), label='tables')}")
                 node.args[name] = table
             elif fld.type.startswith("column"):
                 col = self.value(value, "str" + ("?" if fld.type.endswith("?") else ""), where, node.params, name)
                 if col is not None and contract.column(table, col) is None:
-                    raise DesignError(where, f"no column {col!r} in {table}; columns: {', '.join(contract.columns(table))}")
+                    raise DesignError(where, f"no column {col!r} in {table}; "
+                                             f"{suggest(col, contract.columns(table), label='columns')}")
                 node.args[name] = col
             elif fld.type == "where?" and value in (None, "none"):
                 node.args[name] = None
@@ -231,7 +272,7 @@ class _Builder:
             bad = [v for v in folded if v not in col.codes]
             if bad:
                 raise DesignError(path, f"unknown code {bad[0]!r} for {col.table}.{col.name}; "
-                                        f"codes: {', '.join(col.codes)}")
+                                        f"{suggest(bad[0], col.codes, label='codes')}")
         return folded
 
     def sources(self, raw: Any, path: str, refs: dict[str, str]) -> list[dict[str, Any]]:
@@ -262,7 +303,9 @@ class _Builder:
 
         vocab = load_vocabulary()
         if _fold(name) not in vocab.generic_of:
-            raise DesignError(path, f"unknown drug {name!r}: not in the drug vocabulary ({vocab.source})")
+            names = sorted(set(vocab.generic_of.values())) + sorted(set(vocab.generic_of) - set(vocab.generic_of.values()))
+            raise DesignError(path, f"unknown drug {name!r}: not in the drug vocabulary ({vocab.source}); "
+                                    f"{suggest(_fold(name), names, limit=0, label='names')}")
         return vocab.generic_of[_fold(name)]
 
     def where(self, raw: Any, table: str, path: str, refs: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -278,13 +321,15 @@ class _Builder:
                 continue
             col = contract.column(table, colname)
             if col is None:
-                raise DesignError(where, f"no column {colname!r} in {table}; columns: {', '.join(contract.columns(table))}")
+                raise DesignError(where, f"no column {colname!r} in {table}; "
+                                         f"{suggest(colname, contract.columns(table), label='columns')}")
             if not isinstance(pred, dict):
                 pred = {"in": pred} if isinstance(pred, list) or (
                     isinstance(pred, str) and pred.startswith("$")) else {"equals": pred}
             unknown = sorted(set(pred) - set(PREDICATES))
             if unknown:
-                raise DesignError(f"{where}.{unknown[0]}", f"unknown condition; use one of {', '.join(PREDICATES)}")
+                near = suggest(unknown[0], PREDICATES, label="use one of")
+                raise DesignError(f"{where}.{unknown[0]}", f"unknown condition; {near}")
             numeric = col.type in ("int", "float")
             got: dict[str, Any] = {}
             for key, value in pred.items():
@@ -326,7 +371,8 @@ def build_criterion(raw: dict, where: str, overrides: dict[str, Any] | None = No
     """One criterion from its table in the trial file; raises UsageError naming `where` and the field."""
     extra = sorted(set(raw) - CRITERION_KEYS)
     if extra:
-        raise UsageError(f"{where}: unknown key `{extra[0]}`; a criterion has {', '.join(sorted(CRITERION_KEYS))}")
+        raise UsageError(f"{where}: unknown key `{extra[0]}`; "
+                         f"{suggest(extra[0], sorted(CRITERION_KEYS), label='a criterion has')}")
     for key in ("id", "kind", "text", "rule"):
         if key not in raw:
             raise UsageError(f"{where}: missing `{key}`")
@@ -334,14 +380,16 @@ def build_criterion(raw: dict, where: str, overrides: dict[str, Any] | None = No
     if not isinstance(cid, str) or not cid.isidentifier() or cid != cid.lower():
         raise UsageError(f"{where}: id must be a lower-case identifier")
     if raw["kind"] not in KINDS:
-        raise UsageError(f"{where}: kind must be one of {', '.join(sorted(KINDS))}")
+        near = suggest(raw["kind"], sorted(KINDS), label="").split("? ")[0] + "?" \
+            if suggest(raw["kind"], sorted(KINDS), label="").startswith("did") else ""
+        raise UsageError(f"{where}: kind must be one of {', '.join(sorted(KINDS))}" + (f"; {near}" if near else ""))
     if not isinstance(raw["text"], str):
         raise UsageError(f"{where}: text must be a text")
     params = raw.get("parameters", {})
     if not isinstance(params, dict):
         raise UsageError(f"{where}: parameters must be a table of name = value")
     params = {**params, **(overrides or {})}
-    builder = _Builder(params)
+    builder = _Builder(params, loose=set(overrides or {}))
     try:
         node = builder.node(raw["rule"], "rule", top=True)
         unused = [p for p in params if p not in builder.used]
@@ -369,8 +417,9 @@ def _load_text(name_or_path: str) -> tuple[str, str]:
             return path.read_text("utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--trial {name_or_path}: cannot read the trial file: {exc}") from None
+    near = suggest(name_or_path.lower(), bundled_trials(), limit=0)
     raise UsageError(f"--trial {name_or_path}: neither a bundled trial id ({', '.join(bundled_trials())}) "
-                     f"nor a trial file")
+                     f"nor a trial file" + (f"; {near}" if near.startswith("did") else ""))
 
 
 def bundled_trials() -> list[str]:
@@ -388,7 +437,7 @@ def parse_trial(text: str, source: str) -> Trial:
             raise UsageError(f"{source}: missing `{key}`")
     extra = sorted(set(data) - TRIAL_KEYS)
     if extra:
-        raise UsageError(f"{source}: unknown key `{extra[0]}`; a trial file has {', '.join(sorted(TRIAL_KEYS))}")
+        raise UsageError(f"{source}: unknown key `{extra[0]}`; {suggest(extra[0], sorted(TRIAL_KEYS), label='a trial file has')}")
     if not isinstance(data["criteria"], list) or not data["criteria"]:
         raise UsageError(f"{source}: `criteria` must be a non-empty list ([[criteria]] tables)")
     criteria: list[Criterion] = []
@@ -425,11 +474,11 @@ def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
         if not sep or not dot:
             raise UsageError(f"--set {item!r}: expected criterion.parameter=value")
         if cid not in by_id:
-            raise UsageError(f"--set {item!r}: no criterion {cid!r}; criteria: {', '.join(by_id)}")
+            raise UsageError(f"--set {item!r}: no criterion {cid!r}; {suggest(cid, by_id, label='criteria')}")
         crit = trial.criteria[by_id[cid]]
         if param not in crit.parameters:
-            known = ", ".join(crit.parameters) or "none"
-            raise UsageError(f"--set {item!r}: criterion {cid} has no parameter {param!r} (parameters: {known})")
+            known = suggest(param, crit.parameters, label="parameters")
+            raise UsageError(f"--set {item!r}: criterion {cid} has no parameter {param!r} ({known})")
         new = coerce(value, crit.param_types[param], f"--set {item}")
         raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters}
         trial.criteria[by_id[cid]] = build_criterion(raw, f"--set {item}", {param: new}, crit.overridden | {param})

@@ -105,25 +105,108 @@ def _all(node: Node) -> str:
 
 @renders("any", _children_settle)
 def _any(node: Node) -> str:
+    clauses = [clause(c) for c in node.children]
+    if all(clauses):
+        return (f"Passes when {', or '.join(clauses)}; else unknown if any of these is unknown; "
+                "otherwise fails.")
     parts = " ".join(f"({i}) {sentence(c)}" for i, c in enumerate(node.children, start=1))
     return f"Any of: {parts} Passes if any passes; else unknown if any is unknown; else fails."
 
 
 @renders("not", lambda n: settle(n.children[0]))
 def _not(node: Node) -> str:
-    return f"The opposite of: {sentence(node.children[0])} (pass and fail swap; unknown stays unknown)"
+    child = node.children[0]
+    opposite = negated(child)
+    if opposite is not None:
+        return sentence(opposite)
+    return (f"Passes where the following fails and fails where it passes (unknown stays unknown): "
+            f"{sentence(child)}")
+
+
+# ---------------------------------------------------------------- as a person says it
+
+LABELS = {"ms_course": "MS course", "research_consent": "research consent", "death_date": "death date",
+          "birth_date": "birth date", "diagnosis_date": "diagnosis date", "onset_date": "onset date"}
+THINGS = {"relapses": "relapse", "conditions": "condition", "treatments": "treatment", "mri": "MRI scan",
+          "visits": "visit", "labs": "lab result", "function_tests": "function test"}
+_SWAP = {"pass": "fail", "fail": "pass", "unknown": "unknown"}
+
+
+def label(column: str) -> str:
+    return LABELS.get(column, column.replace("_", " "))
+
+
+def negated(node: Node) -> Node | None:
+    """The node that judges exactly the opposite (pass and fail swapped), when one exists."""
+    if node.type == "not":
+        return node.children[0]
+    if node.type == "patient_code":
+        args = {**node.args, "pass": node["fail"], "fail": node["pass"], "otherwise": _SWAP[node["otherwise"]],
+                "missing": _SWAP[node["missing"]]}
+        return Node("patient_code", args, node.path, dict(node.params))
+    if node.type in ("date_on_or_before", "count"):
+        if node.args.get("_negated"):
+            return Node(node.type, {k: v for k, v in node.args.items() if k != "_negated"}, node.path, dict(node.params))
+        return Node(node.type, {**node.args, "_negated": True}, node.path, dict(node.params))
+    return None
+
+
+def _count_clause(node: Node, negate: bool = False) -> str:
+    lo, hi = node["at_least"], node["at_most"]
+    base = THINGS.get(node["table"], node["table"])
+    where = f" with {where_text(node['where'])}" if node["where"] else ""
+    if node["table"] in contract.EPISODE_DATES:
+        when = window_text(node["table"], node["within_days"])
+    else:
+        when = "on or before D" if node["within_days"] is None else f"in the {node['within_days']} days before D"
+    article = "an" if base[0].lower() in "aeiou" or base.startswith("MRI") else "a"
+    if (lo, hi) == (1, None) and not node["distinct_dates"]:
+        return f"{'no' if negate else article} {base}{where} is recorded {when}"
+    if (lo, hi) == (None, 0) and not node["distinct_dates"]:
+        return f"{article if negate else 'no'} {base}{where} is recorded {when}"
+    unit = " (on distinct dates)" if node["distinct_dates"] else ""
+    need = _bounds(lo, hi, "").strip()
+    return f"the number of {base}s{where} recorded {when}{unit} is {'not ' if negate else ''}{need}"
+
+
+def clause(node: Node) -> str | None:
+    """What passing means, as a clause ("the MS course is RRMS or SPMS"), for nodes that read as one."""
+    if node.type == "patient_code":
+        col = label(node["column"])
+        if node["otherwise"] == "pass":
+            text = f"the {col} is not {listed(node['fail'])}" if node["fail"] else f"the {col} is any"
+        else:
+            text = f"the {col} is {listed(node['pass'])}"
+        unknown = list(node["unknown"]) + (["empty"] if node["missing"] == "unknown" else []) + (
+            ["another code"] if node["otherwise"] == "unknown" else [])
+        return text + (f" (unknown if {listed(unknown)})" if unknown else "")
+    if node.type == "date_on_or_before":
+        what = f"{label(node['column'])} is recorded on or before D"
+        return f"no {what}" if node.args.get("_negated") else f"a {what}"
+    if node.type == "age":
+        return f"the age at D is {_bounds(node['min'], node['max'], '').strip()} (unknown without a birth date)"
+    if node.type == "count" and node["otherwise"] == "fail":
+        return _count_clause(node, negate=bool(node.args.get("_negated")))
+    if node.type == "not":
+        opposite = negated(node.children[0])
+        return clause(opposite) if opposite is not None else None
+    return None
 
 
 @renders("patient_code", lambda n: f"the {n['column']}")
 def _patient_code(node: Node) -> str:
-    parts = [f"{listed(node[k])} {word}" for k, word in (("pass", "passes"), ("unknown", "is unknown"),
-                                                         ("fail", "fails")) if node[k]]
-    return (f"The patient's {node['column']}: {'; '.join(parts)}; any other code {'fails' if node['otherwise'] == 'fail' else 'is ' + node['otherwise'] if node['otherwise'] != 'pass' else 'passes'}; "
-            f"empty is {node['missing']}.")
+    col = label(node["column"])
+    parts = [f"{word} when it is {listed(node[k])}" for k, word in (("pass", "passes"), ("unknown", "unknown"),
+                                                                       ("fail", "fails")) if node[k]]
+    other = {"fail": "fails", "pass": "passes", "unknown": "is unknown"}[node["otherwise"]]
+    empty = {"fail": "fails", "pass": "passes", "unknown": "is unknown"}[node["missing"]]
+    return f"The {col}: {'; '.join(parts)}; any other {col} {other}; an empty {col} {empty}."
 
 
 @renders("date_on_or_before", lambda n: f"the {n['column']}")
 def _date_on_or_before(node: Node) -> str:
+    if node.args.get("_negated"):
+        return (f"Passes when no {label(node['column'])} is recorded on or before D; fails when one is.")
     return f"Passes when the patient's {node['column']} is recorded and on or before D; otherwise fails."
 
 
@@ -154,6 +237,9 @@ def _count(node: Node) -> str:
     what = f"{node['table']} {unit}" + (f" where {where_text(node['where'])}" if node["where"] else "")
     need = _bounds(node["at_least"], node["at_most"], "a number")
     otherwise = {"pass": "passes", "fail": "fails", "unknown": "is unknown"}[node["otherwise"]]
+    if node.args.get("_negated"):
+        return (f"Counts {what}, {window_text(node['table'], node['within_days'])}: {need} fails; otherwise "
+                f"{ {'passes': 'fails', 'fails': 'passes'}.get(otherwise, otherwise)}.")
     return f"Counts {what}, {window_text(node['table'], node['within_days'])}: {need} passes; otherwise {otherwise}."
 
 

@@ -5,8 +5,7 @@
 
 -- 1. alive (registry status)
 -- Published: (registry status) The patient is alive.
--- Judged: The opposite of: Passes when the patient's death_date is recorded and on or before D;
--- otherwise fails. (pass and fail swap; unknown stays unknown)
+-- Judged: Passes when no death date is recorded on or before D; fails when one is.
 WITH n_0 AS (
   SELECT
     patient_id,
@@ -34,8 +33,8 @@ FROM n;
 
 -- 2. research_contact (registry status)
 -- Published: (registry status) The patient may be contacted for research.
--- Judged: The patient's research_consent: Y passes; N fails; any other code is unknown; empty is
--- unknown.
+-- Judged: The research consent: passes when it is Y; fails when it is N; any other research
+-- consent is unknown; an empty research consent is unknown.
 WITH n AS (
   SELECT
     patient_id,
@@ -95,8 +94,8 @@ FROM n;
 -- 4. spms_course (inclusion)
 -- Published: Diagnosis of non-relapsing secondary progressive MS according to the 2017 McDonald
 -- criteria.
--- Judged: The patient's ms_course: SPMS passes; UNK is unknown; any other code fails; empty is
--- unknown.
+-- Judged: The MS course: passes when it is SPMS; unknown when it is UNK; any other MS course
+-- fails; an empty MS course is unknown.
 WITH n AS (
   SELECT
     patient_id,
