@@ -32,6 +32,16 @@ class HistoryOptions:
     screen_pass: float | None = None  # chance a screened eligible patient passes the screening-only criteria
 
 
+def eligible_chance(summary: dict) -> float | None:
+    """The chance that a candidate at D is eligible once screened for its unknown criteria: the expected eligible
+    (pipeline/outputs/expected.py, in the summary) over the candidates; None when there is none."""
+    e = summary.get("expected_eligible")
+    pool = summary.get("eligible", 0) + summary.get("possible", 0)
+    if not e or not pool:
+        return None
+    return min(1.0, e["expected"] / pool)
+
+
 def reentry_share(hist: history.History) -> float:
     """The share of new candidates in the history who had been candidates before (lost, then back)."""
     if hist.new.height == 0:
@@ -67,7 +77,8 @@ def run(registry: Registry, trial: Trial, as_of: dt.date, engine: str, evaluatio
     proj = projection.project(flow, as_of, None, opts.projection_months, opts.target, opts.conversion,
                               "--target" if opts.target is not None else None,
                               screening_capacity=opts.screening_capacity, screen_pass=opts.screen_pass,
-                              reentry=reentry_share(hist), planned_enrolment=trial.planned_enrolment)
+                              reentry=reentry_share(hist), planned_enrolment=trial.planned_enrolment,
+                              eligible_chance=eligible_chance(summary))
     files.write_csv(proj.table, folder / "projection.csv")
     files.write_csv(proj.pool_table, folder / "projection_pool.csv")
     written = ["projection.csv", "projection_pool.csv"]
@@ -248,6 +259,10 @@ def fit_in_words(fit: dict, what: str) -> str | None:
     return None
 
 
+def _conv(c) -> str:
+    return f"{c[0]:g}..{c[1]:g}" if isinstance(c, list) else f"{c:g}"
+
+
 def terminal_lines(s: dict) -> list[str]:
     from pipeline.recruitment.projection import RELIABLE_COVERAGE
 
@@ -264,7 +279,7 @@ def terminal_lines(s: dict) -> list[str]:
            f"{_iv(p['pool_at_end'])}; distinct candidates {_iv(p['cumulative_candidates_at_end'])} "
            f"(projection_pool.csv)"]
     if p.get("enrolled_at_end"):
-        out.append(f"enrolled in {n} months at a conversion of {p['conversion']}: {_iv(p['enrolled_at_end'])}")
+        out.append(f"enrolled in {n} months at a conversion of {_conv(p['conversion'])}: {_iv(p['enrolled_at_end'])}")
     t = p["time_to_target"]
     if t is None:
         out.append(f"time to target: none ({p['time_to_target_reason']})"
@@ -272,7 +287,7 @@ def terminal_lines(s: dict) -> list[str]:
     else:
         def m(v):
             return f"more than {t['max_months']}" if v is None else f"{v}"
-        head = f"time to {p['target']:,} enrolled (conversion {p['conversion']}; {p['pool']:,} candidates now): "
+        head = f"time to {p['target']:,} enrolled (conversion {_conv(p['conversion'])}; {p['pool']:,} candidates now): "
         if t["months_median"] is None:
             out.append(head + f"more than {t['max_months']} months (reached within them in "
                        f"{100 * t['share_reached_within_max']:.0f} % of the simulations)")
