@@ -23,17 +23,25 @@ than of enrolments):
   an interval's ends are counts the model can produce): 80 % = [q10, q90], 95 % =
   [q2.5, q97.5]. The expected count is exact (posterior mean rate times exposure).
 
-Time to target: `needed` = the smallest number of candidates that, times the conversion,
-reaches the target. The current pool (candidates at D) counts at once; each draw's
-cumulative new candidates are added month by month until the pool plus them reach
-`needed`; median and 80 % interval over the draws (not reached within
-`MAX_MONTHS_TO_TARGET` months: reported as such). Losses (candidates who stop being
-candidates before being approached) are not subtracted.
+The pool as a flow (`simulate_pool`): candidates also leave, at a hazard per candidate-month
+per site (`fit_hazard`: gamma across sites by maximum marginal likelihood with each site's own
+exposure, the candidates at each month's start times the month's length); each draw takes a
+rate and a hazard per site, then month by month pool = pool - Binomial(pool, min(1, h x
+months)) + Poisson(rate x months): the net pool, new, lost and distinct candidates, per site
+and all together (`projection_pool.csv`). With a conversion (one value, or a range drawn per
+simulation), candidates are screened (all at once, or up to a capacity per site and month,
+losing candidates meanwhile) and enrol with chance eligible x screen-pass x conversion.
 
-Back-test: the same fit on the history up to D minus 12 months, projected over the full
-months of the history after it, compared with what the history shows there: coverage is
-the share of (month, site) cells inside their 80 % interval. A projection whose
-back-test coverage is below `RELIABLE_COVERAGE` is labelled unreliable.
+Time to target: per draw, the first month (0 = D) when the cumulative enrolments reach the
+target, this registry's share; median and 80 % interval (not reached within
+`MAX_MONTHS_TO_TARGET` months: reported as such). No target, or no conversion: none. The
+trial's planned enrolment is recorded for context only. docs/forecast.md has the whole model.
+
+Back-test: the same fits on the history up to D minus 12 months, projected over the full
+months of the history after it from the pool at the cut, compared with what the history shows
+there for new candidates, losses and the net pool: coverage is the share of (month, site)
+cells inside their 80 % interval. A projection with any of the three below
+`RELIABLE_COVERAGE` is labelled unreliable.
 """
 
 from __future__ import annotations
