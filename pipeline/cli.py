@@ -327,6 +327,10 @@ def print_summary(result) -> None:
     print(f"  eligible    {s['eligible']:>9,}")
     print(f"  possible    {s['possible']:>9,}   (feasibility: {s['eligible']:,} .. {s['eligible'] + s['possible']:,})")
     print(f"  ineligible  {s['ineligible']:>9,}")
+    if s.get("expected_eligible"):  # pipeline/outputs/expected.py
+        e = s["expected_eligible"]
+        print(f"  expected eligible {e['expected']:,.1f} (80 %: {e['low_80']:,} .. {e['high_80']:,}; possible patients "
+              "weighted by their chance of passing their unknown criteria)")
     top = attr.sort(["n_fail", "step"], descending=[True, False]).head(3)
     print("criteria that exclude the most (patients failing each):")
     for row in top.iter_rows(named=True):

@@ -210,3 +210,16 @@ def test_hercules_pool_does_not_rise_while_its_history_falls(tmp_path):
     html = (out / "report.html").read_text()
     assert "the trial plans <span data-projection=\"planned_enrolment\">1,131</span> worldwide" in html
     assert "no time to target" in html
+
+
+@pytest.mark.parametrize("args", [["--screening-capacity", "3"], ["--screen-pass", "0.5"],
+                                  ["--history", "3", "--screen-pass", "0"], ["--history", "3", "--screening-capacity", "0"],
+                                  ["--history", "3", "--conversion", "0.5..0.2"]])
+def test_forecast_options_are_checked(args, tmp_path):
+    from pipeline.cli import main
+
+    try:
+        code = main(["run", "--input", "data_samples/default", "--out", str(tmp_path / "r"), *args])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2 and not (tmp_path / "r").exists()

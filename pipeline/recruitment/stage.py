@@ -297,7 +297,7 @@ def terminal_lines(s: dict) -> list[str]:
     if bt.get("available"):
         label = "" if p["reliable"] else f"; UNRELIABLE (below {RELIABLE_COVERAGE})"
         q = bt.get("quantities", {})
-        extra = "".join(f", {k} {v['coverage_80']:.2f}" for k, v in q.items())
+        extra = "".join(f", {k} {q[k]['coverage_80']:.2f}" for k in ("lost", "pool") if k in q)
         out.append(f"back-test (fit to {bt['fit_until']}, {bt['test_months']} months x sites), coverage of the 80 % "
                    f"intervals: new candidates {bt['coverage_80']:.2f}{extra}{label}")
     else:
