@@ -207,6 +207,9 @@ def test_hercules_pool_does_not_rise_while_its_history_falls(tmp_path):
     assert (pool["median"] <= p["pool"]).all(), pool
     assert (pool["mean"] <= p["pool"] + 1).all(), pool
     assert pool["high_80"].max() < h["candidates_first_date"]
+    per_date = pl.read_csv(out / "history_expected.csv")
+    assert per_date.height == 25 and per_date["expected_eligible"][-1] == s["expected_eligible"]["expected"]
+    assert "expected_eligible" in p["backtest"] and p["backtest"]["expected_eligible"]["date"] == "2025-10-31"
     html = (out / "report.html").read_text()
     assert "the trial plans <span data-projection=\"planned_enrolment\">1,131</span> worldwide" in html
     assert "no time to target" in html

@@ -66,3 +66,33 @@ def test_site_column_is_suppressed_as_the_counts():
     big = {"by_site": {**e["by_site"], "C": {"expected": 9.0}}}
     # only B hidden: the next smallest (C) is hidden too
     assert expected.site_column(big, one, 5).to_list() == ["14", "*", "*", "51"]
+
+
+def test_learnt_later_compares_with_what_became_known():
+    before = pl.DataFrame({"patient_id": ["1", "2", "3", "4", "5"], "site_id": ["A"] * 5,
+                           "status": ["possible", "possible", "possible", "eligible", "ineligible"],
+                           "a": ["unknown", "unknown", "unknown", "pass", "fail"],
+                           "b": ["pass", "unknown", "pass", "pass", "pass"]})
+    after = pl.DataFrame({"patient_id": ["1", "2", "3", "4", "5"], "site_id": ["A"] * 5,
+                          "status": ["eligible", "possible", "ineligible", "eligible", "ineligible"],
+                          "a": ["pass", "pass", "fail", "pass", "fail"],
+                          "b": ["pass", "unknown", "pass", "pass", "pass"]})
+    got = expected.learnt_later(before, after, ["a", "b"], draws=500)
+    # 1 and 3 were resolved (2 still has b unknown); 1 passed; the rate of a at `before`: 1 of 2
+    assert got["patients"] == 2 and got["observed"] == 1 and got["expected"] == 1.0
+    assert got["low_80"] <= 1 <= got["high_80"] and got["inside_80"]
+
+
+def test_learnt_later_holds_at_its_nominal_rate():
+    """Unknowns missing at random, learnt later from the true rates: the interval holds the number that pass."""
+    hits = []
+    for seed in range(150):
+        rng = np.random.default_rng(10_000 + seed)
+        frame, realised, _ = population(rng, n=800)
+        after = frame.with_columns([pl.when(pl.col(c) == "unknown")
+                                    .then(pl.Series([("pass" if x else "fail") for x in rng.random(frame.height) < PASS[j]]))
+                                    .otherwise(pl.col(c)).alias(c) for j, c in enumerate(IDS)])
+        got = expected.learnt_later(frame, after, IDS, draws=800, seed=seed)
+        hits.append(got["inside_80"])
+    print("learnt later, 80 % coverage:", np.mean(hits))
+    assert 0.7 <= np.mean(hits) <= 0.92, np.mean(hits)

@@ -19,7 +19,10 @@ import polars as pl
 from pipeline.core import files
 from pipeline.criteria import Trial
 from pipeline.inputs.registry import Registry
+from pipeline.engines import expected
 from pipeline.recruitment import history, projection
+
+EXPECTED_DRAWS = 1000  # the expected eligible at each history date (the run's own at D has pipeline.engines.expected.DRAWS)
 
 
 @dataclass
@@ -59,10 +62,22 @@ def run(registry: Registry, trial: Trial, as_of: dt.date, engine: str, evaluatio
 
     dated = Dated(registry, trial, engine)  # the tables registered and the queries compiled once for all dates
 
+    cut = projection.add_months(as_of, -projection.BACKTEST_MONTHS)
+    cut_day = max([d for d in dates[:-1] if d <= cut], default=None)
+    per_date, kept = [], {}
+
     def at(day: dt.date) -> pl.DataFrame:
         # D itself is the run's own evaluation, made once; the other dates' statuses are those of
         # `evaluate` at that date, without its evidence columns (tests/test_history.py checks each date).
-        return evaluation if day == as_of else dated.at(day)
+        ev = evaluation if day == as_of else dated.at(day)
+        # the expected eligible at each date (at D, the run's own)
+        e = summary.get("expected_eligible") if day == as_of else None
+        e = e or expected.estimate(ev, trial.ids, draws=EXPECTED_DRAWS)
+        per_date.append({"as_of": day, "expected_eligible": e["expected"], "low_80": e["low_80"],
+                         "high_80": e["high_80"]})
+        if day == cut_day:
+            kept["cut"] = ev.select("patient_id", "site_id", "status", *trial.ids)
+        return ev
 
     try:
         hist = history.replay(dates, trial.ids, at)
@@ -87,8 +102,18 @@ def run(registry: Registry, trial: Trial, as_of: dt.date, engine: str, evaluatio
         files.write_csv(proj.pool_backtest, folder / "projection_backtest_pool.csv")
         written += ["projection_backtest.csv", "projection_backtest_pool.csv"]
     summary["history"] = hist.summary()
+    files.write_csv(pl.DataFrame(per_date, schema={"as_of": pl.Date, "expected_eligible": pl.Float64,
+                                                   "low_80": pl.Int64, "high_80": pl.Int64}),
+                    folder / "history_expected.csv")
+    summary["history"]["files"].append("history_expected.csv")
+    summary["history"]["expected_eligible"] = [{**r, "as_of": r["as_of"].isoformat()} for r in per_date]
+    if "cut" in kept and proj.record["backtest"].get("available"):
+        # What was learnt later: the patients possible at the cut whose unknown criteria are all known at D.
+        learnt = expected.learnt_later(kept["cut"], evaluation.select("patient_id", "site_id", "status", *trial.ids),
+                                       trial.ids)
+        proj.record["backtest"]["expected_eligible"] = {"date": cut_day.isoformat(), **learnt}
     summary["projection"] = {**proj.record, "files": written}
-    return report_model(hist, proj)
+    return report_model(hist, proj, summary["history"]["expected_eligible"])
 
 
 # ---- the report's section: plain numbers and SVG geometry, so that the template only lays them out ----
@@ -114,10 +139,13 @@ def _x(i: int, n: int) -> float:
     return round(LEFT + (W - LEFT - RIGHT) * (i + 0.5) / max(n, 1), 2)
 
 
-def report_model(hist: history.History, proj: projection.Projection) -> dict:
+def report_model(hist: history.History, proj: projection.Projection, summary_expected: list[dict] | None = None) -> dict:
     rows = [{"as_of": r["as_of"].isoformat(), "pool": r["eligible"] + r["possible"], "eligible": r["eligible"],
              "possible": r["possible"], "new": r["new_candidates"], "lost": r["lost_candidates"]}
             for r in hist.totals.iter_rows(named=True)]
+    by_date = {e["as_of"]: e for e in summary_expected} if summary_expected else {}
+    for r in rows:
+        r["expected"] = by_date.get(r["as_of"])
     n = len(rows)
     H = 180
     pool_top = _ticks(max(r["pool"] for r in rows) or 1)[-1]
