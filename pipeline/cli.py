@@ -12,6 +12,7 @@ environment, and every message is one bounded line (`errors.describe`).
 from __future__ import annotations
 
 import argparse
+import csv
 import atexit
 import datetime as dt
 import os
@@ -166,6 +167,22 @@ def _conversion(text: str) -> float | tuple[float, float]:
     return _share(text)
 
 
+def _capacity(text: str) -> int | dict[str, int]:
+    """Patients a site can screen a month: one number for every site, or a CSV `site_id,capacity` (a site not
+    listed: unlimited)."""
+    if text.isdigit():
+        return _whole(1, 10**6)(text)
+    try:
+        rows = [r for r in csv.DictReader(open(text, newline="", encoding="utf-8"))]
+        out = {r["site_id"]: int(r["capacity"]) for r in rows}
+    except (OSError, KeyError, ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{clip(text)} is neither a whole number nor a readable CSV with columns "
+                                         "site_id,capacity (whole numbers)") from None
+    if not out or min(out.values()) < 1:
+        raise argparse.ArgumentTypeError(f"{clip(text)}: every capacity must be 1 or more")
+    return out
+
+
 def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", type=_whole(1, 240), default=None, metavar="MONTHS",
                    help="also judge the trial at the last day of each of the MONTHS months before D: history.csv, "
@@ -178,8 +195,9 @@ def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conversion", type=_conversion, default=None, metavar="P",
                    help="chance that a screened candidate consents and enrols, 0 < P <= 1, or a range 0.2..0.4 "
                         "(no default: without it the forecast is in candidates; needs --history)")
-    p.add_argument("--screening-capacity", type=_whole(1, 10**6), default=None, metavar="N",
-                   help="patients a site can screen per month (default unlimited; needs --history)")
+    p.add_argument("--screening-capacity", type=_capacity, default=None, metavar="N|CSV",
+                   help="patients a site can screen per month, or a CSV site_id,capacity (default unlimited; "
+                        "needs --history)")
     p.add_argument("--screen-pass", type=_share, default=None, metavar="P",
                    help="chance a screened eligible patient passes the screening-only criteria (default not "
                         "applied; needs --history)")

@@ -226,3 +226,20 @@ def test_forecast_options_are_checked(args, tmp_path):
     except SystemExit as exc:  # argparse's own errors
         code = exc.code
     assert code == 2 and not (tmp_path / "r").exists()
+
+
+def test_screening_capacity_per_site_from_a_csv(tmp_path):
+    from pipeline.cli import _capacity
+
+    f = tmp_path / "cap.csv"
+    f.write_text("site_id,capacity\nS0,1\nS1,2\n")
+    assert _capacity(str(f)) == {"S0": 1, "S1": 2} and _capacity("4") == 4
+    for bad in ("0", str(tmp_path / "none.csv")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _capacity(bad)
+    _, _, _, flow, _ = population(9, sites=3)
+    p = pj.project(flow, AS_OF, months=12, conversion=1.0, screening_capacity=_capacity(str(f)), draws=300)
+    assert p.record["screening_capacity"] == {"S0": 1, "S1": 2, "S2": None}
+    screened = p.pool_table.filter((p.pool_table["quantity"] == "screened") & (p.pool_table["month"] == 12))
+    by = dict(zip(screened["site_id"].to_list(), screened["high_95"].to_list()))
+    assert by["S0"] <= 12 and by["S1"] <= 24 and by["S2"] > 24  # S2 unlimited: its whole pool at once

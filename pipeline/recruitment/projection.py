@@ -66,6 +66,7 @@ FULL_MONTH_DAYS = 28
 RELIABLE_COVERAGE = 0.6
 ALPHA_GRID = np.logspace(-3, 6, 721)
 TOTAL = "TOTAL"
+UNLIMITED = 10**12  # a site's screening capacity when none is given for it
 LEVELS = {"low_80": 0.10, "high_80": 0.90, "low_95": 0.025, "high_95": 0.975}
 
 
@@ -478,7 +479,9 @@ def project(flow: Flow, as_of: dt.date, pool: int | np.ndarray | None = None, mo
         "month", "end_date", "site_id", "expected_new_candidates", *LEVELS)
     totals = sim.sum(axis=1)  # (draws, months)
     capacity = None
-    if screening_capacity is not None:
+    if isinstance(screening_capacity, dict):  # per site; a site not listed is unlimited
+        capacity = np.array([screening_capacity.get(s, UNLIMITED) for s in flow.sites], dtype=np.int64)
+    elif screening_capacity is not None:
         capacity = np.broadcast_to(np.asarray(screening_capacity, dtype=np.int64), (len(flow.sites),)).copy()
     pass_chance = (1.0 if screen_pass is None else screen_pass) * (1.0 if eligible_chance is None else eligible_chance)
     site, tot = simulate_pool(f, lf, pool0, exposure, months, draws, seed + 1, conv, capacity, pass_chance, reentry)
@@ -504,8 +507,9 @@ def project(flow: Flow, as_of: dt.date, pool: int | np.ndarray | None = None, mo
         "target": target, "target_source": target_source if target is not None else None,
         "planned_enrolment": planned_enrolment,
         "conversion": None if conv is None else conv.record(),
-        "screening_capacity": None if capacity is None else (int(capacity[0]) if len(set(capacity.tolist())) == 1
-                                                             else dict(zip(flow.sites, map(int, capacity)))),
+        "screening_capacity": None if capacity is None else (
+            int(capacity[0]) if len(set(capacity.tolist())) == 1 and not isinstance(screening_capacity, dict)
+            else {s: (None if c >= UNLIMITED else int(c)) for s, c in zip(flow.sites, capacity.tolist())}),
         "screen_pass": screen_pass, "eligible_chance": None if eligible_chance is None else round(eligible_chance, 4),
         "time_to_target": None,
         "time_to_target_reason": None,

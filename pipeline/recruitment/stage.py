@@ -31,7 +31,7 @@ class HistoryOptions:
     projection_months: int = 12
     target: int | None = None  # this registry's share of the enrolment; None: no time to target
     conversion: float | tuple[float, float] | None = None  # None: the forecast is in candidates, not enrolments
-    screening_capacity: int | None = None  # patients a site can screen per month; None: unlimited
+    screening_capacity: int | dict[str, int] | None = None  # per month, all sites or per site; None: unlimited
     screen_pass: float | None = None  # chance a screened eligible patient passes the screening-only criteria
 
 
