@@ -265,6 +265,7 @@ def report_model(hist: history.History, proj: projection.Projection, summary_exp
         "notes": [w for w in (fit_in_words(rec["fit"], "new"),
                               fit_in_words(rec["loss_fit"], "loss")) if w],
         "reliable_coverage": projection.RELIABLE_COVERAGE,
+        "conversion_text": None if rec["conversion"] is None else _conv(rec["conversion"]).replace("..", " to "),
     }
 
 
