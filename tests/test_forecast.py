@@ -82,11 +82,11 @@ def test_80_percent_intervals_of_pool_distinct_candidates_and_enrolments():
     """Over many populations: net pool, cumulative distinct candidates and enrolments (conversion a range,
     screening capacity limited) at months 3, 6 and 12, all sites together."""
     hits = {"pool": [], "cumulative_candidates": [], "enrolled": []}
-    for seed in range(120):
+    for seed in range(100):
         rng, lam, haz, flow, ahead = population(seed)
         conv = rng.uniform(0.2, 0.4)  # the truth's conversion, somewhere in the range given
         future = truth(rng, lam, haz, flow.pool[:, -1], ahead, conversion=conv, capacity=3)
-        p = pj.project(flow, AS_OF, months=AHEAD, conversion=(0.2, 0.4), screening_capacity=3, draws=800, seed=seed)
+        p = pj.project(flow, AS_OF, months=AHEAD, conversion=(0.2, 0.4), screening_capacity=3, draws=600, seed=seed)
         for q in hits:
             for m in (3, 6, 12):
                 hits[q].append(inside(p.pool_table, q, m, int(future[q][:, m - 1].sum())))

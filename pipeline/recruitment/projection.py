@@ -144,6 +144,24 @@ class Fit:
     months: float  # exposure of the history fitted, in months
     new_candidates: int
     at_bound: bool = False
+    n_used: int = 0  # sites the gamma across sites was fitted on
+    mean_exposure: float = 0.0  # their mean exposure
+
+    def draw(self, rng: np.random.Generator, draws: int) -> np.ndarray:
+        """Rates per draw (rows) and site (columns) from the posteriors. With a gamma across sites, the level of
+        that gamma is also drawn, from an approximate posterior of its mean alpha / beta (a gamma with the mean's
+        sampling variance, (mu / E + mu^2 / alpha) / n), and each site's rate then from gamma(alpha + y_i,
+        alpha / mu_draw + E_i): without it, a fit at its bound (every site at one rate) would hold that common
+        rate as known exactly and the intervals would be too narrow."""
+        if self.alpha is None or self.n_used < 1 or self.mean_exposure <= 0:
+            return rng.gamma(self.shape[None, :], 1.0 / self.rate[None, :], size=(draws, len(self.shape)))
+        mu = self.alpha / self.beta
+        var = (mu / self.mean_exposure + mu * mu / self.alpha) / self.n_used
+        k = mu * mu / var
+        mu_d = rng.gamma(k, mu / k, size=draws)
+        y, e = self.shape - self.alpha, self.rate - self.beta
+        return rng.gamma(np.broadcast_to((self.alpha + y)[None, :], (draws, len(y))),
+                         1.0 / (self.alpha / mu_d[:, None] + e[None, :]))
 
     def record(self, sites: list[str]) -> dict:
         return {
@@ -201,13 +219,14 @@ def fit(flow: Flow) -> Fit:
     else:
         alpha = float(ALPHA_GRID[i])
     beta = alpha * e / y.mean()
-    return Fit("marginal_likelihood", alpha, beta, alpha + y, np.full(len(y), beta + e), e, total, at_bound)
+    return Fit("marginal_likelihood", alpha, beta, alpha + y, np.full(len(y), beta + e), e, total, at_bound,
+               len(y), e)
 
 
 def simulate(f: Fit, exposure: np.ndarray, draws: int = DRAWS, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """(rates per draw and site, counts per draw, site and interval), from the posterior predictive."""
     rng = np.random.default_rng(seed)
-    lam = rng.gamma(f.shape[None, :], 1.0 / f.rate[None, :], size=(draws, len(f.shape)))
+    lam = f.draw(rng, draws)
     return lam, rng.poisson(lam[:, :, None] * exposure[None, None, :])
 
 
@@ -310,7 +329,8 @@ def fit_hazard(lost: np.ndarray, exposure: np.ndarray) -> Fit:
     ll = hazard_loglik(ALPHA_GRID, beta, yu, eu)
     i = int(np.argmax(ll))
     alpha, b = float(ALPHA_GRID[i]), float(beta[i])
-    return Fit("marginal_likelihood", alpha, b, alpha + y, b + e, months, total, i == len(ALPHA_GRID) - 1)
+    return Fit("marginal_likelihood", alpha, b, alpha + y, b + e, months, total, i == len(ALPHA_GRID) - 1,
+               int(used.sum()), float(eu.mean()))
 
 
 # ---- the pool month by month: arrivals, losses, screening and enrolment, simulated together ----
@@ -363,8 +383,8 @@ def simulate_pool(new_fit: Fit, loss_fit: Fit, pool0: np.ndarray, exposure: np.n
     """
     rng = np.random.default_rng(seed)
     n_sites, months = len(pool0), len(exposure)
-    lam = rng.gamma(new_fit.shape[None, :], 1.0 / new_fit.rate[None, :], size=(draws, n_sites))
-    haz = rng.gamma(loss_fit.shape[None, :], 1.0 / loss_fit.rate[None, :], size=(draws, n_sites))
+    lam = new_fit.draw(rng, draws)
+    haz = loss_fit.draw(rng, draws)
     conv = conversion.draw(rng, draws) if conversion is not None else None
     pool = np.broadcast_to(pool0.astype(np.int64), (draws, n_sites)).copy()
     site = {q: np.zeros((draws, n_sites, keep), dtype=np.int64) for q in QUANTITIES}
@@ -436,7 +456,7 @@ def _pool_table(sites: list[str], ends: list[dt.date], site: dict[str, np.ndarra
     return pl.concat(frames).sort("quantity", "month", "site_id", maintain_order=True)
 
 
-def _band(x: np.ndarray, month0: int | None = None) -> list[dict]:
+def _band(x: np.ndarray) -> list[dict]:
     """Per month (columns of x: month 0 = D, ...): median and the intervals, as plain numbers."""
     q = quantiles(x, {"median": 0.5, **LEVELS})
     return [{"month": j, **{k: int(v[j]) for k, v in q.items()}, "mean": round(float(x[:, j].mean()), 3)}
