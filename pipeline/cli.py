@@ -12,6 +12,7 @@ environment, and every message is one bounded line (`errors.describe`).
 from __future__ import annotations
 
 import argparse
+import csv
 import atexit
 import datetime as dt
 import os
@@ -158,14 +159,41 @@ def _whole(low: int, high: int):
     return parse
 
 
-def _conversion(text: str) -> float:
+def _share(text: str) -> float:
     try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+        value = float(text.strip().rstrip("%")) / (100 if text.strip().endswith("%") else 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{clip(text)} is not a share (0.3 or 30%)") from None
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"{clip(text)} must be above 0 and at most 1 (100%)")
     return value
+
+
+def _conversion(text: str) -> float | tuple[float, float]:
+    """A share (0.3 or 30%) or a range LOW..HIGH (0.2..0.4) taken as uncertainty."""
+    if ".." in text:
+        low, _, high = text.partition("..")
+        lo, hi = _share(low), _share(high)
+        if lo > hi:
+            raise argparse.ArgumentTypeError(f"{clip(text)}: the range's low end is above its high end")
+        return lo if lo == hi else (lo, hi)
+    return _share(text)
+
+
+def _capacity(text: str) -> int | dict[str, int]:
+    """Patients a site can screen a month: one number for every site, or a CSV `site_id,capacity` (a site not
+    listed: unlimited)."""
+    if text.isdigit():
+        return _whole(1, 10**6)(text)
+    try:
+        rows = [r for r in csv.DictReader(open(text, newline="", encoding="utf-8"))]
+        out = {r["site_id"]: int(r["capacity"]) for r in rows}
+    except (OSError, KeyError, ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{clip(text)} is neither a whole number nor a readable CSV with columns "
+                                         "site_id,capacity (whole numbers)") from None
+    if not out or min(out.values()) < 1:
+        raise argparse.ArgumentTypeError(f"{clip(text)}: every capacity must be 1 or more")
+    return out
 
 
 def _history_args(p: argparse.ArgumentParser) -> None:
@@ -175,56 +203,39 @@ def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--projection-months", type=_whole(1, 120), default=None, metavar="N",
                    help="months to project after D (default 12; needs --history)")
     p.add_argument("--target", type=_whole(1, 10**7), default=None, metavar="N",
-                   help="patients to enrol (default: the trial file's planned_enrolment; needs --history)")
+                   help="this registry's share of the trial's enrolment (no default: without it, no time to "
+                        "target; needs --history)")
     p.add_argument("--conversion", type=_conversion, default=None, metavar="P",
-                   help="share of candidates expected to enrol, 0 < P <= 1 (default 1.0; needs --history)")
+                   help="chance that a screened candidate consents and enrols, 0 < P <= 1, or a range 0.2..0.4 "
+                        "(no default: without it the forecast is in candidates; needs --history)")
+    p.add_argument("--screening-capacity", type=_capacity, default=None, metavar="N|CSV",
+                   help="patients a site can screen per month, or a CSV site_id,capacity (default unlimited; "
+                        "needs --history)")
+    p.add_argument("--screen-pass", type=_share, default=None, metavar="P",
+                   help="chance a screened eligible patient passes the screening-only criteria (default not "
+                        "applied; needs --history)")
 
 
 def history_options(args: argparse.Namespace):
     from pipeline.recruitment.stage import HistoryOptions
 
-    given = [f"--{n.replace('_', '-')}" for n in ("projection_months", "target", "conversion")
+    given = [f"--{n.replace('_', '-')}" for n in ("projection_months", "target", "conversion",
+                                                  "screening_capacity", "screen_pass")
              if getattr(args, n, None) is not None]
     if getattr(args, "history", None) is None:
         if given:
             raise UsageError(f"{', '.join(given)} needs --history MONTHS")
         return None
     return HistoryOptions(months=args.history, projection_months=args.projection_months or 12,
-                          target=args.target, conversion=args.conversion if args.conversion is not None else 1.0)
+                          target=args.target, conversion=args.conversion,
+                          screening_capacity=args.screening_capacity, screen_pass=args.screen_pass)
 
 
 def projection_lines(s: dict) -> list[str]:
-    """The history and time to target of one trial's summary, for the terminal."""
-    from pipeline.recruitment.projection import RELIABLE_COVERAGE
+    """The history, pool forecast and time to target of one trial's summary, for the terminal."""
+    from pipeline.recruitment.stage import terminal_lines
 
-    if "projection" not in s:
-        return []
-    h, p = s["history"], s["projection"]
-    bt = p["backtest"]
-    out = [f"history: {h['months']} months from {h['first_date']}: {h['new_candidates']:,} new candidates, "
-           f"{h['lost_candidates']:,} lost (history.csv); projected new candidates in {p['months']} months: "
-           f"{p['expected_new_candidates']:.1f} (80 %: {p['new_candidates_80'][0]:,} .. {p['new_candidates_80'][1]:,})"]
-    t = p["time_to_target"]
-    if t is None:
-        out.append("time to target: no target (give --target N or planned_enrolment in the trial file)")
-    else:
-        def m(v):
-            return f"more than {t['max_months']}" if v is None else f"{v}"
-        head = (f"time to {p['target']:,} enrolled (conversion {p['conversion']}; {t['candidates_needed']:,} "
-                f"candidates needed, {p['pool']:,} now): ")
-        if t["months_median"] is None:
-            out.append(head + f"more than {t['max_months']} months (reached within them in "
-                       f"{100 * t['share_reached_within_max']:.0f} % of the simulations)")
-        else:
-            out.append(head + f"median {t['months_median']} months (80 %: {m(t['months_low_80'])} .. "
-                       f"{m(t['months_high_80'])})")
-    if bt.get("available"):
-        label = "" if p["reliable"] else f"; UNRELIABLE (below {RELIABLE_COVERAGE})"
-        out.append(f"back-test (fit to {bt['fit_until']}, {bt['test_months']} months x sites): "
-                   f"coverage of the 80 % intervals {bt['coverage_80']:.2f}{label}")
-    else:
-        out.append(f"back-test: not available ({bt['reason']})")
-    return out
+    return terminal_lines(s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,6 +395,10 @@ def print_summary(result) -> None:
     print(f"  eligible    {s['eligible']:>9,}")
     print(f"  possible    {s['possible']:>9,}   (feasibility: {s['eligible']:,} .. {s['eligible'] + s['possible']:,})")
     print(f"  ineligible  {s['ineligible']:>9,}")
+    if s.get("expected_eligible"):  # pipeline/outputs/expected.py
+        e = s["expected_eligible"]
+        print(f"  expected eligible {e['expected']:,.1f} (80 %: {e['low_80']:,} .. {e['high_80']:,}; possible patients "
+              "weighted by their chance of passing their unknown criteria)")
     top = attr.sort(["n_fail", "step"], descending=[True, False]).head(3)
     print("criteria that exclude the most (patients failing each):")
     for row in top.iter_rows(named=True):

@@ -35,7 +35,7 @@ from pipeline.ops import export_cache as cache
 from pipeline.ops import results_cache
 from pipeline.ops.atomic import own_partials, partial_dir, publish, sweep_dead_partials
 from pipeline.ops.runlog import RunLog
-from pipeline.outputs import disclosure, overview, report, tables, workbench
+from pipeline.outputs import disclosure, expected, overview, report, tables, workbench
 from pipeline.outputs.settings import OutputSettings, Rerun
 from pipeline.quality import stage as quality
 from pipeline.recruitment import stage as recruitment
@@ -378,6 +378,7 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
         "warnings": warnings,
         "timings_seconds": None,  # filled in at the end; the only engine- and machine-dependent field
     }
+    summary["expected_eligible"] = expected.estimate(evaluation, trial.ids)  # issue 29: possible patients' chances
     log.event("evaluate", "counts", trial=trial.id, **{k: summary[k] for k in ("population", *tables.STATUSES)})
     if opts.engine != "spark":  # values a filter names that match no row: a misspelt code or test
         summary["data_warnings"] = zero_matches(trial, registry)

@@ -98,8 +98,14 @@ def test_shareable_files_of_a_run(tmp_path, k):
         for s in ("eligible", "possible", "ineligible"):
             if r[s].isdigit():
                 assert int(r[s]) == truth[s]
-    marks = np.array([[VISIBLE if str(v).isdigit() else 1 for c, v in r.items() if c != "site_id"] for r in rows]
+    marks = np.array([[VISIBLE if str(v).isdigit() else 1 for c, v in r.items() if c in COLUMNS] for r in rows]
                      + [[VISIBLE if str(v).isdigit() else 1 for v in public["totals"].values()]])
     assert one_relation_leaks(marks) == [] and recoverable(marks, len(rows)) == []
     assert public["by_site"] == {r["site_id"]: {c: int(r[c]) if r[c].isdigit() else r[c] for c in COLUMNS}
                                  for r in rows}
+    # The expected eligible (issue 29) is shown only where the site's eligible and possible are.
+    for r in rows:
+        if r["expected_eligible"].isdigit():
+            assert r["eligible"].isdigit() and r["possible"].isdigit()
+            assert int(r["expected_eligible"]) == round(summary["expected_eligible"]["by_site"][r["site_id"]]["expected"])
+    assert sum(not r["expected_eligible"].isdigit() for r in rows) != 1

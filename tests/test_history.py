@@ -26,7 +26,7 @@ from tests.conftest import ENGINES, ROOT, TODAY
 SAMPLE = ROOT / "data_samples" / "default"
 AS_OF = dt.date(2026, 11, 1)
 FILES = ["history.csv", "history_by_site.csv", "history_new.csv", "history_lost.csv", "projection.csv",
-         "projection_backtest.csv"]
+         "projection_pool.csv", "projection_backtest_pool.csv", "projection_backtest.csv"]
 
 
 @pytest.fixture(autouse=True)
@@ -279,9 +279,11 @@ def test_engines_and_several_trials_write_the_same_history(small_export, tmp_pat
         assert all((tmp_path / "all" / t / f).exists() for f in FILES)
     s = json.loads((tmp_path / "one" / "summary.json").read_text())
     p = s["projection"]
-    assert p["target"] == 156 and p["target_source"] == "planned_enrolment" and p["conversion"] == 0.4
-    assert p["time_to_target"]["candidates_needed"] == 390
-    assert p["backtest"]["available"] and p["reliable"] == (p["backtest"]["coverage_80"] >= 0.6)
+    # the trial's planned enrolment is context, never the target: no --target, no time to target
+    assert p["target"] is None and p["planned_enrolment"] == 156 and p["conversion"] == 0.4
+    assert p["time_to_target"] is None and "no target" in p["time_to_target_reason"]
+    covs = [p["backtest"]["coverage_80"]] + [q["coverage_80"] for q in p["backtest"]["quantities"].values()]
+    assert p["backtest"]["available"] and p["reliable"] == (min(covs) >= 0.6)
     assert s["history"]["months"] == 20
     proj = read(tmp_path / "one" / "projection.csv")
     assert proj.columns == ["month", "end_date", "site_id", "expected_new_candidates", "low_80", "high_80",
@@ -293,7 +295,7 @@ def test_target_and_projection_months_options(small_export, tmp_path, capsys):
     assert main(["run", "--input", str(small_export), "--out", str(tmp_path / "r"), "--as-of", "2026-11-01",
                  "--history", "3", "--target", "7", "--projection-months", "5", "--conversion", "50%"]) == 0
     out = capsys.readouterr().out
-    assert "time to 7 enrolled (conversion 0.5; 14 candidates needed," in out and "back-test: not available" in out
+    assert "time to 7 enrolled (conversion 0.5;" in out and "back-test: not available" in out
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert s["projection"]["target"] == 7 and s["projection"]["target_source"] == "--target"
     assert s["projection"]["months"] == 5 and s["projection"]["reliable"] is None
@@ -382,7 +384,7 @@ def test_report_section_in_chromium(small_export, tmp_path):
             [+c.dataset.month, +c.dataset.median, +c.getAttribute('data-low-80'), +c.getAttribute('data-high-80')])""")
         band = page.locator("#projection-fan polygon.band80").bounding_box()
         ttt = page.locator("#time-to-target").inner_text()
-        needed = page.locator('[data-projection="candidates_needed"]').inner_text()
+        needed = page.locator('[data-projection="target"]').inner_text()
         conversion = page.locator('[data-projection="conversion"]').inner_text()
         coverage = page.locator('[data-backtest="coverage_80"]').inner_text()
         total_coverage = page.locator('[data-backtest="total_coverage_80"]').inner_text()
@@ -400,7 +402,7 @@ def test_report_section_in_chromium(small_export, tmp_path):
     assert max(h for *_, h in bars) > 10  # the tallest bar is drawn, not a sliver
     assert len(fan) == p["months"] + 1 and fan[0][1:] == [p["pool"]] * 3
     assert all(lo <= med <= hi for _, med, lo, hi in fan) and band["height"] > 5
-    assert needed == str(t["candidates_needed"]) == "60" and conversion == "0.5"
+    assert needed == str(p["target"]) == "30" and conversion == "0.5"
     want_ttt = "more than 120 months" if t["months_median"] is None else f"{t['months_median']} months"
     assert ttt == want_ttt
     assert coverage == f"{bt['coverage_80']:.2f}" and total_coverage == f"{bt['total_coverage_80']:.2f}"
@@ -408,7 +410,7 @@ def test_report_section_in_chromium(small_export, tmp_path):
     assert round(inside / backtest.height, 4) == bt["total_coverage_80"]
     assert observed == [[r["end_date"], int(r["observed"])] for r in backtest.iter_rows(named=True)]
     assert sites == len(s["by_site"])
-    assert "steady rate" in assumptions and "50 % of candidates" in assumptions
+    assert "steady rate" in assumptions and "0.5 of screened candidates" in assumptions
     assert unreliable == (0 if p["reliable"] else 1)
 
 

@@ -137,6 +137,9 @@ def public_summary(summary: dict, sites: pl.DataFrame, totals: dict, min_cell: i
 
 def write(summary: dict, folder: Path, min_cell: int) -> dict:
     sites, totals = site_counts(summary["by_site"], min_cell)
+    if "expected_eligible" in summary:  # pipeline/outputs/expected.py: suppressed as the counts are
+        from pipeline.outputs.expected import site_column
+        sites = sites.with_columns(site_column(summary["expected_eligible"], sites, min_cell))
     write_csv(sites, folder / "site_counts.csv")
     public = public_summary(summary, sites, totals, min_cell)
     write_json(public, folder / "summary_public.json")

@@ -41,6 +41,11 @@ def overview_rows(trials: list[Trial], summaries: dict[str, dict], attritions: d
         for i in range(TOP):
             crit, n = ranked[i] if i < len(ranked) else (None, None)
             row[f"excluding_{i + 1}"], row[f"excluding_{i + 1}_n_fail"] = crit, n
+        e = s.get("expected_eligible") or {}
+        row.update({"expected_eligible": e.get("expected"), "expected_eligible_low_80": e.get("low_80"),
+                    "expected_eligible_high_80": e.get("high_80")})
+        t = (s.get("projection") or {}).get("time_to_target") or {}
+        row["months_to_target"] = t.get("months_median")
         rows.append(row)
     return rows
 
@@ -56,7 +61,10 @@ def write(folder: Path, trials: list[Trial], judge: JudgeSettings, output: Outpu
           warnings: list[str]) -> dict:
     """Write the overview files into the run folder and return the run's summary."""
     rows = overview_rows(trials, summaries, attritions)
-    files.write_csv(pl.DataFrame(rows, schema_overrides={f"excluding_{i + 1}_n_fail": pl.Int64 for i in range(TOP)}),
+    files.write_csv(pl.DataFrame(rows, schema_overrides={**{f"excluding_{i + 1}_n_fail": pl.Int64 for i in range(TOP)},
+                                                         "expected_eligible": pl.Float64, "months_to_target": pl.Int64,
+                                                         "expected_eligible_low_80": pl.Int64,
+                                                         "expected_eligible_high_80": pl.Int64}),
                       folder / "overview.csv")
     by_trial = candidates_by_trial(trials, evaluations)
     files.write_csv(by_trial, folder / "candidates_by_trial.csv")
