@@ -12,8 +12,8 @@ environment, and every message is one bounded line (`errors.describe`).
 from __future__ import annotations
 
 import argparse
-import csv
 import atexit
+import csv
 import datetime as dt
 import os
 import signal
@@ -159,7 +159,7 @@ def _whole(low: int, high: int):
     return parse
 
 
-def _share(text: str) -> float:
+def _probability(text: str) -> float:
     try:
         value = float(text.strip().rstrip("%")) / (100 if text.strip().endswith("%") else 1)
     except ValueError:
@@ -173,11 +173,11 @@ def _conversion(text: str) -> float | tuple[float, float]:
     """A share (0.3 or 30%) or a range LOW..HIGH (0.2..0.4) taken as uncertainty."""
     if ".." in text:
         low, _, high = text.partition("..")
-        lo, hi = _share(low), _share(high)
+        lo, hi = _probability(low), _probability(high)
         if lo > hi:
             raise argparse.ArgumentTypeError(f"{clip(text)}: the range's low end is above its high end")
         return lo if lo == hi else (lo, hi)
-    return _share(text)
+    return _probability(text)
 
 
 def _capacity(text: str) -> int | dict[str, int]:
@@ -211,7 +211,7 @@ def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screening-capacity", type=_capacity, default=None, metavar="N|CSV",
                    help="patients a site can screen per month, or a CSV site_id,capacity (default unlimited; "
                         "needs --history)")
-    p.add_argument("--screen-pass", type=_share, default=None, metavar="P",
+    p.add_argument("--screen-pass", type=_probability, default=None, metavar="P",
                    help="chance a screened eligible patient passes the screening-only criteria (default not "
                         "applied; needs --history)")
 

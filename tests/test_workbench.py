@@ -636,7 +636,8 @@ def test_a_shareable_report_suppresses_small_counts(tmp_path_factory, browser, r
 def test_a_shareable_overview_has_no_counts():
     trial = load_trial("nct04203017")
     row = {"population": 4321, "eligible": 3, "possible": 77, "ineligible": 4241, **{
-        f"excluding_{i}{k}": None for i in (1, 2, 3) for k in ("", "_n_fail")}}
+        f"excluding_{i}{k}": None for i in (1, 2, 3) for k in ("", "_n_fail")},
+        "expected_eligible": None, "months_to_target": None}
     model = {"s": {"as_of": "2026-11-01", "engine": "polars", "version": "x", "warnings": [],
                    "candidate_patients": {"any_trial": 80, "by_number_of_trials": {"1": 80}}},
              "trials": [{"trial": trial, "row": row, "tables": []}]}

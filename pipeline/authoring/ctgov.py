@@ -23,7 +23,6 @@ from pathlib import Path
 
 from pipeline.core.errors import UsageError
 
-
 # "Inclusion Criteria:", "Key Inclusion Criteria", "INCLUSION CRITERIA (all cohorts):", "**Exclusion criteria**",
 # "## Inclusion Criteria - Cohort A:", "Inclusion criterion:".
 _HEADING = re.compile(r"^\s*(?:#+\s*)?(?:\*\*|__)?\s*(?:key\s+|main\s+|general\s+)?(inclusion|exclusion)\s+"

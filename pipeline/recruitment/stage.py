@@ -18,8 +18,8 @@ import polars as pl
 
 from pipeline.core import files
 from pipeline.criteria import Trial
-from pipeline.inputs.registry import Registry
 from pipeline.engines import expected
+from pipeline.inputs.registry import Registry
 from pipeline.recruitment import history, projection
 
 EXPECTED_DRAWS = 1000  # the expected eligible at each history date (the run's own at D has pipeline.engines.expected.DRAWS)
