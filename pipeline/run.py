@@ -380,10 +380,9 @@ def _judge(opts: RunOptions, trial: Trial, registry: Registry, vocab, folder: Pa
     }
     summary["expected_eligible"] = expected.estimate(evaluation, trial.ids)  # issue 29: possible patients' chances
     log.event("evaluate", "counts", trial=trial.id, **{k: summary[k] for k in ("population", *tables.STATUSES)})
-    if opts.engine != "spark":  # values a filter names that match no row: a misspelt code or test
-        summary["data_warnings"] = zero_matches(trial, registry)
-        for w in summary["data_warnings"]:
-            log.event("evaluate", w, level="warning", trial=trial.id)
+    summary["data_warnings"] = zero_matches(trial, registry)  # values a filter names that match no row
+    for w in summary["data_warnings"]:
+        log.event("evaluate", w, level="warning", trial=trial.id)
 
     with _Stage("quality", timings, log):
         try:

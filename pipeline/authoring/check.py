@@ -124,6 +124,17 @@ def _file(registry, table: str) -> str:
     return Path(inp.file).name if inp is not None and getattr(inp, "file", None) else f"{table}.csv"
 
 
+def _frame(frame, columns: list[str]):
+    """The table as Polars reads it. A Spark DataFrame (the Spark engine's tables stay in Spark) is
+    brought as the distinct values of the named columns only: whether a value matches no row needs
+    no more, and they are few (codes, test names, drug names) whatever the table's size."""
+    if isinstance(frame, (pl.DataFrame, pl.LazyFrame)):
+        return frame
+    from pipeline.engines.spark.frames import to_polars
+
+    return to_polars(frame.select(*columns).distinct())
+
+
 def zero_matches(trial: Trial, registry) -> list[str]:
     """A warning for each filter naming a value that matches no row of its (present) table: one
     line per filter, naming the criterion and the values."""
@@ -135,7 +146,7 @@ def zero_matches(trial: Trial, registry) -> list[str]:
         if table in absent or table not in registry.tables:
             continue
         mine = [p for p in found if p.table == table]
-        frame = registry.tables[table]
+        frame = _frame(registry.tables[table], sorted({p.column for p in mine}))
         counts = frame.lazy().select(pl.len().alias("rows"), *[p.expr().sum().alias(str(i)) for i, p in
                                                                 enumerate(mine)]).collect().row(0)
         if counts[0] == 0:  # one line for an empty table, not one per value
