@@ -91,13 +91,21 @@ def _system(values, marks, relations):
 
 def structure_bounds(marks, relations, min_cell: int) -> tuple[dict[int, int], dict[int, int]]:
     """Per `<N` cell, the range the marks alone imply: every `<N` cell in 1..N-1, every other cell
-    (shown or not) free from 0 up; a linear program (the relations are network matrices, so its
+    (shown or not) free from 0 up, except the parts of a `<N` total, 0 unless `<N`; a linear program (the relations are network matrices, so its
     optimal vertices are integral)."""
     marks = np.asarray(marks)
     a = np.asarray(relations, dtype=float).reshape(-1, marks.size)
     big = 1e6
     lo = np.where(marks == PRIMARY, 1.0, 0.0)
     hi = np.where(marks == PRIMARY, float(min_cell - 1), big)
+    for row in a:  # a part of a `<N` total that is not `<N` itself is 0, whatever the numbers
+        nz = np.flatnonzero(row)
+        for t in nz:
+            others = [j for j in nz if j != t]
+            if marks[t] == PRIMARY and others and all(np.sign(row[j]) == -np.sign(row[t]) for j in others):
+                for j in others:
+                    if marks[j] != PRIMARY:
+                        hi[j] = 0
     lows, highs = {}, {}
     for j in np.flatnonzero(marks == PRIMARY):
         c = np.zeros(marks.size)

@@ -297,7 +297,7 @@
 
   /* Marks for cells under linear relations `a` (rows of coefficients): primary for 1 .. min-1,
    * then complementary until no hidden cell is determined. `fixed` (cell -> mark) are cells
-   * decided elsewhere: kept as they are and never chosen. Same choice order as disclosure.suppress. */
+   * decided elsewhere: kept as they are and never chosen. Same choice order as audit.linear_suppression. */
   function suppress(values, a, minCell, fixed) {
     var n = values.length, marks = new Array(n), j;
     for (j = 0; j < n; j++) {
@@ -320,14 +320,10 @@
       }
       var pool = [];
       for (j = 0; j < n; j++) if (touching[j] && marks[j] === VISIBLE && !(fixed && fixed[j] !== undefined)) pool.push(j);
-      if (!pool.length) {
-        var any = false;
-        for (j = 0; j < n; j++) {
-          if (marks[j] === VISIBLE && !(fixed && fixed[j] !== undefined)) { marks[j] = COMPLEMENT; any = true; }
-        }
-        if (!any) return marks;  // only cells decided elsewhere are left
-        continue;
+      if (!pool.length) {  // determined through hidden cells only: any visible cell may help
+        for (j = 0; j < n; j++) if (marks[j] === VISIBLE && !(fixed && fixed[j] !== undefined)) pool.push(j);
       }
+      if (!pool.length) return marks;
       var bestJ = -1, bestCost = null;
       for (i = 0; i < pool.length; i++) {
         j = pool[i];
@@ -335,6 +331,220 @@
         if (bestCost === null || lexLess(cost, bestCost)) { bestCost = cost; bestJ = j; }
       }
       marks[bestJ] = COMPLEMENT;
+    }
+  }
+
+  /* min c.x subject to A x = b, lo <= x <= hi (hi finite): an optimal vertex, or null when infeasible.
+   * A dense two-phase simplex with Bland's rule (no cycling), on y = x - lo and slacks for the upper
+   * bounds; the role of audit.linear_program (HiGHS) in Python. The tables are small (sites x 4). */
+  function lp(c, A, b, lo, hi) {
+    var n = c.length, m0 = A.length, i, j, k;
+    var m = m0 + n, N = 2 * n + m;  // rows: equalities, then y + s = u; columns: y, s, artificials
+    var T = [], rhs = new Float64Array(m), basis = new Int32Array(m);
+    for (i = 0; i < m; i++) T.push(new Float64Array(N));
+    for (i = 0; i < m0; i++) {
+      var r = b[i];
+      for (j = 0; j < n; j++) { T[i][j] = A[i][j]; r -= A[i][j] * lo[j]; }
+      rhs[i] = r;
+    }
+    for (j = 0; j < n; j++) { T[m0 + j][j] = 1; T[m0 + j][n + j] = 1; rhs[m0 + j] = hi[j] - lo[j]; }
+    for (i = 0; i < m; i++) {
+      if (rhs[i] < 0) { for (k = 0; k < 2 * n; k++) T[i][k] = -T[i][k]; rhs[i] = -rhs[i]; }
+      T[i][2 * n + i] = 1;
+      basis[i] = 2 * n + i;
+    }
+    var TOL = 1e-9;
+    function pivot(pr, pc) {
+      var row = T[pr], pv = row[pc], kk, ii;
+      for (kk = 0; kk < N; kk++) row[kk] /= pv;
+      rhs[pr] /= pv;
+      for (ii = 0; ii < m; ii++) {
+        if (ii === pr) continue;
+        var f = T[ii][pc];
+        if (f !== 0) {
+          var ri = T[ii];
+          for (kk = 0; kk < N; kk++) if (row[kk] !== 0) ri[kk] -= f * row[kk];
+          rhs[ii] -= f * rhs[pr];
+        }
+      }
+      basis[pr] = pc;
+    }
+    function run(cost, allowed) {  // minimise cost over the current basis; false when unbounded
+      for (var guard = 0; guard < 50000; guard++) {
+        var enter = -1, jj, ii;
+        for (jj = 0; jj < N && enter < 0; jj++) {
+          if (!allowed(jj)) continue;
+          var inBasis = false;
+          for (ii = 0; ii < m; ii++) if (basis[ii] === jj) { inBasis = true; break; }
+          if (inBasis) continue;
+          var red = cost[jj];
+          for (ii = 0; ii < m; ii++) if (cost[basis[ii]] !== 0) red -= cost[basis[ii]] * T[ii][jj];
+          if (red < -TOL) enter = jj;
+        }
+        if (enter < 0) return true;
+        var leave = -1, best = Infinity;
+        for (ii = 0; ii < m; ii++) {
+          if (T[ii][enter] > TOL) {
+            var ratio = rhs[ii] / T[ii][enter];
+            if (ratio < best - TOL || (Math.abs(ratio - best) <= TOL && basis[ii] < basis[leave])) {
+              best = ratio; leave = ii;
+            }
+          }
+        }
+        if (leave < 0) return false;
+        pivot(leave, enter);
+      }
+      throw new Error("the suppression's linear program did not finish");
+    }
+    var phase1 = new Float64Array(N);
+    for (i = 0; i < m; i++) phase1[2 * n + i] = 1;
+    run(phase1, function () { return true; });
+    var infeas = 0;
+    for (i = 0; i < m; i++) if (basis[i] >= 2 * n) infeas += rhs[i];
+    if (infeas > 1e-7) return null;
+    for (i = 0; i < m; i++) {  // drive artificials at zero out of the basis where a real column can enter
+      if (basis[i] < 2 * n) continue;
+      for (j = 0; j < 2 * n; j++) if (Math.abs(T[i][j]) > TOL) { pivot(i, j); break; }
+    }
+    var phase2 = new Float64Array(N);
+    for (j = 0; j < n; j++) phase2[j] = c[j];
+    if (!run(phase2, function (col) { return col < 2 * n; })) return null;
+    var x = new Float64Array(n);
+    for (j = 0; j < n; j++) x[j] = lo[j];
+    for (i = 0; i < m; i++) if (basis[i] < n) x[basis[i]] += rhs[i];
+    return Array.from(x);
+  }
+
+  function integral(x) {
+    if (!x) return false;
+    for (var i = 0; i < x.length; i++) if (Math.abs(x[i] - Math.round(x[i])) > 1e-7) return false;
+    return true;
+  }
+
+  function upperBound(values, minCell) {
+    var mx = 0;
+    for (var i = 0; i < values.length; i++) if (values[i] > mx) mx = values[i];
+    return 2 * mx + 2 * minCell + 10;
+  }
+
+  /* Hidden cells, their relations with the visible cells moved to the right (audit._system). */
+  function system(values, marks, a) {
+    var hidden = [], i, j;
+    for (j = 0; j < values.length; j++) if (marks[j] !== VISIBLE) hidden.push(j);
+    var A = [], b = [];
+    for (i = 0; i < a.length; i++) {
+      var row = hidden.map(function (h) { return a[i][h]; }), any = false;
+      for (j = 0; j < row.length; j++) if (row[j] !== 0) any = true;
+      if (!any) continue;
+      var r = 0;
+      for (j = 0; j < values.length; j++) if (marks[j] === VISIBLE) r -= a[i][j] * values[j];
+      A.push(row);
+      b.push(r);
+    }
+    return { hidden: hidden, A: A, b: b };
+  }
+
+  /* audit.structure_bounds: per `<N` cell, what the marks alone imply (every other cell free from 0). */
+  function structureBounds(marks, a, minCell) {
+    var n = marks.length, lo = [], hi = [], lows = {}, highs = {}, j, zero = a.map(function () { return 0; });
+    for (j = 0; j < n; j++) { lo.push(marks[j] === PRIMARY ? 1 : 0); hi.push(marks[j] === PRIMARY ? minCell - 1 : 1e6); }
+    a.forEach(function (row) {  // a part of a `<N` total that is not `<N` itself is 0
+      var nz = [];
+      for (var q = 0; q < n; q++) if (row[q] !== 0) nz.push(q);
+      nz.forEach(function (t) {
+        var others = nz.filter(function (x) { return x !== t; });
+        if (marks[t] === PRIMARY && others.length &&
+            others.every(function (x) { return Math.sign(row[x]) === -Math.sign(row[t]); })) {
+          others.forEach(function (x) { if (marks[x] !== PRIMARY) hi[x] = 0; });
+        }
+      });
+    });
+    for (j = 0; j < n; j++) {
+      if (marks[j] !== PRIMARY) continue;
+      var c = new Array(n).fill(0);
+      c[j] = 1;
+      var xmin = lp(c, a, zero, lo, hi);
+      c[j] = -1;
+      var xmax = lp(c, a, zero, lo, hi);
+      lows[j] = xmin ? Math.ceil(xmin[j] - 1e-7) : 1;
+      highs[j] = xmax ? Math.floor(xmax[j] + 1e-7) : minCell - 1;
+    }
+    return { lows: lows, highs: highs };
+  }
+
+  /* audit.failing: hidden cells the sound check cannot clear (integral witnesses, each `*` on its side). */
+  function failing(values, marks, a, minCell) {
+    var sys = system(values, marks, a), hidden = sys.hidden, h = hidden.length, i, out = [];
+    if (!h) return out;
+    var big = upperBound(values, minCell), lo = [], hi = [];
+    hidden.forEach(function (j) {
+      if (marks[j] === PRIMARY) { lo.push(1); hi.push(minCell - 1); }
+      else if (values[j] === 0) { lo.push(0); hi.push(0); }
+      else { lo.push(minCell); hi.push(big); }
+    });
+    var sb = structureBounds(marks, a, minCell);
+    for (i = 0; i < h; i++) {
+      var j = hidden[i], c = new Array(h).fill(0);
+      c[i] = 1;
+      if (marks[j] === COMPLEMENT && values[j] === 0) {
+        var l2 = lo.slice(), h2 = hi.slice();
+        l2[i] = minCell; h2[i] = big;
+        if (!integral(lp(c, sys.A, sys.b, l2, h2))) out.push(j);
+        continue;
+      }
+      var xmin = lp(c, sys.A, sys.b, lo, hi);
+      c[i] = -1;
+      var xmax = lp(c, sys.A, sys.b, lo, hi);
+      if (!integral(xmin) || !integral(xmax)) { out.push(j); continue; }
+      var low = Math.round(xmin[i]), high = Math.round(xmax[i]);
+      if (marks[j] === PRIMARY) {
+        if (low > Math.max(1, sb.lows[j]) || high < Math.min(minCell - 1, sb.highs[j])) out.push(j);
+      } else if (low === high) out.push(j);
+    }
+    return out;
+  }
+
+  /* audit.structural_zeros: zeros that are parts of a `<N` total stay shown. */
+  function structuralZeros(values, a, minCell) {
+    var out = {}, i, t, j;
+    for (i = 0; i < a.length; i++) {
+      var nz = [];
+      for (j = 0; j < values.length; j++) if (a[i][j] !== 0) nz.push(j);
+      for (t = 0; t < nz.length; t++) {
+        var tt = nz[t];
+        if (!(values[tt] >= 1 && values[tt] < minCell)) continue;
+        var others = nz.filter(function (x) { return x !== tt; });
+        if (others.length && others.every(function (x) { return Math.sign(a[i][x]) === -Math.sign(a[i][tt]); })) {
+          others.forEach(function (x) { if (values[x] === 0) out[x] = true; });
+        }
+      }
+    }
+    return Object.keys(out).map(Number).sort(function (x, y) { return x - y; });
+  }
+
+  /* audit.protect: linear suppression, then further cells (smallest first) until the check passes. */
+  function protect(values, a, minCell) {
+    var n = values.length, fixed = {}, j;
+    structuralZeros(values, a, minCell).forEach(function (z) { fixed[z] = VISIBLE; });
+    var marks = suppress(values, a, minCell, fixed);
+    for (;;) {
+      var bad = failing(values, marks, a, minCell);
+      if (!bad.length) return marks;
+      var touching = new Array(n).fill(false), pool = [], i;
+      for (i = 0; i < a.length; i++) {
+        var related = bad.some(function (x) { return a[i][x] !== 0; });
+        if (related) for (j = 0; j < n; j++) if (a[i][j] !== 0) touching[j] = true;
+      }
+      for (j = 0; j < n; j++) if (touching[j] && marks[j] === VISIBLE && fixed[j] === undefined) pool.push(j);
+      if (!pool.length) for (j = 0; j < n; j++) if (marks[j] === VISIBLE && fixed[j] === undefined) pool.push(j);
+      if (!pool.length) {  // nothing left to hide (Python's release gate would stop): the page withholds the table
+        marks.withheld = true;
+        return marks;
+      }
+      pool.sort(function (x, y) {
+        return ((values[x] === 0) - (values[y] === 0)) || (values[x] - values[y]) || (x - y);
+      });
+      marks[pool[0]] = COMPLEMENT;
     }
   }
 
@@ -520,7 +730,9 @@
     };
   };
 
-  /* What a shareable page may show: text per cell of the site table (with totals) and of the chain. */
+  /* What a shareable page may show: text per cell of the site table (with totals), protected as
+   * site_counts.csv is (audit.protect: the same marks for the same counts). The attrition of a
+   * shareable page shows no counts (see the README: shareable workbench). */
   Workbench.prototype.disclose = function (res) {
     var p = this.p, min = p.min_cell, nSites = p.sites.length, values = [], i;
     for (i = 0; i < nSites; i++) {
@@ -528,24 +740,13 @@
       values.push(v.eligible + v.possible + v.ineligible, v.eligible, v.possible, v.ineligible);
     }
     values.push(res.population, res.eligible, res.possible, res.ineligible);
-    var siteMarks = suppress(values, siteRelations(nSites), min);
-    var K = res.attrition.length, chain = [res.population, res.ineligible], fixed = {};
-    for (i = 0; i < K; i++) chain.push(res.attrition[i].excluded);
-    for (i = 0; i < K - 1; i++) chain.push(res.attrition[i].remaining);
-    fixed[0] = siteMarks[nSites * 4];
-    fixed[1] = siteMarks[nSites * 4 + 3];
-    var chainMarks = K ? suppress(chain, chainRelations(K), min, fixed) : [fixed[0], fixed[1]];
-    function show(v, m) { return m === VISIBLE ? fmt(v) : m === PRIMARY ? "<" + min : "*"; }
-    var out = { site: [], excluded: [], remaining: [], siteMarks: siteMarks, chainMarks: chainMarks };
-    for (i = 0; i < values.length; i++) out.site.push(show(values[i], siteMarks[i]));
-    for (i = 0; i < K; i++) out.excluded.push(show(chain[2 + i], chainMarks[2 + i]));
-    for (i = 0; i < K - 1; i++) out.remaining.push(show(chain[2 + K + i], chainMarks[2 + K + i]));
-    if (K) {  // after the last step: eligible + possible = population - ineligible
-      var last = res.attrition[K - 1].remaining;
-      var lastMark = last >= 1 && last < min ? PRIMARY :
-        (fixed[0] === VISIBLE && fixed[1] === VISIBLE ? VISIBLE : COMPLEMENT);
-      out.remaining.push(show(last, lastMark));
+    var siteMarks = protect(values, siteRelations(nSites), min);
+    function show(v, m) {
+      if (siteMarks.withheld) return "–";
+      return m === VISIBLE ? fmt(v) : m === PRIMARY ? "<" + min : "*";
     }
+    var out = { site: [], siteMarks: siteMarks };
+    for (i = 0; i < values.length; i++) out.site.push(show(values[i], siteMarks[i]));
     return out;
   };
 
@@ -631,9 +832,14 @@
     grid.appendChild(controls);
 
     var results = el("div", { "class": "wb-results" });
-    results.appendChild(el("h3", null, "Attrition with these settings"));
+    results.appendChild(el("h3", null, p.shareable ? "Criteria in the order they are applied" : "Attrition with these settings"));
+    if (p.shareable) {
+      results.appendChild(el("p", { "class": "muted", id: "wb-attrition-note" },
+        "A shareable report shows no counts per step: each step's exclusions, beside the totals, " +
+        "would narrow the small counts of the sites table (see the README)."));
+    }
     var at = el("table", { id: "wb-attrition" });
-    var cols = p.shareable ? ["#", "criterion", "excluded", "remaining"]
+    var cols = p.shareable ? ["#", "criterion"]
       : ["#", "criterion", "pass", "fail", "unknown", "screening", "remaining", "excluded", "gain"];
     var tr = el("tr");
     cols.forEach(function (h, i) { tr.appendChild(el("th", i > 1 ? { "class": "num", scope: "col" } : { scope: "col" }, h)); });
@@ -771,7 +977,7 @@
       var tr = el("tr", { "data-criterion": a.criterion });
       tr.appendChild(el("td", { "class": "num" }, String(a.step)));
       tr.appendChild(breakable(a.criterion));
-      var cells = cut ? [["excluded", cut.excluded[k]], ["remaining", cut.remaining[k]]]
+      var cells = cut ? []
         : [["n_pass", a.n_pass], ["n_fail", a.n_fail], ["n_unknown", a.n_unknown], ["n_screening", a.n_screening],
           ["remaining", a.remaining], ["excluded", a.excluded], ["gain", a.gain]];
       cells.forEach(function (c) {
@@ -871,6 +1077,7 @@
   }
 
   window.msfeasWorkbenchApi = { inflateRaw: inflateRaw, suppress: suppress, siteRelations: siteRelations,
+    protect: protect, failing: failing, lp: lp, structuralZeros: structuralZeros,
     chainRelations: chainRelations, leafStatus: leafStatus };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
