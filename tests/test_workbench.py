@@ -356,10 +356,11 @@ def test_the_copied_command_gives_the_page_counts(engine, tmp_path_factory, tmp_
             "sites": {s: {"population": sum(v.values()), **v} for s, v in summary["by_site"].items()}}
     want["sites"][""] = want["funnel"]
     assert page == want
-    # A criterion left out cannot be a --set: the command says so in a comment, and so does the page.
+    # A criterion left out cannot be a --set: the command runs the page's trial file without it.
     bench.tick("karnofsky", False)
     text = opened.page.locator("#wb-command").inner_text()
-    assert text.splitlines()[1].startswith("# not expressible with --set") and "karnofsky" in text.splitlines()[1]
+    assert "nct04203017-without-karnofsky.toml" in text.splitlines()[0]
+    assert text.splitlines()[1].startswith("# nct04203017-without-karnofsky.toml is the trial file without karnofsky")
     assert "karnofsky" in opened.page.locator("#wb-dropped").inner_text()
     opened.close()
 
@@ -788,3 +789,48 @@ def test_packed_code_tuples_rank_as_sorted(shape):
         int(c.max()) + 2 for c in comps[:-1]]).tolist())))
     assert entries == want
     assert [entries[k] for k in keys.tolist()] == tuples
+
+
+def test_commands_of_any_order_and_left_out_criteria_run(tmp_path_factory, tmp_path, browser, monkeypatch):
+    """The issue's failing commands: on NCT04411641 the maximum age to 80, then the minimum to 70 (msfeas
+    applies --set values together), and a criterion with a --set left out (the page's trial file without it,
+    named in the command). Each command, run as it is from another folder, gives the page's counts; a reload
+    keeps the page's state (the URL fragment)."""
+    run = sample_run(tmp_path_factory, "nct04411641")
+    opened = Opened(browser, run / "report.html")
+    bench = Bench(opened.page)
+    by_id = {s["id"]: s for s in bench.sliders}
+    bench.slide("age_range.max_age", by_id["age_range.max_age"]["labels"].index("80"))
+    assert bench.slide("age_range.min_age", by_id["age_range.min_age"]["labels"].index("70")) == \
+        by_id["age_range.min_age"]["labels"].index("70")
+    bench.tick("edss_range", False)  # it carries the run's --set edss_range.max_edss=7.0
+    page = bench.read()
+    text = opened.page.locator("#wb-command").inner_text()
+    args = shlex.split(text.splitlines()[0])
+    assert "edss_range.max_edss=7.0" not in args and "age_range.min_age=70" in args and "age_range.max_age=80" in args
+    name = "nct04411641-without-edss_range.toml"
+    assert args[args.index("--trial") + 1] == name and name in text.splitlines()[1]
+    assert Path(args[args.index("--input") + 1]).is_absolute()
+    link = opened.page.locator("#wb-trial-file")
+    assert link.is_visible() and link.get_attribute("download") == name
+    where = tmp_path / "elsewhere"
+    where.mkdir()
+    (where / name).write_text(opened.page.evaluate("msfeasWorkbench.trialFileText()"), "utf-8")
+    monkeypatch.chdir(where)
+    out = tmp_path / "again"
+    assert main(["run", *[str(out) if a == "RUN_DIR" else a for a in args[2:]]]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert page["funnel"] == {k: summary[k] for k in ("population", "eligible", "possible", "ineligible")}
+    assert page["attrition"] == pl.read_csv(out / "attrition.csv").to_dicts()
+    # The other order and the other criterion of the issue, straight: the same run.
+    out2 = tmp_path / "other-order"
+    swapped = [a.replace("age_range.min_age=70", "X").replace("age_range.max_age=80", "age_range.min_age=70")
+               .replace("X", "age_range.max_age=80") for a in args[2:]]
+    assert main(["run", *[str(out2) if a == "RUN_DIR" else a for a in swapped]]) == 0
+    assert json.loads((out2 / "summary.json").read_text())["by_site"] == summary["by_site"]
+    # A reload restores the state from the URL fragment.
+    assert opened.page.evaluate("location.hash").startswith("#wb;")
+    opened.page.reload(wait_until="load")
+    opened.requests.remove(opened.url)
+    assert bench.read() == page and opened.page.locator("#wb-command").inner_text() == text
+    opened.close()

@@ -871,6 +871,9 @@
     cmd.appendChild(this.copied);
     this.dropNote = el("p", { "class": "muted", id: "wb-dropped" }, "");
     cmd.appendChild(this.dropNote);
+    this.trialLink = el("a", { id: "wb-trial-file" }, "");
+    this.trialLink.hidden = true;
+    cmd.appendChild(el("p")).appendChild(this.trialLink);
     root.appendChild(cmd);
 
     this.run = this.compute();
@@ -947,6 +950,7 @@
   Workbench.prototype.update = function () {
     var res = this.compute();
     this.render(res);
+    this.saveState();
     var self = this;
     clearTimeout(this.announce);
     this.announce = setTimeout(function () {
@@ -1014,29 +1018,123 @@
     this.renderCommand();
   };
 
+  /* The file name of the trial file without the criteria left out (offered by the page, named in the command). */
+  Workbench.prototype.trialFileName = function (dropped) {
+    return this.p.trial + "-without-" + dropped.join("-") + ".toml";
+  };
+
+  Workbench.prototype.trialFileText = function () {
+    var tf = this.p.trial_file, self = this, parts = [tf.header];
+    this.p.criteria.forEach(function (c, ci) { if (self.enabled[ci]) parts.push(tf.blocks[ci]); });
+    return parts.join("");
+  };
+
+  /* The run of the page's state: --set for every slider moved or overridden and for the parameters the run
+   * changed, except those of criteria left out; a criterion left out is left out of the trial file the page
+   * offers (the command's --trial names it). msfeas applies the --set values together, in any order. */
   Workbench.prototype.command = function () {
-    var p = this.p, args = p.command.args.slice(), self = this, dropped = [];
+    var p = this.p, args = p.command.args.slice(), self = this, dropped = [], droppedSlider = {};
+    p.criteria.forEach(function (c, ci) {
+      if (!self.enabled[ci]) {
+        dropped.push(c.id);
+        c.sliders.forEach(function (si) { droppedSlider[si] = true; });
+      }
+    });
     p.sliders.forEach(function (s, si) {
+      if (droppedSlider[si]) return;
       if (self.pos[si] !== s.initial || s.overridden) args.push("--set", s.id + "=" + s.labels[self.pos[si]]);
     });
-    p.command.kept.forEach(function (k) { args.push("--set", k.id + "=" + k.label); });
-    p.criteria.forEach(function (c, ci) { if (!self.enabled[ci]) dropped.push(c.id); });
+    p.command.kept.forEach(function (k) {
+      if (dropped.indexOf(k.id.split(".")[0]) < 0) args.push("--set", k.id + "=" + k.label);
+    });
+    var file = null, at = args.indexOf("--trial");
+    if (dropped.length && p.trial_file && at >= 0) {
+      file = this.trialFileName(dropped);
+      args[at + 1] = file;
+    }
     var text = args.map(quote).join(" ");
-    if (dropped.length) {
+    if (dropped.length && file) {
+      text += "\n# " + file + " is the trial file without " + dropped.join(", ") +
+        ": download it from this page (\"Download the trial file\") into the folder you run this command in.";
+    } else if (dropped.length) {
       text += "\n# not expressible with --set: this page left out " + dropped.join(", ") +
         ". A run judges every criterion of its trial file: to leave these out, remove them from a copy of the" +
         " trial file and give that file to --trial.";
     }
-    return { text: text, dropped: dropped };
+    return { text: text, dropped: dropped, file: file };
   };
 
   Workbench.prototype.renderCommand = function () {
     var c = this.command();
     this.cmd.textContent = c.text;
-    this.dropNote.textContent = c.dropped.length ?
+    this.dropNote.textContent = c.dropped.length ? (c.file ?
+      "Switched off: " + c.dropped.join(", ") + ". The command runs the trial file without them: download it below." :
       "Switched off: " + c.dropped.join(", ") + ". A criterion cannot be dropped with --set, so the command " +
-      "reproduces the thresholds only; the comment line says how to leave the criteria out." : "";
+      "reproduces the thresholds only; the comment line says how to leave the criteria out.") : "";
+    if (this.fileUrl) { URL.revokeObjectURL(this.fileUrl); this.fileUrl = null; }
+    if (c.file) {
+      this.fileUrl = URL.createObjectURL(new Blob([this.trialFileText()], { type: "application/toml" }));
+      this.trialLink.href = this.fileUrl;
+      this.trialLink.setAttribute("download", c.file);
+      this.trialLink.textContent = "Download the trial file without " + c.dropped.join(", ") + " (" + c.file + ")";
+      this.trialLink.hidden = false;
+    } else {
+      this.trialLink.hidden = true;
+      this.trialLink.removeAttribute("href");
+    }
     this.copied.textContent = "";
+  };
+
+  /* The page's state in the URL fragment (#wb;off=a,b;set=crit.param:label,...): a reload or a shared
+   * link restores it. Only what differs from the run's own settings is written. */
+  Workbench.prototype.stateText = function () {
+    var p = this.p, self = this, off = [], set = [], parts = [];
+    p.criteria.forEach(function (c, ci) { if (!self.enabled[ci]) off.push(encodeURIComponent(c.id)); });
+    p.sliders.forEach(function (s, si) {
+      if (self.pos[si] !== s.initial) set.push(encodeURIComponent(s.id + ":" + s.labels[self.pos[si]]));
+    });
+    if (off.length) parts.push("off=" + off.join(","));
+    if (set.length) parts.push("set=" + set.join(","));
+    return parts.length ? "wb;" + parts.join(";") : "";
+  };
+
+  Workbench.prototype.saveState = function () {
+    var text = this.stateText();
+    if (("#" + text) === location.hash || (!text && !location.hash)) return;
+    try {
+      history.replaceState(null, "", text ? "#" + text : location.pathname + location.search);
+    } catch (e) { /* a page where the history cannot be written keeps working without it */ }
+  };
+
+  Workbench.prototype.restore = function (hash) {
+    var p = this.p, self = this, off = {}, want = {};
+    (hash || "").replace(/^#/, "").split(";").forEach(function (part) {
+      var eq = part.indexOf("=");
+      if (eq < 0) return;
+      var key = part.slice(0, eq), items = part.slice(eq + 1).split(",").filter(Boolean).map(function (x) {
+        try { return decodeURIComponent(x); } catch (e) { return ""; }
+      });
+      if (key === "off") items.forEach(function (id) { off[id] = true; });
+      if (key === "set") {
+        items.forEach(function (x) {
+          var c = x.indexOf(":");
+          if (c > 0) want[x.slice(0, c)] = x.slice(c + 1);
+        });
+      }
+    });
+    p.criteria.forEach(function (c, ci) {
+      self.enabled[ci] = !off[c.id];
+      self.boxes[ci].checked = self.enabled[ci];
+      self.cache[ci] = null;
+      c.sliders.forEach(function (si) { self.ranges[si].disabled = !self.enabled[ci]; });
+      self.root.querySelector('[data-wb-crit="' + c.id + '"]').classList.toggle("wb-off", !self.enabled[ci]);
+    });
+    p.sliders.forEach(function (s, si) {  // all positions first, then each checked against the others
+      var at = want[s.id] !== undefined ? s.labels.indexOf(want[s.id]) : -1;
+      self.pos[si] = at >= 0 ? at : s.initial;
+    });
+    p.sliders.forEach(function (s, si) { self.pos[si] = self.clamp(si, self.pos[si]); self.showSlider(si); });
+    this.update();
   };
 
   Workbench.prototype.copy = function () {
@@ -1069,6 +1167,10 @@
       var p = JSON.parse(node.textContent);
       var wb = new Workbench(p, root);
       wb.build();
+      if (location.hash.indexOf("#wb;") === 0) wb.restore(location.hash);
+      window.addEventListener("hashchange", function () {
+        if (location.hash.indexOf("#wb;") === 0 || !location.hash) wb.restore(location.hash);
+      });
       window.msfeasWorkbench = wb;
     } catch (e) {
       root.textContent = "The workbench could not start in this browser: " + e.message;
