@@ -183,6 +183,8 @@ def test_random_exports_shareable_files_pass(tmp_path_factory, tmp_path, seed, n
 def test_a_failing_audit_stops_the_run_with_70(tmp_path, monkeypatch, capsys):
     # A suppression that misses interval disclosure (the linear check alone) must never be released.
     monkeypatch.setattr(audit, "failing", lambda *a, **k: [])
+    monkeypatch.setattr(audit, "_PROTECTED", {})  # nothing protected earlier in this process is reused
+    monkeypatch.setattr(audit, "_PASSED", set())
     out = tmp_path / "run"
     code = main(["run", "--input", str(ROOT / "data_samples/default"), "--out", str(out), "--as-of", "2026-11-01",
                  "--trial", "nct04047628", "--shareable"])

@@ -89,7 +89,23 @@ def _system(values, marks, relations):
     return hidden, sub[keep], rhs[keep]
 
 
+_BOUNDS: dict[tuple, tuple[dict[int, int], dict[int, int]]] = {}
+
+
 def structure_bounds(marks, relations, min_cell: int) -> tuple[dict[int, int], dict[int, int]]:
+    """`_structure_bounds`, kept per (`<N` cells, relations, N): they depend on nothing else, and
+    the suppression asks for them at every round."""
+    marks = np.asarray(marks)
+    a = np.asarray(relations, dtype=float).reshape(-1, marks.size)
+    key = (tuple(np.flatnonzero(marks == PRIMARY)), marks.size, a.tobytes(), int(min_cell))
+    if key not in _BOUNDS:
+        if len(_BOUNDS) > 256:
+            _BOUNDS.clear()
+        _BOUNDS[key] = _structure_bounds(np.where(marks == PRIMARY, PRIMARY, VISIBLE), a, min_cell)
+    return _BOUNDS[key]
+
+
+def _structure_bounds(marks, relations, min_cell: int) -> tuple[dict[int, int], dict[int, int]]:
     """Per `<N` cell, the range the marks alone imply: every `<N` cell in 1..N-1, every other cell
     (shown or not) free from 0 up, except the parts of a `<N` total, 0 unless `<N`; a linear program (the relations are network matrices, so its
     optimal vertices are integral)."""
@@ -324,6 +340,12 @@ def protect(values, relations, min_cell: int, names=None, fixed: dict[int, int] 
     fixed = fixed or {}
     vals = np.asarray(values, dtype=np.int64)
     a = np.asarray(relations, dtype=float).reshape(-1, vals.size)
+    key = (vals.tobytes(), a.tobytes(), a.shape, int(min_cell), tuple(sorted(fixed.items())))
+    if key in _PROTECTED:  # the report's table for the run's own settings is site_counts.csv's
+        marks = _PROTECTED[key].copy()
+        if audit:
+            check(vals, marks, a, min_cell, names, "the suppressed table")
+        return marks
     fixed = {**{j: VISIBLE for j in structural_zeros(vals, a, min_cell)}, **fixed}
     marks = linear_suppression(vals, a, min_cell, fixed)
     free = np.array([j not in fixed for j in range(vals.size)], dtype=bool)
@@ -339,14 +361,32 @@ def protect(values, relations, min_cell: int, names=None, fixed: dict[int, int] 
         if pool.size == 0:
             break  # nothing left to hide: the exact audit below decides
         marks[min(pool, key=lambda j: (vals[j] == 0, vals[j], j))] = COMPLEMENT
+    if len(_PROTECTED) > 64:
+        _PROTECTED.clear()
+    _PROTECTED[key] = marks.copy()
     if audit:
         check(vals, marks, a, min_cell, names, "the suppressed table")
     return marks
 
 
+_PROTECTED: dict[tuple, np.ndarray] = {}
+_PASSED: set[tuple] = set()
+
+
 def check(values, marks, relations, min_cell: int, names=None, what: str = "a shareable table") -> None:
-    """The release gate: the exact audit must find nothing, else `DisclosureError` (exit 70)."""
+    """The release gate: the exact audit must find nothing, else `DisclosureError` (exit 70). A table
+    that passed once in this process (the same counts, marks and relations) is not solved again."""
+    vals = np.asarray(values, dtype=np.int64)
+    m = np.asarray(marks, dtype=np.int64)
+    a = np.asarray(relations, dtype=float).reshape(-1, vals.size)
+    key = (vals.tobytes(), m.tobytes(), a.tobytes(), a.shape, int(min_cell))
+    if key in _PASSED:
+        return
     found = exact_audit(values, marks, relations, min_cell, names)
+    if not found:
+        if len(_PASSED) > 256:
+            _PASSED.clear()
+        _PASSED.add(key)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise DisclosureError(f"{what} would disclose a hidden count: {found[0]}{more}")

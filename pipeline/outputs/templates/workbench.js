@@ -1071,10 +1071,8 @@
       "Switched off: " + c.dropped.join(", ") + ". The command runs the trial file without them: download it below." :
       "Switched off: " + c.dropped.join(", ") + ". A criterion cannot be dropped with --set, so the command " +
       "reproduces the thresholds only; the comment line says how to leave the criteria out.") : "";
-    if (this.fileUrl) { URL.revokeObjectURL(this.fileUrl); this.fileUrl = null; }
-    if (c.file) {
-      this.fileUrl = URL.createObjectURL(new Blob([this.trialFileText()], { type: "application/toml" }));
-      this.trialLink.href = this.fileUrl;
+    if (c.file) {  // a data: address: the page stays self-contained, nothing is fetched
+      this.trialLink.setAttribute("href", "data:application/toml;charset=utf-8," + encodeURIComponent(this.trialFileText()));
       this.trialLink.setAttribute("download", c.file);
       this.trialLink.textContent = "Download the trial file without " + c.dropped.join(", ") + " (" + c.file + ")";
       this.trialLink.hidden = false;
