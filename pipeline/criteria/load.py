@@ -425,6 +425,7 @@ def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
     trial = copy.deepcopy(trial)
     by_id = {c.id: i for i, c in enumerate(trial.criteria)}
     changes: dict[str, dict[str, Any]] = {}
+    given: dict[str, list[str]] = {}  # as typed, for the messages
     for item in overrides:
         name, sep, value = item.partition("=")
         cid, dot, param = name.strip().partition(".")
@@ -437,9 +438,10 @@ def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
             known = ", ".join(crit.parameters) or "none"
             raise UsageError(f"--set {item!r}: criterion {cid} has no parameter {param!r} (parameters: {known})")
         changes.setdefault(cid, {})[param] = coerce(value, crit.param_types[param], f"--set {item}")
+        given.setdefault(cid, []).append(item)
     for cid, new in changes.items():
         crit = trial.criteria[by_id[cid]]
-        where = "--set " + " --set ".join(f"{cid}.{p}={v}" for p, v in new.items())
+        where = "--set " + " --set ".join(given[cid])
         raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters}
         trial.criteria[by_id[cid]] = build_criterion(raw, where, new, crit.overridden | set(new))
     return trial
