@@ -49,6 +49,7 @@ import numpy as np
 
 VISIBLE, PRIMARY, COMPLEMENT = 0, 1, 2
 EPS = 1e-7
+POOL = 16  # candidates weighed per round of the linear suppression (workbench.js: the same)
 
 
 class DisclosureError(Exception):
@@ -185,8 +186,15 @@ def exact_audit(values, marks, relations, min_cell: int, names=None) -> list[Fin
 
     found = []
     lows, highs = structure_bounds(marks, relations, min_cell)
+    seen: list[np.ndarray] = []  # integer solutions found so far: feasible points for every cell
     for i, j in enumerate(hidden):
+        if marks[j] == PRIMARY:
+            if any(w[i] <= max(1, lows[j]) for w in seen) and any(w[i] >= min(min_cell - 1, highs[j]) for w in seen):
+                continue
+        elif len({int(w[i]) for w in seen}) >= 2:
+            continue
         xmin, xmax = solve(i, 1.0), solve(i, -1.0)
+        seen += [np.round(x[:h]).astype(np.int64) for x in (xmin, xmax) if x is not None]
         if xmin is None or xmax is None:
             raise DisclosureError(f"the audit found the published table inconsistent at {names[j]}")
         low, high = int(round(xmin[i])), int(round(xmax[i]))
@@ -239,11 +247,14 @@ def structural_zeros(values, relations, min_cell: int) -> list[int]:
     return sorted(out)
 
 
-def failing(values, marks, relations, min_cell: int, lp=linear_program) -> list[int]:
+def failing(values, marks, relations, min_cell: int, lp=linear_program, first: bool = False) -> list[int]:
     """Hidden cells that the sound check cannot clear (indices into `values`); [] when all pass.
+    `first`: stop at the first such cell (the suppression hides one more cell per round).
 
-    Sound: a cell cleared here is protected for a reader (integral witnesses in a subset of the
-    reader's feasible region: each `*` on its own side).
+    Sound: a cell cleared here is protected for a reader: its witnesses are integral points of a
+    subset of the reader's feasible region (each `*` on its own side). Every integral optimum found
+    is kept as a witness for the cells after it, so most cells need no linear program of their own;
+    which cells pass does not depend on that (where the optima are integral, as on these tables).
     """
     values = np.asarray(values, dtype=np.int64)
     marks = np.asarray(marks)
@@ -257,43 +268,87 @@ def failing(values, marks, relations, min_cell: int, lp=linear_program) -> list[
             lo[i], hi[i] = 1, min_cell - 1
         else:
             lo[i], hi[i] = (0, 0) if values[j] == 0 else (min_cell, big)
-    out = []
+    out: list[int] = []
     lows, highs = structure_bounds(marks, relations, min_cell)
-    for i, j in enumerate(hidden):
+    witnesses: list[np.ndarray] = []
+
+    def solve(i: int, sign: float):
         c = np.zeros(hidden.size)
-        c[i] = 1
+        c[i] = sign
+        x = lp(c, a, b, lo, hi)
+        if not _integral(x):
+            return None
+        x = np.round(x).astype(np.int64)
+        witnesses.append(x)
+        return x
+
+    for i, j in enumerate(hidden):
+        ok = True
         if marks[j] == COMPLEMENT and values[j] == 0:  # can it be N or more, the others on their sides?
+            c = np.zeros(hidden.size)
+            c[i] = 1
             l2, h2 = lo.copy(), hi.copy()
             l2[i], h2[i] = min_cell, big
-            if not _integral(lp(c, a, b, l2, h2)):
-                out.append(int(j))
-            continue
-        xmin, xmax = lp(c, a, b, lo, hi), lp(-c, a, b, lo, hi)
-        if not (_integral(xmin) and _integral(xmax)):
+            ok = _integral(lp(c, a, b, l2, h2))
+        elif marks[j] == PRIMARY:
+            need_lo, need_hi = max(1, lows[j]), min(min_cell - 1, highs[j])
+            has_lo = any(w[i] <= need_lo for w in witnesses)
+            if not has_lo:
+                x = solve(i, 1.0)
+                has_lo = x is not None and x[i] <= need_lo
+            has_hi = has_lo and any(w[i] >= need_hi for w in witnesses)
+            if has_lo and not has_hi:
+                x = solve(i, -1.0)
+                has_hi = x is not None and x[i] >= need_hi
+            ok = has_lo and has_hi
+        else:
+            seen = {int(w[i]) for w in witnesses}
+            if len(seen) < 2:
+                x = solve(i, 1.0)
+                if x is None:
+                    ok = False
+                else:
+                    seen.add(int(x[i]))
+                    if len(seen) < 2:
+                        x = solve(i, -1.0)
+                        ok = x is not None and len(seen | {int(x[i])}) >= 2
+        if not ok:
             out.append(int(j))
-            continue
-        low, high = round(xmin[i]), round(xmax[i])
-        if marks[j] == PRIMARY:
-            if low > max(1, lows[j]) or high < min(min_cell - 1, highs[j]):
-                out.append(int(j))
-        elif low == high:
-            out.append(int(j))
+            if first:
+                return out
     return out
 
 
 def determined(a: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-    """Indices of hidden cells whose value follows from the relations and the visible cells."""
+    """Indices of hidden cells whose value follows from the relations and the visible cells: those
+    that are zero in every vector of the null space of the hidden cells' columns. By row reduction
+    to reduced echelon form (a pivot column whose row has no entry in a free column is determined),
+    as `determined` in workbench.js; a singular value decomposition gives the same and is slower."""
     idx = np.flatnonzero(hidden)
     if idx.size == 0:
         return idx
-    sub = a[:, idx]
-    _, s, vt = np.linalg.svd(sub)
-    rank = int((s > 1e-9).sum())
-    null = vt[rank:]
-    if null.shape[0] == 0:
-        return idx
-    free = np.abs(null).max(axis=0) > 1e-9
-    return idx[~free]
+    rows = np.array(a[:, idx], dtype=float)
+    m, h = rows.shape
+    pivot_row = np.full(h, -1)
+    r = 0
+    for j in range(h):
+        if r >= m:
+            break
+        best = r + int(np.argmax(np.abs(rows[r:, j])))
+        if abs(rows[best, j]) < 1e-9:
+            continue
+        rows[[r, best]] = rows[[best, r]]
+        rows[r] /= rows[r, j]
+        f = rows[:, j].copy()
+        f[r] = 0
+        f[np.abs(f) <= 1e-12] = 0
+        rows -= np.outer(f, rows[r])
+        pivot_row[j] = r
+        r += 1
+    free_cols = pivot_row < 0
+    out = [idx[j] for j in range(h) if pivot_row[j] >= 0 and
+           not (np.abs(rows[pivot_row[j], free_cols]) > 1e-9).any()]
+    return np.array(out, dtype=idx.dtype)
 
 
 def linear_suppression(values, relations, min_cell: int, fixed: dict[int, int] | None = None) -> np.ndarray:
@@ -318,6 +373,8 @@ def linear_suppression(values, relations, min_cell: int, fixed: dict[int, int] |
             pool = np.flatnonzero((marks == VISIBLE) & free)
         if pool.size == 0:
             return marks
+        # The POOL smallest (non-zero first) are weighed: each weighing is a singular value decomposition.
+        pool = sorted(pool.tolist(), key=lambda j: (vals[j] == 0, vals[j], j))[:POOL]
 
         def cost(j: int) -> tuple:
             trial = marks != VISIBLE
@@ -332,9 +389,9 @@ def protect(values, relations, min_cell: int, names=None, fixed: dict[int, int] 
     """Marks (VISIBLE, PRIMARY, COMPLEMENT) per cell that pass the audit.
 
     Linear suppression first (never hiding a `structural_zeros` cell); then, while the sound check
-    finds a cell it cannot clear, hide the
+    finds a cell it cannot clear (the first, in cell order), hide the
     visible cell with the smallest count (non-zero first, then the lowest index) among those sharing
-    a relation with the failing cells (any visible cell if none does). Then the exact audit, which
+    a relation with that cell (any visible cell if none does). Then the exact audit, which
     must pass: `DisclosureError` otherwise, naming the cell.
     """
     fixed = fixed or {}
@@ -350,7 +407,7 @@ def protect(values, relations, min_cell: int, names=None, fixed: dict[int, int] 
     marks = linear_suppression(vals, a, min_cell, fixed)
     free = np.array([j not in fixed for j in range(vals.size)], dtype=bool)
     while True:
-        bad = failing(vals, marks, a, min_cell, lp)
+        bad = failing(vals, marks, a, min_cell, lp, first=True)
         if not bad:
             break
         related = np.abs(a[:, bad]).max(axis=1) > 0

@@ -254,7 +254,7 @@
 
   // ------------------------------------------------------------ small-cell suppression (mirror of disclosure.py)
 
-  var VISIBLE = 0, PRIMARY = 1, COMPLEMENT = 2;
+  var VISIBLE = 0, PRIMARY = 1, COMPLEMENT = 2, POOL = 16;
 
   /* Hidden cells whose value follows from the relations and the visible cells: those that are
    * zero in every vector of the null space of the hidden cells' columns (exactly as
@@ -324,6 +324,10 @@
         for (j = 0; j < n; j++) if (marks[j] === VISIBLE && !(fixed && fixed[j] !== undefined)) pool.push(j);
       }
       if (!pool.length) return marks;
+      pool.sort(function (x, y) {  // the POOL smallest (non-zero first) are weighed, as audit.linear_suppression
+        return ((values[x] === 0) - (values[y] === 0)) || (values[x] - values[y]) || (x - y);
+      });
+      pool = pool.slice(0, POOL);
       var bestJ = -1, bestCost = null;
       for (i = 0; i < pool.length; i++) {
         j = pool[i];
@@ -472,34 +476,57 @@
     return { lows: lows, highs: highs };
   }
 
-  /* audit.failing: hidden cells the sound check cannot clear (integral witnesses, each `*` on its side). */
-  function failing(values, marks, a, minCell) {
+  /* audit.failing: hidden cells the sound check cannot clear (integral witnesses, each `*` on its side);
+   * `first`: stop at the first. Every integral optimum is kept as a witness for the cells after it. */
+  function failing(values, marks, a, minCell, first, bounds) {
     var sys = system(values, marks, a), hidden = sys.hidden, h = hidden.length, i, out = [];
     if (!h) return out;
-    var big = upperBound(values, minCell), lo = [], hi = [];
+    var big = upperBound(values, minCell), lo = [], hi = [], witnesses = [];
     hidden.forEach(function (j) {
       if (marks[j] === PRIMARY) { lo.push(1); hi.push(minCell - 1); }
       else if (values[j] === 0) { lo.push(0); hi.push(0); }
       else { lo.push(minCell); hi.push(big); }
     });
-    var sb = structureBounds(marks, a, minCell);
+    var sb = bounds || structureBounds(marks, a, minCell);  // they depend on the `<N` cells only
+    function solve(i, sign) {
+      var c = new Array(h).fill(0);
+      c[i] = sign;
+      var x = lp(c, sys.A, sys.b, lo, hi);
+      if (!integral(x)) return null;
+      x = x.map(Math.round);
+      witnesses.push(x);
+      return x;
+    }
     for (i = 0; i < h; i++) {
-      var j = hidden[i], c = new Array(h).fill(0);
-      c[i] = 1;
+      var j = hidden[i], ok = true, x;
       if (marks[j] === COMPLEMENT && values[j] === 0) {
-        var l2 = lo.slice(), h2 = hi.slice();
+        var c = new Array(h).fill(0), l2 = lo.slice(), h2 = hi.slice();
+        c[i] = 1;
         l2[i] = minCell; h2[i] = big;
-        if (!integral(lp(c, sys.A, sys.b, l2, h2))) out.push(j);
-        continue;
+        ok = integral(lp(c, sys.A, sys.b, l2, h2));
+      } else if (marks[j] === PRIMARY) {
+        var needLo = Math.max(1, sb.lows[j]), needHi = Math.min(minCell - 1, sb.highs[j]);
+        var hasLo = witnesses.some(function (w) { return w[i] <= needLo; });
+        if (!hasLo) { x = solve(i, 1); hasLo = x !== null && x[i] <= needLo; }
+        var hasHi = hasLo && witnesses.some(function (w) { return w[i] >= needHi; });
+        if (hasLo && !hasHi) { x = solve(i, -1); hasHi = x !== null && x[i] >= needHi; }
+        ok = hasLo && hasHi;
+      } else {
+        var seen = {}, n = 0;
+        witnesses.forEach(function (w) { if (!seen[w[i]]) { seen[w[i]] = true; n++; } });
+        if (n < 2) {
+          x = solve(i, 1);
+          if (x === null) ok = false;
+          else {
+            if (!seen[x[i]]) { seen[x[i]] = true; n++; }
+            if (n < 2) { x = solve(i, -1); ok = x !== null && !seen[x[i]]; }
+          }
+        }
       }
-      var xmin = lp(c, sys.A, sys.b, lo, hi);
-      c[i] = -1;
-      var xmax = lp(c, sys.A, sys.b, lo, hi);
-      if (!integral(xmin) || !integral(xmax)) { out.push(j); continue; }
-      var low = Math.round(xmin[i]), high = Math.round(xmax[i]);
-      if (marks[j] === PRIMARY) {
-        if (low > Math.max(1, sb.lows[j]) || high < Math.min(minCell - 1, sb.highs[j])) out.push(j);
-      } else if (low === high) out.push(j);
+      if (!ok) {
+        out.push(j);
+        if (first) return out;
+      }
     }
     return out;
   }
@@ -526,9 +553,9 @@
   function protect(values, a, minCell) {
     var n = values.length, fixed = {}, j;
     structuralZeros(values, a, minCell).forEach(function (z) { fixed[z] = VISIBLE; });
-    var marks = suppress(values, a, minCell, fixed);
+    var marks = suppress(values, a, minCell, fixed), bounds = structureBounds(marks, a, minCell);
     for (;;) {
-      var bad = failing(values, marks, a, minCell);
+      var bad = failing(values, marks, a, minCell, true, bounds);
       if (!bad.length) return marks;
       var touching = new Array(n).fill(false), pool = [], i;
       for (i = 0; i < a.length; i++) {
