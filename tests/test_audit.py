@@ -168,6 +168,11 @@ def test_the_samples_shareable_files_pass(tmp_path, n):
     for trial in ("nct04047628", "nct04203017", "nct04411641"):
         tab, marks, n_sites = published(out / trial, n)
         assert exact_audit(tab, marks, relations(n_sites), n) == [], trial
+        # The shareable report shows no row, quarantine or quality count outside the workbench.
+        html = (out / trial / "report.html").read_text("utf-8")
+        rest = html[html.index('<section id="inputs">'):]
+        assert 'class="num"' not in rest and "rows read" not in rest, trial
+        assert 'id="attrition"' not in html and 'id="sites"' not in html
 
 
 @pytest.mark.parametrize("seed,n", [(11, 5), (12, 10)])
