@@ -343,6 +343,7 @@ def load_trials(names: list[str] | None, overrides: list[str]):
     ids = [t.id for t in trials]
     if len(set(ids)) < len(ids):
         raise UsageError(f"--trial: a trial is given twice ({', '.join(ids)})")
+    mine: list[list[str]] = [[] for _ in trials]  # each trial's --set values, applied together (order never matters)
     for item in overrides:
         target = item.partition("=")[0].strip()
         cid, _, param = target.partition(".")
@@ -353,8 +354,8 @@ def load_trials(names: list[str] | None, overrides: list[str]):
             raise UsageError(f"--set {item!r}: none of the trials ({', '.join(ids)}) has criterion {cid!r} "
                              f"with a parameter {param!r}; {suggest(target, known, limit=0, label='parameters')}")
         for i in fits:
-            trials[i] = apply_overrides(trials[i], [item])
-    return trials
+            mine[i].append(item)
+    return [apply_overrides(t, items) if items else t for t, items in zip(trials, mine)]
 
 
 def print_trials() -> None:

@@ -104,9 +104,10 @@ class RunOptions:
 
     @property
     def rerun(self) -> Rerun:
-        return Rerun(input=self.input, as_of=self.as_of, engine=self.engine, dialect_overrides=self.dialect_overrides,
-                     drug_lines=self.drug_lines, max_reject=self.max_reject, min_cell=self.min_cell,
-                     shareable=self.shareable)
+        return Rerun(input=self.source_options.get("location") or self.input, as_of=self.as_of, engine=self.engine,
+                     dialect_overrides=self.dialect_overrides, drug_lines=self.drug_lines, max_reject=self.max_reject,
+                     min_cell=self.min_cell, shareable=self.shareable, spark_master=self.spark_master,
+                     source_options=self.source_options)
 
 
 @dataclass

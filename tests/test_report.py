@@ -105,8 +105,9 @@ def test_engines_write_the_same_report_and_shareable_files(run_dir, tmp_path):
         assert (out / name).read_bytes() == (run_dir / name).read_bytes(), name
     duck = (out / "report.html").read_text("utf-8")
     polars = (run_dir / "report.html").read_text("utf-8")
-    assert duck.replace("duckdb", "polars") == polars
-    assert duck.count("duckdb") == 2  # the engine's name, in the header and the run table
+    # The engine's name, in the header and the run table, and in the workbench's command (--engine duckdb).
+    assert duck.replace(',"--engine","duckdb"', "").replace("duckdb", "polars") == polars
+    assert duck.count("duckdb") == 3 and ',"--engine","duckdb"' in duck
 
 
 def test_compiled_templates_are_kept_only_in_the_cache(tmp_path):

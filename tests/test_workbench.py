@@ -41,8 +41,9 @@ from pipeline.criteria import apply_overrides, bundled_trials, load_trial
 from pipeline.criteria.load import parse_trial
 from pipeline.engines import ENGINES, evaluate, overall_status
 from pipeline.inputs.ingest import ingest
-from pipeline.outputs import report, tables, workbench
-from pipeline.outputs.disclosure import relations, site_counts, suppress
+from pipeline.outputs import audit, report, tables, workbench
+from pipeline.outputs.audit import COMPLEMENT, PRIMARY, VISIBLE, exact_audit
+from pipeline.outputs.disclosure import relations, site_counts
 from tests.conftest import ROOT, TODAY, write_export
 from tests.test_report import ARGS, CHROMIUM
 
@@ -355,10 +356,11 @@ def test_the_copied_command_gives_the_page_counts(engine, tmp_path_factory, tmp_
             "sites": {s: {"population": sum(v.values()), **v} for s, v in summary["by_site"].items()}}
     want["sites"][""] = want["funnel"]
     assert page == want
-    # A criterion left out cannot be a --set: the command says so in a comment, and so does the page.
+    # A criterion left out cannot be a --set: the command runs the page's trial file without it.
     bench.tick("karnofsky", False)
     text = opened.page.locator("#wb-command").inner_text()
-    assert text.splitlines()[1].startswith("# not expressible with --set") and "karnofsky" in text.splitlines()[1]
+    assert "nct04203017-without-karnofsky.toml" in text.splitlines()[0]
+    assert text.splitlines()[1].startswith("# nct04203017-without-karnofsky.toml is the trial file without karnofsky")
     assert "karnofsky" in opened.page.locator("#wb-dropped").inner_text()
     opened.close()
 
@@ -608,14 +610,18 @@ def test_a_shareable_report_suppresses_small_counts(tmp_path_factory, browser, r
         for s in sites + [""]:
             cells += [str(got["sites"][s][k]).replace(",", "") for k in ("population", "eligible", "possible",
                                                                          "ineligible")]
-        return {"site": cells, "excluded": [str(a["excluded"]).replace(",", "") for a in got["attrition"]],
-                "remaining": [str(a["remaining"]).replace(",", "") for a in got["attrition"]]}
+        assert all(set(a) == {"step", "criterion"} for a in got["attrition"])  # no counts per step
+        return {"site": cells}
 
     def want(sets: dict, off: set) -> dict:
         counts = oracle.view("polars", sets, off)
         counts = {"population": counts["funnel"]["population"], **counts["funnel"], "attrition": counts["attrition"],
                   "by_site": {s: {k: v for k, v in counts["sites"][s].items() if k != "population"} for s in sites}}
-        return workbench.shareable_view(counts, sites, 10)
+        view = workbench.shareable_view(counts, sites, 10)
+        # Every table the page shows passes the exact audit (integer programming over what it shows).
+        marks = [PRIMARY if t == "<10" else COMPLEMENT if t == "*" else VISIBLE for t in view["site"]]
+        assert "–" in view["site"] or exact_audit(view["values"], marks, relations(len(sites)), 10) == [], view
+        return {"site": view["site"]}
 
     first = shown()
     assert first == want({}, set())
@@ -623,7 +629,7 @@ def test_a_shareable_report_suppresses_small_counts(tmp_path_factory, browser, r
     assert first["site"] == [v for row in frame.drop("site_id").rows() for v in row] + list(totals.values())
     assert "<10" in first["site"] and "*" in first["site"]
     rnd = random.Random(3)
-    for _ in range(6):
+    for _ in range(4):
         for s in rnd.sample(bench.sliders, 3):
             bench.slide(s["id"], rnd.randrange(len(s["labels"])))
         cid = rnd.choice(trial.ids)
@@ -647,15 +653,18 @@ def test_a_shareable_overview_has_no_counts():
 
 
 def test_suppression_of_the_page_is_the_rule_of_site_counts():
-    """workbench.suppress_cells (the page's rule, mirrored) is disclosure.suppress on the site table."""
+    """shareable_view (the page's rule, mirrored) gives site_counts.csv's cells for the same counts."""
     rnd = np.random.default_rng(7)
-    for _ in range(60):
-        n_sites = int(rnd.integers(1, 7))
+    for _ in range(12):
+        n_sites = int(rnd.integers(1, 6))
         values = rnd.choice([0, 1, 2, 3, 4, 6, 9, 15, 40], size=(n_sites, 3))
-        table = np.column_stack([values.sum(axis=1), values])
-        marks, full = suppress(table, 5)
-        got = workbench.suppress_cells(full.ravel().tolist(), relations(n_sites), 5)
-        assert got == marks.ravel().tolist()
+        by = {f"S{i}": dict(zip(("eligible", "possible", "ineligible"), map(int, values[i]))) for i in range(n_sites)}
+        frame, totals = site_counts(by, 5)
+        counts = {"population": int(values.sum()), **{k: int(values[:, j].sum()) for j, k in
+                                                      enumerate(("eligible", "possible", "ineligible"))},
+                  "by_site": by}
+        got = workbench.shareable_view(counts, list(by), 5)["site"]
+        assert got == [v for row in frame.drop("site_id").rows() for v in row] + list(totals.values())
 
 
 def test_the_page_suppresses_and_inflates_as_python(tmp_path, browser):
@@ -666,14 +675,17 @@ def test_the_page_suppresses_and_inflates_as_python(tmp_path, browser):
     opened = Opened(browser, page_file)
     page = opened.page
     rnd = np.random.default_rng(11)
-    for _ in range(25):
-        n_sites = int(rnd.integers(1, 9))
+    for _ in range(15):
+        n_sites = int(rnd.integers(1, 7))
         values = rnd.choice([0, 1, 2, 3, 4, 7, 12, 30, 200], size=(n_sites, 3))
         table = np.column_stack([values.sum(axis=1), values])
         full = np.vstack([table, table.sum(axis=0)]).ravel().tolist()
         a = relations(n_sites)
         js = page.evaluate("([v, a, m]) => msfeasWorkbenchApi.suppress(v, a, m)", [full, a.tolist(), 5])
         assert js == workbench.suppress_cells(full, a, 5)
+        js = page.evaluate("([v, a, m]) => Array.from(msfeasWorkbenchApi.protect(v, a, m))", [full, a.tolist(), 5])
+        assert js == audit.protect(full, a, 5).tolist()  # the page's protection is the audited one
+        assert exact_audit(full, js, a, 5) == []
         k = int(rnd.integers(1, 12))
         chain = [int(x) for x in rnd.choice([0, 1, 2, 3, 9, 40], size=2 + k + k - 1)]
         fixed = {0: int(rnd.integers(0, 3)), 1: int(rnd.integers(0, 3))}
@@ -778,3 +790,86 @@ def test_packed_code_tuples_rank_as_sorted(shape):
         int(c.max()) + 2 for c in comps[:-1]]).tolist())))
     assert entries == want
     assert [entries[k] for k in keys.tolist()] == tuples
+
+
+def test_commands_of_any_order_and_left_out_criteria_run(tmp_path_factory, tmp_path, browser, monkeypatch):
+    """The issue's failing commands: on NCT04411641 the maximum age to 80, then the minimum to 70 (msfeas
+    applies --set values together), and a criterion with a --set left out (the page's trial file without it,
+    named in the command). Each command, run as it is from another folder, gives the page's counts; a reload
+    keeps the page's state (the URL fragment)."""
+    run = sample_run(tmp_path_factory, "nct04411641")
+    opened = Opened(browser, run / "report.html")
+    bench = Bench(opened.page)
+    by_id = {s["id"]: s for s in bench.sliders}
+    bench.slide("age_range.max_age", by_id["age_range.max_age"]["labels"].index("80"))
+    assert bench.slide("age_range.min_age", by_id["age_range.min_age"]["labels"].index("70")) == \
+        by_id["age_range.min_age"]["labels"].index("70")
+    bench.tick("edss_range", False)  # it carries the run's --set edss_range.max_edss=7.0
+    page = bench.read()
+    text = opened.page.locator("#wb-command").inner_text()
+    args = shlex.split(text.splitlines()[0])
+    assert "edss_range.max_edss=7.0" not in args and "age_range.min_age=70" in args and "age_range.max_age=80" in args
+    name = "nct04411641-without-edss_range.toml"
+    assert args[args.index("--trial") + 1] == name and name in text.splitlines()[1]
+    assert Path(args[args.index("--input") + 1]).is_absolute()
+    link = opened.page.locator("#wb-trial-file")
+    assert link.is_visible() and link.get_attribute("download") == name
+    where = tmp_path / "elsewhere"
+    where.mkdir()
+    (where / name).write_text(opened.page.evaluate("msfeasWorkbench.trialFileText()"), "utf-8")
+    monkeypatch.chdir(where)
+    out = tmp_path / "again"
+    assert main(["run", *[str(out) if a == "RUN_DIR" else a for a in args[2:]]]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert page["funnel"] == {k: summary[k] for k in ("population", "eligible", "possible", "ineligible")}
+    assert page["attrition"] == pl.read_csv(out / "attrition.csv").to_dicts()
+    # The other order and the other criterion of the issue, straight: the same run.
+    out2 = tmp_path / "other-order"
+    swapped = [a.replace("age_range.min_age=70", "X").replace("age_range.max_age=80", "age_range.min_age=70")
+               .replace("X", "age_range.max_age=80") for a in args[2:]]
+    assert main(["run", *[str(out2) if a == "RUN_DIR" else a for a in swapped]]) == 0
+    assert json.loads((out2 / "summary.json").read_text())["by_site"] == summary["by_site"]
+    # A reload restores the state from the URL fragment.
+    assert opened.page.evaluate("location.hash").startswith("#wb;")
+    opened.page.reload(wait_until="load")
+    opened.requests.remove(opened.url)
+    assert bench.read() == page and opened.page.locator("#wb-command").inner_text() == text
+    opened.close()
+
+
+def test_the_issues_shareable_state_is_protected(tmp_path_factory, browser):
+    """NCT04047628 with the minimum age at 38 (the issue: an eligible total of 8 with site cells whose lower
+    bounds add up to 8): the page's sites table, read from the screen, passes the exact audit, and so does
+    the state restored from a URL fragment with a criterion left out."""
+    run = sample_run(tmp_path_factory, "nct04047628", "--shareable")
+    opened = Opened(browser, run / "report.html")
+    bench = Bench(opened.page)
+    sites = bench.payload["sites"]
+    by_id = {s["id"]: s for s in bench.sliders}
+
+    def audited() -> list[str]:
+        got = opened.page.evaluate(READ)
+        texts = [str(got["sites"][s][k]).replace(",", "") for s in sites + [""]
+                 for k in ("population", "eligible", "possible", "ineligible")]
+        counts = opened.page.evaluate("(() => { const r = msfeasWorkbench.compute(); return r; })()")
+        values = []
+        for s in sites:
+            v = counts["by_site"][s]
+            values += [v["eligible"] + v["possible"] + v["ineligible"], v["eligible"], v["possible"], v["ineligible"]]
+        values += [counts["population"], counts["eligible"], counts["possible"], counts["ineligible"]]
+        marks = [PRIMARY if t == "<5" else COMPLEMENT if t == "*" else VISIBLE for t in texts]
+        for t, v, m in zip(texts, values, marks):
+            assert (m == VISIBLE and int(t) == v) or (m == PRIMARY and 1 <= v < 5) or (m == COMPLEMENT and
+                                                                                      (v == 0 or v >= 5))
+        assert exact_audit(values, marks, relations(len(sites)), 5) == []
+        return texts
+
+    bench.slide("age_range.min_age", by_id["age_range.min_age"]["labels"].index("38"))
+    shown_38 = audited()
+    assert "<5" in shown_38
+    state = opened.page.evaluate("location.hash")
+    assert "age_range.min_age%3A38" in state
+    opened.page.evaluate("location.hash = '#wb;off=edss_range;set=' + encodeURIComponent('age_range.min_age:38')")
+    opened.page.wait_for_function("!document.getElementById('wb-on-edss_range').checked")
+    audited()
+    opened.close()

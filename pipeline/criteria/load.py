@@ -465,9 +465,16 @@ def load_trial(name_or_path: str = "nct04203017", overrides: list[str] | None = 
 
 
 def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
-    """Apply `--set criterion.parameter=value`; the criterion is rebuilt and checked again (exit 2 on error)."""
+    """Apply `--set criterion.parameter=value` together, then check (exit 2 on error).
+
+    Every value is parsed first; each criterion is then rebuilt and checked once with all of its
+    new values, so the order of the --set options never matters (`min_age=70` then `max_age=80`
+    is the same run as the other way round). A parameter set twice keeps its last value.
+    """
     trial = copy.deepcopy(trial)
     by_id = {c.id: i for i, c in enumerate(trial.criteria)}
+    changes: dict[str, dict[str, Any]] = {}
+    given: dict[str, list[str]] = {}  # as typed, for the messages
     for item in overrides:
         name, sep, value = item.partition("=")
         cid, dot, param = name.strip().partition(".")
@@ -479,7 +486,11 @@ def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
         if param not in crit.parameters:
             known = suggest(param, crit.parameters, label="parameters")
             raise UsageError(f"--set {item!r}: criterion {cid} has no parameter {param!r} ({known})")
-        new = coerce(value, crit.param_types[param], f"--set {item}")
+        changes.setdefault(cid, {})[param] = coerce(value, crit.param_types[param], f"--set {item}")
+        given.setdefault(cid, []).append(item)
+    for cid, new in changes.items():
+        crit = trial.criteria[by_id[cid]]
+        where = "--set " + " --set ".join(given[cid])
         raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters}
-        trial.criteria[by_id[cid]] = build_criterion(raw, f"--set {item}", {param: new}, crit.overridden | {param})
+        trial.criteria[by_id[cid]] = build_criterion(raw, where, new, crit.overridden | set(new))
     return trial

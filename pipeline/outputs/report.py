@@ -182,8 +182,27 @@ def render(model: dict, template: str = "report.html.j2") -> str:
 def write(path: Path, summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, trial: Trial,
           quarantine: dict[str, pl.DataFrame], candidates: pl.DataFrame, history: dict | None = None,
           workbench: dict | None = None) -> None:
+    if workbench is not None and workbench["shareable"]:
+        audit_shareable(workbench)
     html = render(build(summary, evaluation, attrition, trial, quarantine, candidates, history, workbench))
     path.write_text(html, "utf-8")
+
+
+def audit_shareable(model: dict) -> None:
+    """The release gate of a shareable report: the sites table its workbench shows for the run's own
+    settings passes the exact audit (`audit.check`; exit 70 naming the cell otherwise). Every other
+    state is protected by the page itself with the same rule (`workbench.js` `protect`). The report
+    shows no other patient count (the template leaves them out of a shareable report)."""
+    from pipeline.outputs import audit
+    from pipeline.outputs.disclosure import COLUMNS, relations
+    from pipeline.outputs.workbench import recount, shareable_view
+
+    p = model["payload"]
+    view = shareable_view(recount(p), p["sites"], p["min_cell"])
+    names = [f"report.html workbench {s} {c}" for s in [*p["sites"], "all sites"] for c in COLUMNS]
+    if view["marks"] is None:
+        raise audit.DisclosureError("report.html: no suppression protects the workbench's sites table")
+    audit.check(view["values"], view["marks"], relations(len(p["sites"])), p["min_cell"], names, "report.html")
 
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?!#|data:)[^"'\s>]+|@import|url\(\s*["']?(?!#|data:)""", re.I)

@@ -32,3 +32,6 @@ class Rerun:
     max_reject: float = 0.05
     min_cell: int = 5
     shareable: bool = False
+    spark_master: str = "local[*]"
+    # --input as given and its format's options (pipeline.run.RunOptions.source_options)
+    source_options: dict = field(default_factory=dict)

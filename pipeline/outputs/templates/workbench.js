@@ -254,7 +254,7 @@
 
   // ------------------------------------------------------------ small-cell suppression (mirror of disclosure.py)
 
-  var VISIBLE = 0, PRIMARY = 1, COMPLEMENT = 2;
+  var VISIBLE = 0, PRIMARY = 1, COMPLEMENT = 2, POOL = 16;
 
   /* Hidden cells whose value follows from the relations and the visible cells: those that are
    * zero in every vector of the null space of the hidden cells' columns (exactly as
@@ -297,7 +297,7 @@
 
   /* Marks for cells under linear relations `a` (rows of coefficients): primary for 1 .. min-1,
    * then complementary until no hidden cell is determined. `fixed` (cell -> mark) are cells
-   * decided elsewhere: kept as they are and never chosen. Same choice order as disclosure.suppress. */
+   * decided elsewhere: kept as they are and never chosen. Same choice order as audit.linear_suppression. */
   function suppress(values, a, minCell, fixed) {
     var n = values.length, marks = new Array(n), j;
     for (j = 0; j < n; j++) {
@@ -320,14 +320,14 @@
       }
       var pool = [];
       for (j = 0; j < n; j++) if (touching[j] && marks[j] === VISIBLE && !(fixed && fixed[j] !== undefined)) pool.push(j);
-      if (!pool.length) {
-        var any = false;
-        for (j = 0; j < n; j++) {
-          if (marks[j] === VISIBLE && !(fixed && fixed[j] !== undefined)) { marks[j] = COMPLEMENT; any = true; }
-        }
-        if (!any) return marks;  // only cells decided elsewhere are left
-        continue;
+      if (!pool.length) {  // determined through hidden cells only: any visible cell may help
+        for (j = 0; j < n; j++) if (marks[j] === VISIBLE && !(fixed && fixed[j] !== undefined)) pool.push(j);
       }
+      if (!pool.length) return marks;
+      pool.sort(function (x, y) {  // the POOL smallest (non-zero first) are weighed, as audit.linear_suppression
+        return ((values[x] === 0) - (values[y] === 0)) || (values[x] - values[y]) || (x - y);
+      });
+      pool = pool.slice(0, POOL);
       var bestJ = -1, bestCost = null;
       for (i = 0; i < pool.length; i++) {
         j = pool[i];
@@ -335,6 +335,243 @@
         if (bestCost === null || lexLess(cost, bestCost)) { bestCost = cost; bestJ = j; }
       }
       marks[bestJ] = COMPLEMENT;
+    }
+  }
+
+  /* min c.x subject to A x = b, lo <= x <= hi (hi finite): an optimal vertex, or null when infeasible.
+   * A dense two-phase simplex with Bland's rule (no cycling), on y = x - lo and slacks for the upper
+   * bounds; the role of audit.linear_program (HiGHS) in Python. The tables are small (sites x 4). */
+  function lp(c, A, b, lo, hi) {
+    var n = c.length, m0 = A.length, i, j, k;
+    var m = m0 + n, N = 2 * n + m;  // rows: equalities, then y + s = u; columns: y, s, artificials
+    var T = [], rhs = new Float64Array(m), basis = new Int32Array(m);
+    for (i = 0; i < m; i++) T.push(new Float64Array(N));
+    for (i = 0; i < m0; i++) {
+      var r = b[i];
+      for (j = 0; j < n; j++) { T[i][j] = A[i][j]; r -= A[i][j] * lo[j]; }
+      rhs[i] = r;
+    }
+    for (j = 0; j < n; j++) { T[m0 + j][j] = 1; T[m0 + j][n + j] = 1; rhs[m0 + j] = hi[j] - lo[j]; }
+    for (i = 0; i < m; i++) {
+      if (rhs[i] < 0) { for (k = 0; k < 2 * n; k++) T[i][k] = -T[i][k]; rhs[i] = -rhs[i]; }
+      T[i][2 * n + i] = 1;
+      basis[i] = 2 * n + i;
+    }
+    var TOL = 1e-9;
+    function pivot(pr, pc) {
+      var row = T[pr], pv = row[pc], kk, ii;
+      for (kk = 0; kk < N; kk++) row[kk] /= pv;
+      rhs[pr] /= pv;
+      for (ii = 0; ii < m; ii++) {
+        if (ii === pr) continue;
+        var f = T[ii][pc];
+        if (f !== 0) {
+          var ri = T[ii];
+          for (kk = 0; kk < N; kk++) if (row[kk] !== 0) ri[kk] -= f * row[kk];
+          rhs[ii] -= f * rhs[pr];
+        }
+      }
+      basis[pr] = pc;
+    }
+    function run(cost, allowed) {  // minimise cost over the current basis; false when unbounded
+      for (var guard = 0; guard < 50000; guard++) {
+        var enter = -1, jj, ii;
+        for (jj = 0; jj < N && enter < 0; jj++) {
+          if (!allowed(jj)) continue;
+          var inBasis = false;
+          for (ii = 0; ii < m; ii++) if (basis[ii] === jj) { inBasis = true; break; }
+          if (inBasis) continue;
+          var red = cost[jj];
+          for (ii = 0; ii < m; ii++) if (cost[basis[ii]] !== 0) red -= cost[basis[ii]] * T[ii][jj];
+          if (red < -TOL) enter = jj;
+        }
+        if (enter < 0) return true;
+        var leave = -1, best = Infinity;
+        for (ii = 0; ii < m; ii++) {
+          if (T[ii][enter] > TOL) {
+            var ratio = rhs[ii] / T[ii][enter];
+            if (ratio < best - TOL || (Math.abs(ratio - best) <= TOL && basis[ii] < basis[leave])) {
+              best = ratio; leave = ii;
+            }
+          }
+        }
+        if (leave < 0) return false;
+        pivot(leave, enter);
+      }
+      throw new Error("the suppression's linear program did not finish");
+    }
+    var phase1 = new Float64Array(N);
+    for (i = 0; i < m; i++) phase1[2 * n + i] = 1;
+    run(phase1, function () { return true; });
+    var infeas = 0;
+    for (i = 0; i < m; i++) if (basis[i] >= 2 * n) infeas += rhs[i];
+    if (infeas > 1e-7) return null;
+    for (i = 0; i < m; i++) {  // drive artificials at zero out of the basis where a real column can enter
+      if (basis[i] < 2 * n) continue;
+      for (j = 0; j < 2 * n; j++) if (Math.abs(T[i][j]) > TOL) { pivot(i, j); break; }
+    }
+    var phase2 = new Float64Array(N);
+    for (j = 0; j < n; j++) phase2[j] = c[j];
+    if (!run(phase2, function (col) { return col < 2 * n; })) return null;
+    var x = new Float64Array(n);
+    for (j = 0; j < n; j++) x[j] = lo[j];
+    for (i = 0; i < m; i++) if (basis[i] < n) x[basis[i]] += rhs[i];
+    return Array.from(x);
+  }
+
+  function integral(x) {
+    if (!x) return false;
+    for (var i = 0; i < x.length; i++) if (Math.abs(x[i] - Math.round(x[i])) > 1e-7) return false;
+    return true;
+  }
+
+  function upperBound(values, minCell) {
+    var mx = 0;
+    for (var i = 0; i < values.length; i++) if (values[i] > mx) mx = values[i];
+    return 2 * mx + 2 * minCell + 10;
+  }
+
+  /* Hidden cells, their relations with the visible cells moved to the right (audit._system). */
+  function system(values, marks, a) {
+    var hidden = [], i, j;
+    for (j = 0; j < values.length; j++) if (marks[j] !== VISIBLE) hidden.push(j);
+    var A = [], b = [];
+    for (i = 0; i < a.length; i++) {
+      var row = hidden.map(function (h) { return a[i][h]; }), any = false;
+      for (j = 0; j < row.length; j++) if (row[j] !== 0) any = true;
+      if (!any) continue;
+      var r = 0;
+      for (j = 0; j < values.length; j++) if (marks[j] === VISIBLE) r -= a[i][j] * values[j];
+      A.push(row);
+      b.push(r);
+    }
+    return { hidden: hidden, A: A, b: b };
+  }
+
+  /* audit.structure_bounds: per `<N` cell, what the marks alone imply (every other cell free from 0). */
+  function structureBounds(marks, a, minCell) {
+    var n = marks.length, lo = [], hi = [], lows = {}, highs = {}, j, zero = a.map(function () { return 0; });
+    for (j = 0; j < n; j++) { lo.push(marks[j] === PRIMARY ? 1 : 0); hi.push(marks[j] === PRIMARY ? minCell - 1 : 1e6); }
+    a.forEach(function (row) {  // a part of a `<N` total that is not `<N` itself is 0
+      var nz = [];
+      for (var q = 0; q < n; q++) if (row[q] !== 0) nz.push(q);
+      nz.forEach(function (t) {
+        var others = nz.filter(function (x) { return x !== t; });
+        if (marks[t] === PRIMARY && others.length &&
+            others.every(function (x) { return Math.sign(row[x]) === -Math.sign(row[t]); })) {
+          others.forEach(function (x) { if (marks[x] !== PRIMARY) hi[x] = 0; });
+        }
+      });
+    });
+    for (j = 0; j < n; j++) {
+      if (marks[j] !== PRIMARY) continue;
+      var c = new Array(n).fill(0);
+      c[j] = 1;
+      var xmin = lp(c, a, zero, lo, hi);
+      c[j] = -1;
+      var xmax = lp(c, a, zero, lo, hi);
+      lows[j] = xmin ? Math.ceil(xmin[j] - 1e-7) : 1;
+      highs[j] = xmax ? Math.floor(xmax[j] + 1e-7) : minCell - 1;
+    }
+    return { lows: lows, highs: highs };
+  }
+
+  /* audit.failing: hidden cells the sound check cannot clear (integral witnesses, each `*` on its side);
+   * `first`: stop at the first. Every integral optimum is kept as a witness for the cells after it. */
+  function failing(values, marks, a, minCell, first, bounds) {
+    var sys = system(values, marks, a), hidden = sys.hidden, h = hidden.length, i, out = [];
+    if (!h) return out;
+    var big = upperBound(values, minCell), lo = [], hi = [], witnesses = [];
+    hidden.forEach(function (j) {
+      if (marks[j] === PRIMARY) { lo.push(1); hi.push(minCell - 1); }
+      else if (values[j] === 0) { lo.push(0); hi.push(0); }
+      else { lo.push(minCell); hi.push(big); }
+    });
+    var sb = bounds || structureBounds(marks, a, minCell);  // they depend on the `<N` cells only
+    function solve(i, sign) {
+      var c = new Array(h).fill(0);
+      c[i] = sign;
+      var x = lp(c, sys.A, sys.b, lo, hi);
+      if (!integral(x)) return null;
+      x = x.map(Math.round);
+      witnesses.push(x);
+      return x;
+    }
+    for (i = 0; i < h; i++) {
+      var j = hidden[i], ok = true, x;
+      if (marks[j] === COMPLEMENT && values[j] === 0) {
+        var c = new Array(h).fill(0), l2 = lo.slice(), h2 = hi.slice();
+        c[i] = 1;
+        l2[i] = minCell; h2[i] = big;
+        ok = integral(lp(c, sys.A, sys.b, l2, h2));
+      } else if (marks[j] === PRIMARY) {
+        var needLo = Math.max(1, sb.lows[j]), needHi = Math.min(minCell - 1, sb.highs[j]);
+        var hasLo = witnesses.some(function (w) { return w[i] <= needLo; });
+        if (!hasLo) { x = solve(i, 1); hasLo = x !== null && x[i] <= needLo; }
+        var hasHi = hasLo && witnesses.some(function (w) { return w[i] >= needHi; });
+        if (hasLo && !hasHi) { x = solve(i, -1); hasHi = x !== null && x[i] >= needHi; }
+        ok = hasLo && hasHi;
+      } else {
+        var seen = {}, n = 0;
+        witnesses.forEach(function (w) { if (!seen[w[i]]) { seen[w[i]] = true; n++; } });
+        if (n < 2) {
+          x = solve(i, 1);
+          if (x === null) ok = false;
+          else {
+            if (!seen[x[i]]) { seen[x[i]] = true; n++; }
+            if (n < 2) { x = solve(i, -1); ok = x !== null && !seen[x[i]]; }
+          }
+        }
+      }
+      if (!ok) {
+        out.push(j);
+        if (first) return out;
+      }
+    }
+    return out;
+  }
+
+  /* audit.structural_zeros: zeros that are parts of a `<N` total stay shown. */
+  function structuralZeros(values, a, minCell) {
+    var out = {}, i, t, j;
+    for (i = 0; i < a.length; i++) {
+      var nz = [];
+      for (j = 0; j < values.length; j++) if (a[i][j] !== 0) nz.push(j);
+      for (t = 0; t < nz.length; t++) {
+        var tt = nz[t];
+        if (!(values[tt] >= 1 && values[tt] < minCell)) continue;
+        var others = nz.filter(function (x) { return x !== tt; });
+        if (others.length && others.every(function (x) { return Math.sign(a[i][x]) === -Math.sign(a[i][tt]); })) {
+          others.forEach(function (x) { if (values[x] === 0) out[x] = true; });
+        }
+      }
+    }
+    return Object.keys(out).map(Number).sort(function (x, y) { return x - y; });
+  }
+
+  /* audit.protect: linear suppression, then further cells (smallest first) until the check passes. */
+  function protect(values, a, minCell) {
+    var n = values.length, fixed = {}, j;
+    structuralZeros(values, a, minCell).forEach(function (z) { fixed[z] = VISIBLE; });
+    var marks = suppress(values, a, minCell, fixed), bounds = structureBounds(marks, a, minCell);
+    for (;;) {
+      var bad = failing(values, marks, a, minCell, true, bounds);
+      if (!bad.length) return marks;
+      var touching = new Array(n).fill(false), pool = [], i;
+      for (i = 0; i < a.length; i++) {
+        var related = bad.some(function (x) { return a[i][x] !== 0; });
+        if (related) for (j = 0; j < n; j++) if (a[i][j] !== 0) touching[j] = true;
+      }
+      for (j = 0; j < n; j++) if (touching[j] && marks[j] === VISIBLE && fixed[j] === undefined) pool.push(j);
+      if (!pool.length) for (j = 0; j < n; j++) if (marks[j] === VISIBLE && fixed[j] === undefined) pool.push(j);
+      if (!pool.length) {  // nothing left to hide (Python's release gate would stop): the page withholds the table
+        marks.withheld = true;
+        return marks;
+      }
+      pool.sort(function (x, y) {
+        return ((values[x] === 0) - (values[y] === 0)) || (values[x] - values[y]) || (x - y);
+      });
+      marks[pool[0]] = COMPLEMENT;
     }
   }
 
@@ -520,7 +757,9 @@
     };
   };
 
-  /* What a shareable page may show: text per cell of the site table (with totals) and of the chain. */
+  /* What a shareable page may show: text per cell of the site table (with totals), protected as
+   * site_counts.csv is (audit.protect: the same marks for the same counts). The attrition of a
+   * shareable page shows no counts (see the README: shareable workbench). */
   Workbench.prototype.disclose = function (res) {
     var p = this.p, min = p.min_cell, nSites = p.sites.length, values = [], i;
     for (i = 0; i < nSites; i++) {
@@ -528,24 +767,13 @@
       values.push(v.eligible + v.possible + v.ineligible, v.eligible, v.possible, v.ineligible);
     }
     values.push(res.population, res.eligible, res.possible, res.ineligible);
-    var siteMarks = suppress(values, siteRelations(nSites), min);
-    var K = res.attrition.length, chain = [res.population, res.ineligible], fixed = {};
-    for (i = 0; i < K; i++) chain.push(res.attrition[i].excluded);
-    for (i = 0; i < K - 1; i++) chain.push(res.attrition[i].remaining);
-    fixed[0] = siteMarks[nSites * 4];
-    fixed[1] = siteMarks[nSites * 4 + 3];
-    var chainMarks = K ? suppress(chain, chainRelations(K), min, fixed) : [fixed[0], fixed[1]];
-    function show(v, m) { return m === VISIBLE ? fmt(v) : m === PRIMARY ? "<" + min : "*"; }
-    var out = { site: [], excluded: [], remaining: [], siteMarks: siteMarks, chainMarks: chainMarks };
-    for (i = 0; i < values.length; i++) out.site.push(show(values[i], siteMarks[i]));
-    for (i = 0; i < K; i++) out.excluded.push(show(chain[2 + i], chainMarks[2 + i]));
-    for (i = 0; i < K - 1; i++) out.remaining.push(show(chain[2 + K + i], chainMarks[2 + K + i]));
-    if (K) {  // after the last step: eligible + possible = population - ineligible
-      var last = res.attrition[K - 1].remaining;
-      var lastMark = last >= 1 && last < min ? PRIMARY :
-        (fixed[0] === VISIBLE && fixed[1] === VISIBLE ? VISIBLE : COMPLEMENT);
-      out.remaining.push(show(last, lastMark));
+    var siteMarks = protect(values, siteRelations(nSites), min);
+    function show(v, m) {
+      if (siteMarks.withheld) return "–";
+      return m === VISIBLE ? fmt(v) : m === PRIMARY ? "<" + min : "*";
     }
+    var out = { site: [], siteMarks: siteMarks };
+    for (i = 0; i < values.length; i++) out.site.push(show(values[i], siteMarks[i]));
     return out;
   };
 
@@ -631,9 +859,14 @@
     grid.appendChild(controls);
 
     var results = el("div", { "class": "wb-results" });
-    results.appendChild(el("h3", null, "Attrition with these settings"));
+    results.appendChild(el("h3", null, p.shareable ? "Criteria in the order they are applied" : "Attrition with these settings"));
+    if (p.shareable) {
+      results.appendChild(el("p", { "class": "muted", id: "wb-attrition-note" },
+        "A shareable report shows no counts per step: each step's exclusions, beside the totals, " +
+        "would narrow the small counts of the sites table (see the README)."));
+    }
     var at = el("table", { id: "wb-attrition" });
-    var cols = p.shareable ? ["#", "criterion", "excluded", "remaining"]
+    var cols = p.shareable ? ["#", "criterion"]
       : ["#", "criterion", "pass", "fail", "unknown", "screening", "remaining", "excluded", "gain"];
     var tr = el("tr");
     cols.forEach(function (h, i) { tr.appendChild(el("th", i > 1 ? { "class": "num", scope: "col" } : { scope: "col" }, h)); });
@@ -665,6 +898,9 @@
     cmd.appendChild(this.copied);
     this.dropNote = el("p", { "class": "muted", id: "wb-dropped" }, "");
     cmd.appendChild(this.dropNote);
+    this.trialLink = el("a", { id: "wb-trial-file" }, "");
+    this.trialLink.hidden = true;
+    cmd.appendChild(el("p")).appendChild(this.trialLink);
     root.appendChild(cmd);
 
     this.run = this.compute();
@@ -741,6 +977,7 @@
   Workbench.prototype.update = function () {
     var res = this.compute();
     this.render(res);
+    this.saveState();
     var self = this;
     clearTimeout(this.announce);
     this.announce = setTimeout(function () {
@@ -771,7 +1008,7 @@
       var tr = el("tr", { "data-criterion": a.criterion });
       tr.appendChild(el("td", { "class": "num" }, String(a.step)));
       tr.appendChild(breakable(a.criterion));
-      var cells = cut ? [["excluded", cut.excluded[k]], ["remaining", cut.remaining[k]]]
+      var cells = cut ? []
         : [["n_pass", a.n_pass], ["n_fail", a.n_fail], ["n_unknown", a.n_unknown], ["n_screening", a.n_screening],
           ["remaining", a.remaining], ["excluded", a.excluded], ["gain", a.gain]];
       cells.forEach(function (c) {
@@ -808,29 +1045,121 @@
     this.renderCommand();
   };
 
+  /* The file name of the trial file without the criteria left out (offered by the page, named in the command). */
+  Workbench.prototype.trialFileName = function (dropped) {
+    return this.p.trial + "-without-" + dropped.join("-") + ".toml";
+  };
+
+  Workbench.prototype.trialFileText = function () {
+    var tf = this.p.trial_file, self = this, parts = [tf.header];
+    this.p.criteria.forEach(function (c, ci) { if (self.enabled[ci]) parts.push(tf.blocks[ci]); });
+    return parts.join("");
+  };
+
+  /* The run of the page's state: --set for every slider moved or overridden and for the parameters the run
+   * changed, except those of criteria left out; a criterion left out is left out of the trial file the page
+   * offers (the command's --trial names it). msfeas applies the --set values together, in any order. */
   Workbench.prototype.command = function () {
-    var p = this.p, args = p.command.args.slice(), self = this, dropped = [];
+    var p = this.p, args = p.command.args.slice(), self = this, dropped = [], droppedSlider = {};
+    p.criteria.forEach(function (c, ci) {
+      if (!self.enabled[ci]) {
+        dropped.push(c.id);
+        c.sliders.forEach(function (si) { droppedSlider[si] = true; });
+      }
+    });
     p.sliders.forEach(function (s, si) {
+      if (droppedSlider[si]) return;
       if (self.pos[si] !== s.initial || s.overridden) args.push("--set", s.id + "=" + s.labels[self.pos[si]]);
     });
-    p.command.kept.forEach(function (k) { args.push("--set", k.id + "=" + k.label); });
-    p.criteria.forEach(function (c, ci) { if (!self.enabled[ci]) dropped.push(c.id); });
+    p.command.kept.forEach(function (k) {
+      if (dropped.indexOf(k.id.split(".")[0]) < 0) args.push("--set", k.id + "=" + k.label);
+    });
+    var file = null, at = args.indexOf("--trial");
+    if (dropped.length && p.trial_file && at >= 0) {
+      file = this.trialFileName(dropped);
+      args[at + 1] = file;
+    }
     var text = args.map(quote).join(" ");
-    if (dropped.length) {
+    if (dropped.length && file) {
+      text += "\n# " + file + " is the trial file without " + dropped.join(", ") +
+        ": download it from this page (\"Download the trial file\") into the folder you run this command in.";
+    } else if (dropped.length) {
       text += "\n# not expressible with --set: this page left out " + dropped.join(", ") +
         ". A run judges every criterion of its trial file: to leave these out, remove them from a copy of the" +
         " trial file and give that file to --trial.";
     }
-    return { text: text, dropped: dropped };
+    return { text: text, dropped: dropped, file: file };
   };
 
   Workbench.prototype.renderCommand = function () {
     var c = this.command();
     this.cmd.textContent = c.text;
-    this.dropNote.textContent = c.dropped.length ?
+    this.dropNote.textContent = c.dropped.length ? (c.file ?
+      "Switched off: " + c.dropped.join(", ") + ". The command runs the trial file without them: download it below." :
       "Switched off: " + c.dropped.join(", ") + ". A criterion cannot be dropped with --set, so the command " +
-      "reproduces the thresholds only; the comment line says how to leave the criteria out." : "";
+      "reproduces the thresholds only; the comment line says how to leave the criteria out.") : "";
+    if (c.file) {  // a data: address: the page stays self-contained, nothing is fetched
+      this.trialLink.setAttribute("href", "data:application/toml;charset=utf-8," + encodeURIComponent(this.trialFileText()));
+      this.trialLink.setAttribute("download", c.file);
+      this.trialLink.textContent = "Download the trial file without " + c.dropped.join(", ") + " (" + c.file + ")";
+      this.trialLink.hidden = false;
+    } else {
+      this.trialLink.hidden = true;
+      this.trialLink.removeAttribute("href");
+    }
     this.copied.textContent = "";
+  };
+
+  /* The page's state in the URL fragment (#wb;off=a,b;set=crit.param:label,...): a reload or a shared
+   * link restores it. Only what differs from the run's own settings is written. */
+  Workbench.prototype.stateText = function () {
+    var p = this.p, self = this, off = [], set = [], parts = [];
+    p.criteria.forEach(function (c, ci) { if (!self.enabled[ci]) off.push(encodeURIComponent(c.id)); });
+    p.sliders.forEach(function (s, si) {
+      if (self.pos[si] !== s.initial) set.push(encodeURIComponent(s.id + ":" + s.labels[self.pos[si]]));
+    });
+    if (off.length) parts.push("off=" + off.join(","));
+    if (set.length) parts.push("set=" + set.join(","));
+    return parts.length ? "wb;" + parts.join(";") : "";
+  };
+
+  Workbench.prototype.saveState = function () {
+    var text = this.stateText();
+    if (("#" + text) === location.hash || (!text && !location.hash)) return;
+    try {
+      history.replaceState(null, "", text ? "#" + text : location.pathname + location.search);
+    } catch (e) { /* a page where the history cannot be written keeps working without it */ }
+  };
+
+  Workbench.prototype.restore = function (hash) {
+    var p = this.p, self = this, off = {}, want = {};
+    (hash || "").replace(/^#/, "").split(";").forEach(function (part) {
+      var eq = part.indexOf("=");
+      if (eq < 0) return;
+      var key = part.slice(0, eq), items = part.slice(eq + 1).split(",").filter(Boolean).map(function (x) {
+        try { return decodeURIComponent(x); } catch (e) { return ""; }
+      });
+      if (key === "off") items.forEach(function (id) { off[id] = true; });
+      if (key === "set") {
+        items.forEach(function (x) {
+          var c = x.indexOf(":");
+          if (c > 0) want[x.slice(0, c)] = x.slice(c + 1);
+        });
+      }
+    });
+    p.criteria.forEach(function (c, ci) {
+      self.enabled[ci] = !off[c.id];
+      self.boxes[ci].checked = self.enabled[ci];
+      self.cache[ci] = null;
+      c.sliders.forEach(function (si) { self.ranges[si].disabled = !self.enabled[ci]; });
+      self.root.querySelector('[data-wb-crit="' + c.id + '"]').classList.toggle("wb-off", !self.enabled[ci]);
+    });
+    p.sliders.forEach(function (s, si) {  // all positions first, then each checked against the others
+      var at = want[s.id] !== undefined ? s.labels.indexOf(want[s.id]) : -1;
+      self.pos[si] = at >= 0 ? at : s.initial;
+    });
+    p.sliders.forEach(function (s, si) { self.pos[si] = self.clamp(si, self.pos[si]); self.showSlider(si); });
+    this.update();
   };
 
   Workbench.prototype.copy = function () {
@@ -863,6 +1192,10 @@
       var p = JSON.parse(node.textContent);
       var wb = new Workbench(p, root);
       wb.build();
+      if (location.hash.indexOf("#wb;") === 0) wb.restore(location.hash);
+      window.addEventListener("hashchange", function () {
+        if (location.hash.indexOf("#wb;") === 0 || !location.hash) wb.restore(location.hash);
+      });
       window.msfeasWorkbench = wb;
     } catch (e) {
       root.textContent = "The workbench could not start in this browser: " + e.message;
@@ -871,6 +1204,7 @@
   }
 
   window.msfeasWorkbenchApi = { inflateRaw: inflateRaw, suppress: suppress, siteRelations: siteRelations,
+    protect: protect, failing: failing, lp: lp, structuralZeros: structuralZeros,
     chainRelations: chainRelations, leafStatus: leafStatus };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import polars as pl
@@ -20,10 +21,24 @@ from pipeline.outputs.workbench.scales import _label
 
 
 def _command(opts: Rerun, trial: Trial) -> dict:
-    """The `msfeas run` line of this run, without --out and --set (the page adds those)."""
-    args = ["msfeas", "run", "--input", str(opts.input), "--out", "RUN_DIR", "--as-of", opts.as_of.isoformat()]
+    """The `msfeas run` line of this run, without --out and --set (the page adds those): the input and a
+    trial file as absolute paths (the line runs from any folder), and the engine of this run."""
+    where = str(opts.input) if "://" in str(opts.input) else str(Path(opts.input).resolve())  # a URL stays
+    args = ["msfeas", "run", "--input", where, "--out", "RUN_DIR", "--as-of", opts.as_of.isoformat()]
+    options = {"format": "--input-format", "site": "--site", "cdm_schema": "--cdm-schema",
+               "vocab_schema": "--vocab-schema", "profile": "--omop-profile"}  # another input format's
+    for key, flag in options.items():
+        value = opts.source_options.get(key)
+        if value and value != "auto":
+            args += [flag, str(Path(value).resolve()) if key == "profile" else str(value)]
     src = trial.source
-    args += ["--trial", src.removeprefix("bundled trial ") if src.startswith("bundled trial ") else src]
+    args += ["--trial", src.removeprefix("bundled trial ") if src.startswith("bundled trial ")
+             else str(Path(src).resolve())]
+    engine = getattr(opts, "engine", "polars")
+    if engine != "polars":
+        args += ["--engine", engine]
+        if engine == "spark" and getattr(opts, "spark_master", "local[*]") != "local[*]":
+            args += ["--spark-master", opts.spark_master]
     for key, value in (opts.dialect_overrides or {}).items():
         if value is not None:
             args += [f"--{key.replace('_', '-')}", str(value)]
@@ -41,6 +56,37 @@ def _command(opts: Rerun, trial: Trial) -> dict:
         for p in sorted(c.overridden):
             kept.append({"id": f"{c.id}.{p}", "label": _set_text(c.parameters[p], c.param_types[p])})
     return {"args": args, "kept": kept}
+
+
+def _trial_file(trial: Trial) -> dict | None:
+    """The trial file cut at its `[[criteria]]` lines: the header and one block per criterion, in order, so
+    that the page can offer the file without the criteria left out. None when the file is not laid out so
+    (each block must parse to its criterion, as in the whole file); the page then says what to remove."""
+    import tomllib
+
+    from pipeline.criteria.load import _load_text
+
+    src = trial.source.removeprefix("bundled trial ")
+    try:
+        text = _load_text(src)[0]
+        whole = tomllib.loads(text)
+    except Exception:  # noqa: BLE001 - no download offered; the command's comment says what to do
+        return None
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == "[[criteria]]"]
+    if not starts:
+        return None
+    header = "".join(lines[:starts[0]])
+    blocks = ["".join(lines[a:b]) for a, b in zip(starts, [*starts[1:], len(lines)])]
+    try:
+        if [tomllib.loads(header + b)["criteria"][0] for b in blocks] != whole.get("criteria") or \
+                {k: v for k, v in tomllib.loads(header).items()} != {k: v for k, v in whole.items() if k != "criteria"}:
+            return None
+    except Exception:  # noqa: BLE001
+        return None
+    if [c.get("id") for c in whole["criteria"]] != trial.ids:
+        return None
+    return {"header": header, "blocks": [b if b.endswith("\n") else b + "\n" for b in blocks]}
 
 
 def _set_text(value: Any, typ: str) -> str:
@@ -85,6 +131,7 @@ def build(evaluation: pl.DataFrame, trial: Trial, tables: dict[str, pl.DataFrame
         "sites": sites, "site_col": site_col, "statuses": list(STATUS),
         "criteria": criteria, "sliders": sliders, "columns": columns, **encoded,
         "command": command, "shareable": bool(shareable), "min_cell": int(min_cell),
+        "trial_file": _trial_file(trial),
     }
     text = json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return {"json": text, "payload": payload, "notes": b.notes, "shareable": bool(shareable),

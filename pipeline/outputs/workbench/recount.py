@@ -51,34 +51,11 @@ def recount(payload: dict, positions: dict[str, int] | None = None, off: set[str
 
 def suppress_cells(values: list[int], relations: np.ndarray, min_cell: int,
                    fixed: dict[int, int] | None = None) -> list[int]:
-    """`disclosure.suppress` over any linear relations, with cells decided elsewhere (`fixed`) kept
-    and never chosen: the rule `workbench.js` applies to the site table and the attrition chain."""
-    from pipeline.outputs.disclosure import COMPLEMENT, PRIMARY, VISIBLE, determined
+    """The linear part of the rule (`audit.linear_suppression`), with cells decided elsewhere (`fixed`)
+    kept and never chosen: `suppress` in `workbench.js`."""
+    from pipeline.outputs.audit import linear_suppression
 
-    fixed = fixed or {}
-    vals = np.asarray(values, dtype=np.int64)
-    marks = np.array([fixed.get(j, PRIMARY if 1 <= v < min_cell else VISIBLE) for j, v in enumerate(vals)])
-    free = np.array([j not in fixed for j in range(len(vals))])
-    while True:
-        stuck = determined(relations, marks != VISIBLE)
-        if stuck.size == 0:
-            return marks.tolist()
-        related = np.abs(relations[:, stuck]).max(axis=1) > 0
-        touching = np.abs(relations[related]).max(axis=0) > 0
-        pool = np.flatnonzero(touching & (marks == VISIBLE) & free)
-        if pool.size == 0:
-            rest = (marks == VISIBLE) & free
-            if not rest.any():
-                return marks.tolist()
-            marks[rest] = COMPLEMENT
-            continue
-
-        def cost(j: int) -> tuple:
-            trial = marks != VISIBLE
-            trial[j] = True
-            return (determined(relations, trial).size, vals[j] == 0, vals[j], j)
-
-        marks[min(pool, key=cost)] = COMPLEMENT
+    return linear_suppression(values, relations, min_cell, fixed).tolist()
 
 
 def chain_relations(k: int) -> np.ndarray:
@@ -99,26 +76,19 @@ def chain_relations(k: int) -> np.ndarray:
 
 
 def shareable_view(counts: dict, sites: list[str], min_cell: int) -> dict:
-    """What a shareable page shows for `counts` (from `recount`): the text of every cell."""
-    from pipeline.outputs.disclosure import PRIMARY, VISIBLE, relations, shown
+    """What a shareable page shows for `counts` (from `recount`): the text of every cell of the sites
+    table (sites then "all sites"; population, eligible, possible, ineligible), protected as
+    site_counts.csv is (`audit.protect`, `protect` in workbench.js). The attrition shows no counts."""
+    from pipeline.outputs.audit import DisclosureError, protect
+    from pipeline.outputs.disclosure import relations, shown
 
     values = []
     for s in sites:
         v = counts["by_site"][s]
         values += [v["eligible"] + v["possible"] + v["ineligible"], v["eligible"], v["possible"], v["ineligible"]]
     values += [counts["population"], counts["eligible"], counts["possible"], counts["ineligible"]]
-    site_marks = suppress_cells(values, relations(len(sites)), min_cell)
-    attr = counts["attrition"]
-    k = len(attr)
-    fixed = {0: site_marks[len(sites) * 4], 1: site_marks[len(sites) * 4 + 3]}
-    chain = [counts["population"], counts["ineligible"], *[a["excluded"] for a in attr],
-             *[a["remaining"] for a in attr[:-1]]]
-    chain_marks = suppress_cells(chain, chain_relations(k), min_cell, fixed) if k else [fixed[0], fixed[1]]
-    remaining = [shown(v, m, min_cell) for v, m in zip(chain[2 + k:], chain_marks[2 + k:])]
-    if k:
-        last = attr[-1]["remaining"]
-        mark = PRIMARY if 1 <= last < min_cell else VISIBLE if fixed[0] == fixed[1] == VISIBLE else 2
-        remaining.append(shown(last, mark, min_cell))
-    return {"site": [shown(v, m, min_cell) for v, m in zip(values, site_marks)],
-            "excluded": [shown(v, m, min_cell) for v, m in zip(chain[2:2 + k], chain_marks[2:2 + k])],
-            "remaining": remaining}
+    try:
+        marks = protect(values, relations(len(sites)), min_cell)
+    except DisclosureError:  # the page withholds a table that no suppression protects
+        return {"site": ["–"] * len(values), "marks": None, "values": values}
+    return {"site": [shown(v, m, min_cell) for v, m in zip(values, marks)], "marks": marks.tolist(), "values": values}
