@@ -131,8 +131,9 @@ def latest_is_complete(runs: Path) -> str:
 
 
 def visible(runs: Path) -> set[str]:
-    """What a reader listing the runs folder sees (hidden names are the machinery's)."""
-    return {p.name for p in runs.iterdir() if not p.name.startswith(".")}
+    """What a reader listing the runs folder sees (hidden names are the machinery's; status.json, written
+    after every night, is checked on its own)."""
+    return {p.name for p in runs.iterdir() if not p.name.startswith(".") and p.name != "status.json"}
 
 
 # ---- kills, signals, the lock ----------------------------------------------------------------
@@ -216,6 +217,8 @@ def test_sigterm_and_sigint_clean_up_and_log_the_exit_status(small, tmp_path, si
     assert not [p for p in runs.iterdir() if ".partial-" in p.name]
     last = json.loads((runs / f"failed-{D2}.log").read_text().splitlines()[-1])
     assert last["exit_status"] == code and last["level"] == "error"
+    status = json.loads((runs / "status.json").read_text())
+    assert status["exit_code"] == code and status["last_success"]["date"] == D1 and status["consecutive_failures"] == 1
 
 
 def test_concurrent_nightlies_one_runs_the_other_exits_3(small, tmp_path):
@@ -250,7 +253,7 @@ def test_a_held_lock_stops_a_nightly_at_once(small, tmp_path):
         rc, err = cli("nightly", "--input", small, "--runs-dir", runs, "--as-of", D1)
         assert rc == 3 and time.monotonic() - t < 10
         one_clear_line(err, "another msfeas nightly is running")
-        assert visible(runs) == set()
+        assert visible(runs) == set() and not (runs / "status.json").exists()  # the holder reports the night
     finally:
         os.close(fd)
 
