@@ -165,7 +165,7 @@ def _check_out(out: Path, force: bool) -> None:
 
 def _warnings(opts: RunOptions) -> list[str]:
     """What a reader of this run must know about how it was asked for."""
-    out = []
+    out = list(dict.fromkeys(n for t in opts.trials for n in t.notes))  # --set values between a scale's steps
     if opts.as_of > opts.today:
         out.append(f"--as-of {opts.as_of} is after today ({opts.today}): no data after today exist, so the "
                    "criteria are judged on today's data as if nothing happened until then")
@@ -258,6 +258,10 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             log.event("ingest_validate", f"read as {fmt}", source=registry.source)
         timings["read"] = registry.read_seconds
         timings["validate"] = timings["ingest_validate"] - registry.read_seconds
+        early = registry.as_of_warning(judge.as_of) if hasattr(registry, "as_of_warning") else None
+        if early:  # issue 32: a date before the data counted everyone, silently
+            warnings.append(early)
+            log.event("ingest_validate", early, level="warning")
         hooks.after_ingest(registry, log)
 
         per_trial: dict[str, tuple[dict, pl.DataFrame, pl.DataFrame]] = {}

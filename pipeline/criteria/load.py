@@ -68,6 +68,7 @@ class Trial:
     source: str
     sha256: str = ""
     planned_enrolment: int | None = None
+    notes: list[str] = field(default_factory=list, compare=False)  # warnings of --set (scale steps), for the run
 
     @property
     def ids(self) -> list[str]:
@@ -464,22 +465,97 @@ def load_trial(name_or_path: str = "nct04203017", overrides: list[str] | None = 
     return apply_overrides(parse_trial(text, source), overrides or [])
 
 
+# Known clinical scales (issue 32): a `--set` value off the scale is an error (no patient can have it, so
+# the run's numbers would silently mean "no limit" or "nobody"); a value between two steps of the scale is
+# a warning (it still compares deterministically, as the step below or above, so the run can go on).
+# (scale, low, high, step or None, unit)
+EDSS = ("EDSS", 0.0, 10.0, 0.5, "points")
+KARNOFSKY = ("Karnofsky index", 0.0, 100.0, 10.0, "%")
+AGE = ("age", 0.0, 120.0, None, "years")
+LVEF = ("LVEF", 0.0, 100.0, None, "%")
+PREDICTED = ("% of predicted", 0.0, 250.0, None, "%")
+_EDSS_KEYS = {"increase_below", "increase_from", "increase_step_edss"}
+
+
+def _scales(rule: Any, out: dict[str, tuple] | None = None) -> dict[str, tuple]:
+    """Parameter name -> the scale its value is on, from where the rule uses it ("$name")."""
+    out = {} if out is None else out
+    if isinstance(rule, list):
+        for r in rule:
+            _scales(r, out)
+        return out
+    if not isinstance(rule, dict):
+        return out
+    column = rule.get("value_column") or rule.get("column")
+    test = str((rule.get("where") or {}).get("test", "")).upper() if isinstance(rule.get("where"), dict) else ""
+    for key, value in rule.items():
+        if isinstance(value, (dict, list)):
+            _scales(value, out)
+            continue
+        if not (isinstance(value, str) and value.startswith("$")):
+            continue
+        bound = key in ("min", "max", "step")
+        scale = (EDSS if key in _EDSS_KEYS or (bound and column == "edss") else
+                 KARNOFSKY if bound and column == "karnofsky" else
+                 AGE if key in ("min", "max") and rule.get("type") == "age" else
+                 LVEF if bound and rule.get("table") == "function_tests" and test == "LVEF" else
+                 PREDICTED if bound and rule.get("table") == "function_tests" and test in ("FEV1", "DLCO") else None)
+        if scale:
+            out[value[1:]] = scale
+    return out
+
+
+def check_scale(where: str, value: Any, scale: tuple) -> str | None:
+    """UsageError for a value off the scale; the warning for one between its steps, else None."""
+    name, low, high, step, unit = scale
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    shown = f"{low:g} .. {high:g}" + (f" in steps of {step:g}" if step else "") + (f" {unit}" if unit else "")
+    if not low <= value <= high:
+        raise UsageError(f"{where}: {value:g} is off the {name} scale ({shown}); no patient can have it, so the "
+                         "run's numbers would not mean what you asked")
+    if step and abs(value / step - round(value / step)) > 1e-9:
+        below, above = step * (value // step), step * (value // step + 1)
+        return (f"{where}: {value:g} is not a step of the {name} scale ({shown}): it compares as if it were "
+                f"{below:g} or {above:g}, whichever the criterion's bound lands on; the run goes on")
+    return None
+
+
 def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
-    """Apply `--set criterion.parameter=value`; the criterion is rebuilt and checked again (exit 2 on error)."""
+    """Apply `--set criterion.parameter=value`; the criterion is rebuilt and checked again (exit 2 on error).
+    A value off a known scale (EDSS, Karnofsky, age, percentages) is an error; off its step, a warning
+    (`Trial.notes`)."""
     trial = copy.deepcopy(trial)
     by_id = {c.id: i for i, c in enumerate(trial.criteria)}
     for item in overrides:
         name, sep, value = item.partition("=")
         cid, dot, param = name.strip().partition(".")
+        if sep and not dot:  # a parameter's name alone: name its criterion
+            owners = [c.id for c in trial.criteria if cid in c.parameters]
+            if owners:
+                raise UsageError(f"--set {item!r}: give the criterion too, as criterion.parameter=value: "
+                                 + " or ".join(f"{o}.{cid}={value}" for o in owners))
         if not sep or not dot:
-            raise UsageError(f"--set {item!r}: expected criterion.parameter=value")
+            raise UsageError(f"--set {item!r}: expected criterion.parameter=value (e.g. edss_range.max_edss=7.0)")
         if cid not in by_id:
             raise UsageError(f"--set {item!r}: no criterion {cid!r}; {suggest(cid, by_id, label='criteria')}")
         crit = trial.criteria[by_id[cid]]
         if param not in crit.parameters:
             known = suggest(param, crit.parameters, label="parameters")
             raise UsageError(f"--set {item!r}: criterion {cid} has no parameter {param!r} ({known})")
-        new = coerce(value, crit.param_types[param], f"--set {item}")
+        try:
+            new = coerce(value, crit.param_types[param], f"--set {item}")
+        except UsageError:
+            typ = crit.param_types[param]
+            now = crit.parameters[param]
+            written = _WRITTEN.get(_base(typ), _base(typ)) + (" or none" if typ.endswith("?") else "")
+            raise UsageError(f"--set {item!r}: {value.strip()!r} is not {written}; {cid}.{param} is "
+                             f"{now if now is not None else 'none'} in this trial (e.g. --set {cid}.{param}="
+                             f"{now if now is not None else 'none'})") from None
+        scale = _scales(crit.rule).get(param)
+        note = check_scale(f"--set {cid}.{param}", new, scale) if scale else None
+        if note:
+            trial.notes.append(note)
         raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters}
         trial.criteria[by_id[cid]] = build_criterion(raw, f"--set {item}", {param: new}, crit.overridden | {param})
     return trial
