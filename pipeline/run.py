@@ -139,7 +139,10 @@ SHARDS = ".shards"  # inside the unfinished run folder: a large export's tables 
 
 
 def looks_like_run(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in RUN_FOLDER_FILES)
+    """A one-trial run folder (summary.json, evaluation.parquet) or a several-trial one (summary.json,
+    overview.csv): before issue 32, `make run` (--trial all --force) refused its own folder the second time."""
+    return all((folder / name).is_file() for name in RUN_FOLDER_FILES) or all(
+        (folder / name).is_file() for name in ("summary.json", "overview.csv"))
 
 
 def _check_out(out: Path, force: bool) -> None:
