@@ -562,6 +562,8 @@ def _main(argv: list[str] | None) -> int:
         else:
             result = run(opts)
     except (Exception, KeyboardInterrupt, Terminated) as exc:  # noqa: BLE001 - every failure: one clear line
+        if isinstance(exc, BrokenPipeError):  # `msfeas trials | head`: main() treats it as done
+            raise
         exc = cause(exc)  # an interrupt swallowed where it was raised is still the reason
         code, message = describe(exc)
         if args.command == "nightly":

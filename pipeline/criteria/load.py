@@ -24,7 +24,8 @@ from pipeline.criteria import contract
 from pipeline.criteria.nodes import NODE_TYPES, PREDICATES, REQUIRED, STATUSES, DesignError, Node
 
 KINDS = {"inclusion", "exclusion", "registry status"}
-CRITERION_KEYS = {"id", "kind", "text", "parameters", "rule"}
+CRITERION_KEYS = {"id", "kind", "text", "label", "parameters", "rule"}
+LABEL_MAX = 40  # characters of a criterion's short label (charts and the overview; optional, else the id)
 TRIAL_KEYS = {"id", "title", "registration", "planned_enrolment", "criteria"}
 TIES = ("highest", "lowest")
 
@@ -39,6 +40,7 @@ class Criterion:
     param_types: dict[str, str]
     node: Node
     overridden: set[str] = field(default_factory=set)
+    label: str | None = None  # the short name shown in charts and the overview (optional; the id when absent)
 
     @property
     def tables(self) -> list[str]:
@@ -386,6 +388,9 @@ def build_criterion(raw: dict, where: str, overrides: dict[str, Any] | None = No
         raise UsageError(f"{where}: kind must be one of {', '.join(sorted(KINDS))}" + (f"; {near}" if near else ""))
     if not isinstance(raw["text"], str):
         raise UsageError(f"{where}: text must be a text")
+    label = raw.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip() or len(label) > LABEL_MAX):
+        raise UsageError(f"{where}: label must be a short text (1 to {LABEL_MAX} characters), e.g. \"EDSS 3.0-6.5\"")
     params = raw.get("parameters", {})
     if not isinstance(params, dict):
         raise UsageError(f"{where}: parameters must be a table of name = value")
@@ -405,7 +410,8 @@ def build_criterion(raw: dict, where: str, overrides: dict[str, Any] | None = No
         raise UsageError(f"{where}: {exc}") from None
     # Values as the nodes read them (an int given for a float parameter becomes a float).
     typed = {k: coerce(v, builder.types[k], f"{where}: parameters.{k}") for k, v in params.items()}
-    return Criterion(cid, raw["kind"], raw["text"], raw["rule"], typed, builder.types, node, set(overridden or ()))
+    return Criterion(cid, raw["kind"], raw["text"], raw["rule"], typed, builder.types, node, set(overridden or ()),
+                     label.strip() if label else None)
 
 
 def _load_text(name_or_path: str) -> tuple[str, str]:
@@ -556,6 +562,7 @@ def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
         note = check_scale(f"--set {cid}.{param}", new, scale) if scale else None
         if note:
             trial.notes.append(note)
-        raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters}
+        raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters,
+               **({"label": crit.label} if crit.label else {})}
         trial.criteria[by_id[cid]] = build_criterion(raw, f"--set {item}", {param: new}, crit.overridden | {param})
     return trial
