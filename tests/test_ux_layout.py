@@ -1,8 +1,9 @@
 """Issue 32: the report and the overview read on any screen. Each bundled trial's report and the overview,
 from one `--trial all --history 24` run of the sample, open in headless Chromium at 1280x800, 1920x1080
 and 2560x1440: no element with text overflows its box (scroll size against client size, every element
-that has text of its own; a scroller of its own, `overflow: auto`, shows all and is allowed), no text is set
-to break mid-word, no chart label lies outside its chart, the page never scrolls sideways. And the page of
+that has text of its own), no text is set
+to break mid-word, no chart label lies outside its chart, no table hides behind a sideways scroller, the page
+never scrolls sideways; printed at an A4 width, the same. And the page of
 NCT04203017 at 1920 is at most half as tall as before the issue: 18,935 px on `integrate` (6f20ec5),
 measured with the same run."""
 
@@ -71,6 +72,20 @@ def test_nothing_overflows_or_is_clipped_at_three_widths(run_dir, browser, page)
     assert problems == {}, json.dumps(problems, indent=1)
 
 
+@pytest.mark.parametrize("page", TRIALS + ["overview"])
+def test_print_fits_an_a4_page_width(run_dir, browser, page):
+    """Printed (print media, 718 CSS px: A4 portrait less the default margins), nothing overflows either."""
+    path = run_dir / "report.html" if page == "overview" else run_dir / page / "report.html"
+    context = browser.new_context(viewport={"width": 718, "height": 1000})
+    try:
+        tab = context.new_page()
+        tab.goto(path.resolve().as_uri(), wait_until="load")
+        tab.emulate_media(media="print")
+        assert tab.evaluate(CHECK) == []
+    finally:
+        context.close()
+
+
 def test_the_report_is_at_most_half_as_tall_at_1920(run_dir, browser):
     height, _ = measure(browser, run_dir / "nct04203017" / "report.html", 1920, 1080)
     assert height <= HEIGHT_BEFORE / 2, f"{height} px at 1920: more than half of {HEIGHT_BEFORE:,}"
@@ -88,6 +103,11 @@ def test_the_check_sees_what_it_must(browser, tmp_path):
     text = "\n".join(bad)
     assert "1,090 fail · 187" in text and "mid-word" in text and "svg text outside" in text and "sideways" in text
     ok = tmp_path / "ok.html"
-    ok.write_text("<!DOCTYPE html><html><body><p>fine</p><div style='overflow-x: auto; width: 100px'>"
-                  "<table style='width: 400px'><tr><td>a scroller of its own</td></tr></table></div></body></html>")
+    ok.write_text("<!DOCTYPE html><html><body><p>fine</p><div style='overflow-x: auto; width: 300px'>"
+                  "<table><tr><td>a table that fits its scroller</td></tr></table></div>"
+                  "<svg viewBox='0 0 100 20' width='100'><text x='2' y='15'>inside</text></svg></body></html>")
     assert measure(browser, ok, 1280, 800)[1] == []
+    scroller = tmp_path / "scroller.html"
+    scroller.write_text("<!DOCTYPE html><html><body><div style='overflow-x: auto; width: 100px'>"
+                        "<table style='width: 400px'><tr><td>hidden until scrolled</td></tr></table></div></body></html>")
+    assert "scrolls sideways: 400 > 100" in "".join(measure(browser, scroller, 1280, 800)[1])
