@@ -98,10 +98,12 @@ def test_the_check_sees_what_it_must(browser, tmp_path):
 <div style="width: 80px; overflow: hidden; white-space: nowrap">1,090 fail · 187 unknown</div>
 <table style="width: 120px"><tr><td style="word-break: break-all">informed_consent</td></tr></table>
 <svg viewBox="0 0 100 20" width="100"><text x="90" y="15">1,090 fail</text></svg>
-<div style="width: 3000px">wide</div></body></html>""")
+<div style="width: 3000px">wide</div>
+<p style="width: 60px"><b style="white-space: nowrap">informed_<wbr>consent</b></p></body></html>""")
     _, bad = measure(browser, page, 1280, 800)
     text = "\n".join(bad)
     assert "1,090 fail · 187" in text and "mid-word" in text and "svg text outside" in text and "sideways" in text
+    assert "one-line text broken over lines: informed_consent" in text
     ok = tmp_path / "ok.html"
     ok.write_text("<!DOCTYPE html><html><body><p>fine</p><div style='overflow-x: auto; width: 300px'>"
                   "<table><tr><td>a table that fits its scroller</td></tr></table></div>"
