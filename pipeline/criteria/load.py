@@ -471,9 +471,11 @@ def load_trial(name_or_path: str = "nct04203017", overrides: list[str] | None = 
     return apply_overrides(parse_trial(text, source), overrides or [])
 
 
-# Known clinical scales (issue 32): a `--set` value off the scale is an error (no patient can have it, so
-# the run's numbers would silently mean "no limit" or "nobody"); a value between two steps of the scale is
-# a warning (it still compares deterministically, as the step below or above, so the run can go on).
+# Known clinical scales (issue 32). A `--set` value off the scale or between two of its steps is a warning,
+# not an error: the run goes on and says it. Off the scale, no patient can have the value, so the bound means
+# "no limit" or "nobody" (a real what-if, and the workbench's sliders run past the scale's ends to offer it:
+# every command the page gives must run and count as the page does); between steps, the value compares
+# exactly as the step below or above would.
 # (scale, low, high, step or None, unit)
 EDSS = ("EDSS", 0.0, 10.0, 0.5, "points")
 KARNOFSKY = ("Karnofsky index", 0.0, 100.0, 10.0, "%")
@@ -512,14 +514,17 @@ def _scales(rule: Any, out: dict[str, tuple] | None = None) -> dict[str, tuple]:
 
 
 def check_scale(where: str, value: Any, scale: tuple) -> str | None:
-    """UsageError for a value off the scale; the warning for one between its steps, else None."""
+    """The warning for a value off the scale or between its steps, else None."""
     name, low, high, step, unit = scale
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     shown = f"{low:g} .. {high:g}" + (f" in steps of {step:g}" if step else "") + (f" {unit}" if unit else "")
     if not low <= value <= high:
-        raise UsageError(f"{where}: {value:g} is off the {name} scale ({shown}); no patient can have it, so the "
-                         "run's numbers would not mean what you asked")
+        param = where.rsplit(".", 1)[-1]
+        bound = ("lets everyone through" if (value > high) == param.startswith("max") else "lets nobody through") \
+            if param.startswith(("min", "max")) else "compares as if at the scale's end"
+        return (f"{where}: {value:g} is off the {name} scale ({shown}): no patient can have it, so this bound "
+                f"{bound}; the run goes on (a typo? check the value)")
     if step and abs(value / step - round(value / step)) > 1e-9:
         below, above = step * (value // step), step * (value // step + 1)
         return (f"{where}: {value:g} is not a step of the {name} scale ({shown}): it compares as if it were "
@@ -529,8 +534,7 @@ def check_scale(where: str, value: Any, scale: tuple) -> str | None:
 
 def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
     """Apply `--set criterion.parameter=value`; the criterion is rebuilt and checked again (exit 2 on error).
-    A value off a known scale (EDSS, Karnofsky, age, percentages) is an error; off its step, a warning
-    (`Trial.notes`)."""
+    A value off a known scale (EDSS, Karnofsky, age, percentages) or off its step is a warning (`Trial.notes`)."""
     trial = copy.deepcopy(trial)
     by_id = {c.id: i for i, c in enumerate(trial.criteria)}
     for item in overrides:
