@@ -419,7 +419,7 @@ def test_the_nightly_sweeps_every_leftover(small, tmp_path):
     (runs / ".notes.old-backup").write_text("the operator's")  # not ours: never swept
     rc, err = cli("nightly", "--input", small, "--runs-dir", runs, "--as-of", D2)
     assert rc == 0, err
-    assert sorted(p.name for p in runs.iterdir()) == [".lock", ".notes.old-backup", D1, D2, "latest"]
+    assert sorted(p.name for p in runs.iterdir()) == [".lock", ".notes.old-backup", D1, D2, "latest", "status.json"]
     assert comparable(runs / D1)  # the target of the swept link is untouched
     log = (runs / D2 / "run.log").read_text()
     assert log.count("left by an interrupted run") == 4 and "replaced by a re-run" in log
@@ -466,7 +466,7 @@ def test_a_same_day_rerun_keeps_the_replaced_run_readable(small, tmp_path):
         os.close(fd)
     assert [p.name for p in runs.iterdir() if p.name.startswith(f".{D1}.replaced-")]
     assert cli("nightly", "--input", small, "--runs-dir", runs, "--as-of", D2)[0] == 0
-    assert sorted(p.name for p in runs.iterdir()) == [".lock", D1, D2, "latest"]
+    assert sorted(p.name for p in runs.iterdir()) == [".lock", D1, D2, "latest", "status.json"]
 
 
 # ---- the command line's own faults ---------------------------------------------------------------
