@@ -113,3 +113,22 @@ def test_the_check_sees_what_it_must(browser, tmp_path):
     scroller.write_text("<!DOCTYPE html><html><body><div style='overflow-x: auto; width: 100px'>"
                         "<table style='width: 400px'><tr><td>hidden until scrolled</td></tr></table></div></body></html>")
     assert "scrolls sideways: 400 > 100" in "".join(measure(browser, scroller, 1280, 800)[1])
+
+
+def test_copy_as_command_gives_visible_feedback(run_dir, browser):
+    """A click on "Copy as command" shows a status line that stands out (a visible box, not muted text)."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    try:
+        tab = context.new_page()
+        tab.goto((run_dir / "nct04203017" / "report.html").resolve().as_uri(), wait_until="load")
+        status = tab.locator("#wb-copied")
+        assert status.inner_text() == ""
+        tab.locator("#wb-copy").click()
+        tab.wait_for_function("document.getElementById('wb-copied').textContent.length > 0")
+        box = status.bounding_box()
+        style = tab.evaluate("() => { const s = getComputedStyle(document.getElementById('wb-copied'));"
+                             " return [s.display, s.borderTopWidth, s.backgroundColor, s.fontWeight]; }")
+        assert box and box["width"] > 50 and box["height"] > 10
+        assert style[0] == "inline-block" and style[1] != "0px" and style[2] != "rgba(0, 0, 0, 0)", style
+    finally:
+        context.close()
