@@ -69,8 +69,9 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{clip(text)} is not a date YYYY-MM-DD") from None
 
 
-def _share(text: str) -> float:
-    """--max-reject as a percentage: `5`, `5%` or `0.5%`."""
+def _percent(text: str) -> float:
+    """--max-reject and --max-drop as a percentage: `5`, `5%` or `0.5%`. (Not `_share` below, a probability
+    0.3 or 30 %: its name once shadowed this one, and `--max-drop 50` was refused as "above 1".)"""
     try:
         value = float(text.rstrip("%")) / 100
     except ValueError:
@@ -91,7 +92,8 @@ def _min_cell(text: str) -> int:
 
 
 NIGHTLY_HELP = """files: RUNS/<as-of>/ (run folder + manifest.json, changes.csv, run.log), RUNS/latest,
-  RUNS/failed-<as-of>.log when a night stops. Read a run through RUNS/latest resolved once
+  RUNS/failed-<as-of>.log when a night stops, RUNS/status.json after every night (exit code,
+  counts per trial, last success, consecutive failures: for a monitor). Quiet on success. Read a run through RUNS/latest resolved once
   (cd "$(readlink -f RUNS/latest)"; see the README).
 
 """ + EXIT_HELP
@@ -135,7 +137,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "(default: the CDM schema)")
     p.add_argument("--omop-profile", metavar="FILE", help="OMOP: a profile of concepts overriding the bundled msda "
                    "profile key by key (TOML; docs/omop.md)")
-    p.add_argument("--max-reject", type=_share, default=0.05, metavar="PERCENT",
+    p.add_argument("--max-reject", type=_percent, default=0.05, metavar="PERCENT",
                    help="largest share of a table's rows that may be quarantined (default 5%%)")
     p.add_argument("--min-cell", type=_min_cell, default=5, metavar="N",
                    help="shareable counts (site_counts.csv, summary_public.json): show counts 1 .. N-1 "
@@ -267,10 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     night.add_argument("--keep", type=int, default=30, metavar="N", help="run folders to keep (default 30)")
     night.add_argument("--cache", type=Path, default=None, metavar="DIR",
                        help="keep validated exports in DIR (off by default: the export changes every night)")
-    night.add_argument("--max-drop", type=_share, default=0.20, metavar="PERCENT",
+    night.add_argument("--max-drop", type=_percent, default=0.20, metavar="PERCENT",
                        help="largest fall of a table's rows (or the patients) since the previous run (default 20%%)")
     night.add_argument("--accept-volume-drop", action="store_true", help="go on despite a larger fall (logged)")
-    night.add_argument("--verbose", action="store_true", help="every log event as a JSON line on stderr")
+    night.add_argument("--verbose", action="store_true",
+                       help="every log event on stderr (default: nothing on success, one line on failure)")
+    night.add_argument("--log-format", choices=["text", "json"], default="text",
+                       help="stderr's lines: text (default) or JSON lines like run.log's (the failure line too)")
+    _history_args(night)
     return parser
 
 
@@ -346,7 +352,13 @@ def load_trials(names: list[str] | None, overrides: list[str]):
     mine: list[list[str]] = [[] for _ in trials]  # each trial's --set values, applied together (order never matters)
     for item in overrides:
         target = item.partition("=")[0].strip()
-        cid, _, param = target.partition(".")
+        cid, dot, param = target.partition(".")
+        if not dot:  # a parameter's name alone: name the criteria that have it
+            owners = sorted({f"{c.id}.{cid}" for t in trials for c in t.criteria if cid in c.parameters})
+            raise UsageError(f"--set {item!r}: give the criterion too, as criterion.parameter=value"
+                             + (f": {' or '.join(o + '=' + item.partition('=')[2] for o in owners)} "
+                                f"(applied to every trial that has it)" if owners else
+                                f"; {suggest_parameter(cid, trials)}"))
         fits = [i for i, t in enumerate(trials) if any(c.id == cid and param in c.parameters for c in t.criteria)]
         if not fits:
             from pipeline.core.errors import suggest
@@ -356,6 +368,11 @@ def load_trials(names: list[str] | None, overrides: list[str]):
         for i in fits:
             mine[i].append(item)
     return [apply_overrides(t, items) if items else t for t, items in zip(trials, mine)]
+
+
+def suggest_parameter(name: str, trials) -> str:
+    from pipeline.core.errors import suggest
+    return suggest(name, [p for t in trials for c in t.criteria for p in c.parameters], limit=0, label="parameters")
 
 
 def print_trials() -> None:
@@ -508,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    global _STARTED
+    _STARTED = dt.datetime.now(dt.timezone.utc)
     args = build_parser().parse_args(argv)
     os.umask(0o077)  # patient-level files are created readable by the owner only
     try:
@@ -539,12 +558,17 @@ def _main(argv: list[str] | None) -> int:
                 raise UsageError("--keep must be at least 1")
             result = nightly(NightlyOptions(run=opts, runs_dir=args.runs_dir, keep=args.keep,
                                             max_drop=args.max_drop, accept_volume_drop=args.accept_volume_drop),
-                             RunLog(verbose=args.verbose, echo=True))
+                             RunLog(verbose=args.verbose, echo=True, quiet=True, log_format=args.log_format))
+            _night_status(args, today, EXIT_OK, "done", result=result)
         else:
             result = run(opts)
     except (Exception, KeyboardInterrupt, Terminated) as exc:  # noqa: BLE001 - every failure: one clear line
+        if isinstance(exc, BrokenPipeError):  # `msfeas trials | head`: main() treats it as done
+            raise
         exc = cause(exc)  # an interrupt swallowed where it was raised is still the reason
         code, message = describe(exc)
+        if args.command == "nightly":
+            _night_failed(args, today if "today" in locals() else dt.date.today(), exc, code, message)
         if code == EXIT_SOFTWARE and os.environ.get("MSFEAS_DEBUG"):
             raise
         _failure(args, exc, code, message)
@@ -562,10 +586,59 @@ def _main(argv: list[str] | None) -> int:
     return EXIT_OK
 
 
+_STARTED = dt.datetime.now(dt.timezone.utc)  # (re)set by _main: the nightly's status counts from here
+
+
+def _night_status(args, today: dt.date, code: int, message: str, result=None, failed_log: str | None = None) -> None:
+    """RUNS/status.json, on every outcome. A runs folder that cannot take it is said on stderr, once."""
+    from pipeline.ops import status
+
+    day = (args.as_of or today).isoformat()
+    try:
+        status.write(args.runs_dir, date=day, exit_code=code, message=message, started=_STARTED,
+                     counts=status.counts(result.summary) if result is not None else None, failed_log=failed_log)
+    except (OSError, KeyError, TypeError) as exc:
+        _say(f"msfeas: warning: cannot write {args.runs_dir / status.NAME}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _night_failed(args, today: dt.date, exc: BaseException, code: int, message: str) -> None:
+    """Every failed night leaves RUNS/failed-<date>.log and status.json, also when it stopped before
+    the nightly had a log (an interrupt during start-up, a usage error, a runs folder it refused). Exit 3
+    (another nightly holds the lock) is not a failed night: the holder writes both when it ends."""
+    import json
+
+    if code == EXIT_LOCKED:  # not a failed night: the nightly holding the lock runs it, and reports it
+        return
+    day = (args.as_of or today).isoformat()
+    try:
+        args.runs_dir.mkdir(parents=True, exist_ok=True)  # the first night may stop before nightly() made it
+    except OSError:
+        pass
+    if getattr(exc, "failed_log", None) is None and args.runs_dir.is_dir():
+        failed = args.runs_dir / f"failed-{day}.log"
+        event = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), "level": "error",
+                 "stage": "start", "message": message, "exit_status": code, "argv": sys.argv[1:]}
+        try:
+            with open(failed, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+            exc.failed_log = str(failed)
+        except (OSError, AttributeError):
+            pass
+    if args.runs_dir.is_dir():
+        _night_status(args, today, code, message, failed_log=getattr(exc, "failed_log", None))
+
+
 def _failure(args, exc: BaseException, code: int, message: str) -> None:
     """The message of a run that stopped, and what was (not) written."""
     nightly = args.command == "nightly"
     log = getattr(exc, "failed_log", None)
+    if nightly and getattr(args, "log_format", "text") == "json":  # one JSON line, as run.log's
+        import json
+
+        _say(json.dumps({"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                         "level": "error", "stage": "end", "message": message, "exit_status": code,
+                         "failed_log": log}, ensure_ascii=False))
+        return
     if nightly:
         after = "latest is unchanged" + (f"; the log is in {log}" if log else "")
     else:

@@ -63,7 +63,7 @@ DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The hidden names the nightly itself makes (and only those are ever swept): a run's partial or
 # set-aside folder, a replaced run, a run being deleted, the `latest` link before its rename.
 LEFTOVER = re.compile(r"^\.(?:\d{4}-\d{2}-\d{2}\.(?P<kind>partial|old|replaced)-.+|deleting-\d{4}-\d{2}-\d{2}-\d+"
-                      r"|latest\.tmp-\d+)$")
+                      r"|latest\.tmp-\d+|status\.json\.tmp-\d+)$")
 CANDIDATE = ("eligible", "possible")
 DEPENDENCIES = ("polars", "duckdb", "pandera", "great-expectations", "pyarrow", "numpy", "pandas", "jinja2")
 
@@ -78,6 +78,17 @@ class VolumeDropError(Exception):
     """The export shrank suspiciously since the previous run (exit 4)."""
 
     exit_code = EXIT_VOLUME
+
+
+def holder_text(raw: str) -> str:
+    """The lock file's JSON said in words: "pid 123 on host db1, started 2026-11-24T02:00:00+00:00"."""
+    if not raw:
+        return "holder unknown"
+    try:
+        h = json.loads(raw)
+        return f"pid {int(h['pid'])} on host {h.get('host') or '?'}, started {h.get('started') or '?'}"
+    except (ValueError, KeyError, TypeError):
+        return f"lock file reads {clip(raw, 80)}"
 
 
 class RunLock:
@@ -99,10 +110,9 @@ class RunLock:
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
             os.close(fd)
             raise LockedError(f"another msfeas nightly is running on {self.path.parent} "
-                              f"({clip(holder, 200) if holder else 'holder unknown'}); "
-                              "this run stops without touching it") from None
+                              f"({holder_text(holder)}); this run stops without touching it") from None
         stale = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        self.stale = clip(stale, 200) if stale else ""
+        self.stale = holder_text(stale) if stale else ""
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                   "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
@@ -226,8 +236,21 @@ class NightlyHooks(Hooks):
                               **{k: int(counts.get(k, 0)) for k in
                                  ("became_candidate", "no_longer_candidate", "eligible_to_possible",
                                   "possible_to_eligible")},
-                              "candidates_quarantined": was_candidate}
+                              "candidates_quarantined": was_candidate,
+                              "previous_counts": self._previous_counts(trial.id)}
         log.event("changes", "since the previous run", **summary["changes"])
+
+    def _previous_counts(self, trial_id: str) -> dict | None:
+        """The previous night's population, eligible, possible and ineligible for this trial (the
+        report's headline shows the change), or None."""
+        if self.previous is None:
+            return None
+        sub = self.previous / trial_id / "summary.json"
+        prev = (json.loads(sub.read_text("utf-8")) if sub.is_file()
+                else self.prev_summary if self.prev_summary.get("trial") == trial_id else None)
+        if prev is None:
+            return None
+        return {k: int(prev[k]) for k in ("population", "eligible", "possible", "ineligible") if k in prev}
 
     def _previous_evaluation(self, trial_id: str) -> pl.DataFrame | None:
         """The previous run's evaluation of this trial: in its sub-folder when that run judged several

@@ -140,7 +140,10 @@ SHARDS = ".shards"  # inside the unfinished run folder: a large export's tables 
 
 
 def looks_like_run(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in RUN_FOLDER_FILES)
+    """A one-trial run folder (summary.json, evaluation.parquet) or a several-trial one (summary.json,
+    overview.csv): before issue 32, `make run` (--trial all --force) refused its own folder the second time."""
+    return all((folder / name).is_file() for name in RUN_FOLDER_FILES) or all(
+        (folder / name).is_file() for name in ("summary.json", "overview.csv"))
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -166,7 +169,7 @@ def _check_out(out: Path, force: bool) -> None:
 
 def _warnings(opts: RunOptions) -> list[str]:
     """What a reader of this run must know about how it was asked for."""
-    out = []
+    out = list(dict.fromkeys(n for t in opts.trials for n in t.notes))  # --set values between a scale's steps
     if opts.as_of > opts.today:
         out.append(f"--as-of {opts.as_of} is after today ({opts.today}): no data after today exist, so the "
                    "criteria are judged on today's data as if nothing happened until then")
@@ -259,6 +262,10 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
             log.event("ingest_validate", f"read as {fmt}", source=registry.source)
         timings["read"] = registry.read_seconds
         timings["validate"] = timings["ingest_validate"] - registry.read_seconds
+        early = registry.as_of_warning(judge.as_of) if hasattr(registry, "as_of_warning") else None
+        if early:  # issue 32: a date before the data counted everyone, silently
+            warnings.append(early)
+            log.event("ingest_validate", early, level="warning")
         hooks.after_ingest(registry, log)
 
         per_trial: dict[str, tuple[dict, pl.DataFrame, pl.DataFrame]] = {}

@@ -131,8 +131,9 @@ def latest_is_complete(runs: Path) -> str:
 
 
 def visible(runs: Path) -> set[str]:
-    """What a reader listing the runs folder sees (hidden names are the machinery's)."""
-    return {p.name for p in runs.iterdir() if not p.name.startswith(".")}
+    """What a reader listing the runs folder sees (hidden names are the machinery's; status.json, written
+    after every night, is checked on its own)."""
+    return {p.name for p in runs.iterdir() if not p.name.startswith(".") and p.name != "status.json"}
 
 
 # ---- kills, signals, the lock ----------------------------------------------------------------
@@ -216,6 +217,8 @@ def test_sigterm_and_sigint_clean_up_and_log_the_exit_status(small, tmp_path, si
     assert not [p for p in runs.iterdir() if ".partial-" in p.name]
     last = json.loads((runs / f"failed-{D2}.log").read_text().splitlines()[-1])
     assert last["exit_status"] == code and last["level"] == "error"
+    status = json.loads((runs / "status.json").read_text())
+    assert status["exit_code"] == code and status["last_success"]["date"] == D1 and status["consecutive_failures"] == 1
 
 
 def test_concurrent_nightlies_one_runs_the_other_exits_3(small, tmp_path):
@@ -250,7 +253,7 @@ def test_a_held_lock_stops_a_nightly_at_once(small, tmp_path):
         rc, err = cli("nightly", "--input", small, "--runs-dir", runs, "--as-of", D1)
         assert rc == 3 and time.monotonic() - t < 10
         one_clear_line(err, "another msfeas nightly is running")
-        assert visible(runs) == set()
+        assert visible(runs) == set() and not (runs / "status.json").exists()  # the holder reports the night
     finally:
         os.close(fd)
 
@@ -416,7 +419,7 @@ def test_the_nightly_sweeps_every_leftover(small, tmp_path):
     (runs / ".notes.old-backup").write_text("the operator's")  # not ours: never swept
     rc, err = cli("nightly", "--input", small, "--runs-dir", runs, "--as-of", D2)
     assert rc == 0, err
-    assert sorted(p.name for p in runs.iterdir()) == [".lock", ".notes.old-backup", D1, D2, "latest"]
+    assert sorted(p.name for p in runs.iterdir()) == [".lock", ".notes.old-backup", D1, D2, "latest", "status.json"]
     assert comparable(runs / D1)  # the target of the swept link is untouched
     log = (runs / D2 / "run.log").read_text()
     assert log.count("left by an interrupted run") == 4 and "replaced by a re-run" in log
@@ -463,7 +466,7 @@ def test_a_same_day_rerun_keeps_the_replaced_run_readable(small, tmp_path):
         os.close(fd)
     assert [p.name for p in runs.iterdir() if p.name.startswith(f".{D1}.replaced-")]
     assert cli("nightly", "--input", small, "--runs-dir", runs, "--as-of", D2)[0] == 0
-    assert sorted(p.name for p in runs.iterdir()) == [".lock", D1, D2, "latest"]
+    assert sorted(p.name for p in runs.iterdir()) == [".lock", D1, D2, "latest", "status.json"]
 
 
 # ---- the command line's own faults ---------------------------------------------------------------

@@ -95,6 +95,8 @@ def build() -> dict:
             "id": {"type": "string", "pattern": r"^[a-z_][a-z0-9_]*$", "description": "a lower-case identifier"},
             "kind": {"enum": sorted(KINDS)},
             "text": {"type": "string", "description": "the criterion as the protocol words it"},
+            "label": {"type": "string", "minLength": 1, "maxLength": 40,
+                      "description": "optional short name for charts and the overview (default: the id)"},
             "parameters": {"type": "object", "description": "name = value, referred to as \"$name\" in the rule, "
                                                             "changed with --set criterion.name=value",
                            "additionalProperties": {"type": ["string", "number", "boolean", "array"]}},

@@ -124,3 +124,93 @@ def load_dialect(folder: Path, overrides: dict[str, str | None]) -> Dialect:
             given["delimiter"] = "\t"
         dialect = replace(dialect, **given).check("command line")
     return dialect
+
+
+# ---------------------------------------------------------------- sniffing (issue 32)
+
+SNIFF_BYTES = 1 << 16  # of each file: enough rows to see dates, decimals and the code page
+DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y.%m.%d")
+_DATE_TOKEN = re.compile(r"^\d{1,4}[-./]\d{1,2}[-./]\d{1,4}$")
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+_DECIMAL_POINT = re.compile(r"^-?\d+\.\d+$")
+# Runs of bytes 0xC0-0xFF: the letters of a Cyrillic word in cp1251 (in cp1252 accented letters come one
+# at a time, inside Latin words).
+_CYRILLIC_RUN = re.compile(rb"[\xc0-\xff]{3,}")
+
+
+def _encoding(raw: bytes) -> str:
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        # A cut at the sample's end is not an error of the file.
+        if exc.start >= len(raw) - 3:
+            return "utf-8"
+    return "cp1251" if len(_CYRILLIC_RUN.findall(raw)) >= 1 or b"\xb5" in raw else "cp1252"
+
+
+def _first_non_ascii(fh, chunk: int = 1 << 20) -> bytes:
+    """The rest of the file up to its first chunk with a byte above 127 (the encoding shows there),
+    whole lines of it; b"" if there is none."""
+    while block := fh.read(chunk):
+        if max(block) > 127:
+            return b"\n" + block[:block.rfind(b"\n") + 1 or len(block)]
+    return b""
+
+
+def sniff(files: list[Path], header_name: str = "patient_id") -> tuple[Dialect, list[str]] | None:
+    """The dialect the export's files look written in, from one pass over the first 64 KB of each:
+    delimiter (the one that splits the first file's header into a field named `header_name`), encoding
+    (UTF-8 if it decodes, else a Windows code page), decimal mark and date format (the one pattern that
+    reads every date-like value). Returns (dialect, doubts) or None if no file could be read; `doubts`
+    says what could not be told apart (say, day-first or month-first when every day is <= 12)."""
+    samples, encodings = [], set()
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(SNIFF_BYTES)
+                encodings.add(_encoding(raw + _first_non_ascii(fh)))
+        except OSError:
+            continue
+        samples.append(raw)
+    if not samples:
+        return None
+    encoding = "utf-8" if encodings == {"utf-8"} else ("cp1251" if "cp1251" in encodings else "cp1252")
+    texts = [raw.decode(encoding, "replace") for raw in samples]
+    header = texts[0].splitlines()[0] if texts[0] else ""
+    delimiter = ","
+    for cand in (";", "\t", ","):
+        if header_name in [h.strip().strip('"') for h in header.split(cand)]:
+            delimiter = cand
+            break
+    tokens = [t.strip().strip('"') for text in texts for line in text.splitlines()[1:-1]
+              for t in line.split(delimiter)]
+    decimal = "," if delimiter != "," and any(_DECIMAL_COMMA.match(t) for t in tokens) \
+        and not any(_DECIMAL_POINT.match(t) for t in tokens) else "."
+    dates = [t for t in tokens if _DATE_TOKEN.match(t)][:2000]
+    doubts: list[str] = []
+    date_format = "%Y-%m-%d"
+    if dates:
+        fits = []
+        for fmt in DATE_FORMATS:
+            try:
+                for t in dates:
+                    dt.datetime.strptime(t, fmt)
+            except ValueError:
+                continue
+            fits.append(fmt)
+        if fits:
+            date_format = fits[0]
+            if len(fits) > 1:
+                doubts.append(f"dates read as {' or as '.join(fits)}: every day is 12 or less in the sample, check "
+                              "date_format")
+        else:
+            doubts.append("no one date format reads every date; check date_format")  # no value: row data stay out
+    return Dialect(delimiter=delimiter, decimal=decimal, date_format=date_format, encoding=encoding), doubts
+
+
+def as_toml(d: Dialect) -> str:
+    """The export.toml that says `d`."""
+    delim = "\\t" if d.delimiter == "\t" else d.delimiter
+    return (f'delimiter = "{delim}"\ndecimal = "{d.decimal}"\ndate_format = "{d.date_format}"\n'
+            f'encoding = "{d.encoding}"\n')

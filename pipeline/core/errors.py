@@ -102,6 +102,18 @@ def suggest(value: object, known, limit: int = 20, label: str = "known") -> str:
     return " ".join(parts)
 
 
+def not_an_export_folder(folder) -> "FatalInputError":
+    """`--input` names no folder: a file of the export (say to give its folder), or nothing at all."""
+    from pathlib import Path
+
+    path = Path(folder)
+    if path.is_file():
+        parent = str(path.parent) if str(path.parent) not in ("", ".") else "."
+        return FatalInputError(str(path), f"is a file, not an export folder: give the folder that holds the "
+                                          f"export's tables, --input {parent}")
+    return FatalInputError(str(path), "is not an export folder (no such directory)")
+
+
 class UsageError(Exception):
     """Wrong usage of the command line (exit code 2)."""
 

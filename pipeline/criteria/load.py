@@ -24,7 +24,8 @@ from pipeline.criteria import contract
 from pipeline.criteria.nodes import NODE_TYPES, PREDICATES, REQUIRED, STATUSES, DesignError, Node
 
 KINDS = {"inclusion", "exclusion", "registry status"}
-CRITERION_KEYS = {"id", "kind", "text", "parameters", "rule"}
+CRITERION_KEYS = {"id", "kind", "text", "label", "parameters", "rule"}
+LABEL_MAX = 40  # characters of a criterion's short label (charts and the overview; optional, else the id)
 TRIAL_KEYS = {"id", "title", "registration", "planned_enrolment", "criteria"}
 TIES = ("highest", "lowest")
 
@@ -39,6 +40,7 @@ class Criterion:
     param_types: dict[str, str]
     node: Node
     overridden: set[str] = field(default_factory=set)
+    label: str | None = None  # the short name shown in charts and the overview (optional; the id when absent)
 
     @property
     def tables(self) -> list[str]:
@@ -68,6 +70,7 @@ class Trial:
     source: str
     sha256: str = ""
     planned_enrolment: int | None = None
+    notes: list[str] = field(default_factory=list, compare=False)  # warnings of --set (scale steps), for the run
 
     @property
     def ids(self) -> list[str]:
@@ -385,6 +388,9 @@ def build_criterion(raw: dict, where: str, overrides: dict[str, Any] | None = No
         raise UsageError(f"{where}: kind must be one of {', '.join(sorted(KINDS))}" + (f"; {near}" if near else ""))
     if not isinstance(raw["text"], str):
         raise UsageError(f"{where}: text must be a text")
+    label = raw.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip() or len(label) > LABEL_MAX):
+        raise UsageError(f"{where}: label must be a short text (1 to {LABEL_MAX} characters), e.g. \"EDSS 3.0-6.5\"")
     params = raw.get("parameters", {})
     if not isinstance(params, dict):
         raise UsageError(f"{where}: parameters must be a table of name = value")
@@ -404,7 +410,8 @@ def build_criterion(raw: dict, where: str, overrides: dict[str, Any] | None = No
         raise UsageError(f"{where}: {exc}") from None
     # Values as the nodes read them (an int given for a float parameter becomes a float).
     typed = {k: coerce(v, builder.types[k], f"{where}: parameters.{k}") for k, v in params.items()}
-    return Criterion(cid, raw["kind"], raw["text"], raw["rule"], typed, builder.types, node, set(overridden or ()))
+    return Criterion(cid, raw["kind"], raw["text"], raw["rule"], typed, builder.types, node, set(overridden or ()),
+                     label.strip() if label else None)
 
 
 def _load_text(name_or_path: str) -> tuple[str, str]:
@@ -464,12 +471,74 @@ def load_trial(name_or_path: str = "nct04203017", overrides: list[str] | None = 
     return apply_overrides(parse_trial(text, source), overrides or [])
 
 
+# Known clinical scales (issue 32). A `--set` value off the scale or between two of its steps is a warning,
+# not an error: the run goes on and says it. Off the scale, no patient can have the value, so the bound means
+# "no limit" or "nobody" (a real what-if, and the workbench's sliders run past the scale's ends to offer it:
+# every command the page gives must run and count as the page does); between steps, the value compares
+# exactly as the step below or above would.
+# (scale, low, high, step or None, unit)
+EDSS = ("EDSS", 0.0, 10.0, 0.5, "points")
+KARNOFSKY = ("Karnofsky index", 0.0, 100.0, 10.0, "%")
+AGE = ("age", 0.0, 120.0, None, "years")
+LVEF = ("LVEF", 0.0, 100.0, None, "%")
+PREDICTED = ("% of predicted", 0.0, 250.0, None, "%")
+_EDSS_KEYS = {"increase_below", "increase_from", "increase_step_edss"}
+
+
+def _scales(rule: Any, out: dict[str, tuple] | None = None) -> dict[str, tuple]:
+    """Parameter name -> the scale its value is on, from where the rule uses it ("$name")."""
+    out = {} if out is None else out
+    if isinstance(rule, list):
+        for r in rule:
+            _scales(r, out)
+        return out
+    if not isinstance(rule, dict):
+        return out
+    column = rule.get("value_column") or rule.get("column")
+    test = str((rule.get("where") or {}).get("test", "")).upper() if isinstance(rule.get("where"), dict) else ""
+    for key, value in rule.items():
+        if isinstance(value, (dict, list)):
+            _scales(value, out)
+            continue
+        if not (isinstance(value, str) and value.startswith("$")):
+            continue
+        bound = key in ("min", "max", "step")
+        scale = (EDSS if key in _EDSS_KEYS or (bound and column == "edss") else
+                 KARNOFSKY if bound and column == "karnofsky" else
+                 AGE if key in ("min", "max") and rule.get("type") == "age" else
+                 LVEF if bound and rule.get("table") == "function_tests" and test == "LVEF" else
+                 PREDICTED if bound and rule.get("table") == "function_tests" and test in ("FEV1", "DLCO") else None)
+        if scale:
+            out[value[1:]] = scale
+    return out
+
+
+def check_scale(where: str, value: Any, scale: tuple) -> str | None:
+    """The warning for a value off the scale or between its steps, else None."""
+    name, low, high, step, unit = scale
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    shown = f"{low:g} .. {high:g}" + (f" in steps of {step:g}" if step else "") + (f" {unit}" if unit else "")
+    if not low <= value <= high:
+        param = where.rsplit(".", 1)[-1]
+        bound = ("lets everyone through" if (value > high) == param.startswith("max") else "lets nobody through") \
+            if param.startswith(("min", "max")) else "compares as if at the scale's end"
+        return (f"{where}: {value:g} is off the {name} scale ({shown}): no patient can have it, so this bound "
+                f"{bound}; the run goes on (a typo? check the value)")
+    if step and abs(value / step - round(value / step)) > 1e-9:
+        below, above = step * (value // step), step * (value // step + 1)
+        return (f"{where}: {value:g} is not a step of the {name} scale ({shown}): it compares as if it were "
+                f"{below:g} or {above:g}, whichever the criterion's bound lands on; the run goes on")
+    return None
+
+
 def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
     """Apply `--set criterion.parameter=value` together, then check (exit 2 on error).
 
     Every value is parsed first; each criterion is then rebuilt and checked once with all of its
     new values, so the order of the --set options never matters (`min_age=70` then `max_age=80`
-    is the same run as the other way round). A parameter set twice keeps its last value.
+    is the same run as the other way round). A parameter set twice keeps its last value. A value
+    off a known scale (EDSS, Karnofsky, age, percentages) or off its step is a warning (`Trial.notes`).
     """
     trial = copy.deepcopy(trial)
     by_id = {c.id: i for i, c in enumerate(trial.criteria)}
@@ -478,19 +547,38 @@ def apply_overrides(trial: Trial, overrides: list[str]) -> Trial:
     for item in overrides:
         name, sep, value = item.partition("=")
         cid, dot, param = name.strip().partition(".")
+        if sep and not dot:  # a parameter's name alone: name its criterion
+            owners = [c.id for c in trial.criteria if cid in c.parameters]
+            if owners:
+                raise UsageError(f"--set {item!r}: give the criterion too, as criterion.parameter=value: "
+                                 + " or ".join(f"{o}.{cid}={value}" for o in owners))
         if not sep or not dot:
-            raise UsageError(f"--set {item!r}: expected criterion.parameter=value")
+            raise UsageError(f"--set {item!r}: expected criterion.parameter=value (e.g. edss_range.max_edss=7.0)")
         if cid not in by_id:
             raise UsageError(f"--set {item!r}: no criterion {cid!r}; {suggest(cid, by_id, label='criteria')}")
         crit = trial.criteria[by_id[cid]]
         if param not in crit.parameters:
             known = suggest(param, crit.parameters, label="parameters")
             raise UsageError(f"--set {item!r}: criterion {cid} has no parameter {param!r} ({known})")
-        changes.setdefault(cid, {})[param] = coerce(value, crit.param_types[param], f"--set {item}")
+        try:
+            new_value = coerce(value, crit.param_types[param], f"--set {item}")
+        except UsageError:
+            typ = crit.param_types[param]
+            now = crit.parameters[param]
+            written = _WRITTEN.get(_base(typ), _base(typ)) + (" or none" if typ.endswith("?") else "")
+            raise UsageError(f"--set {item!r}: {value.strip()!r} is not {written}; {cid}.{param} is "
+                             f"{now if now is not None else 'none'} in this trial (e.g. --set {cid}.{param}="
+                             f"{now if now is not None else 'none'})") from None
+        scale = _scales(crit.rule).get(param)
+        note = check_scale(f"--set {cid}.{param}", new_value, scale) if scale else None
+        if note:
+            trial.notes.append(note)
+        changes.setdefault(cid, {})[param] = new_value
         given.setdefault(cid, []).append(item)
     for cid, new in changes.items():
         crit = trial.criteria[by_id[cid]]
         where = "--set " + " --set ".join(given[cid])
-        raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters}
+        raw = {"id": crit.id, "kind": crit.kind, "text": crit.text, "rule": crit.rule, "parameters": crit.parameters,
+               **({"label": crit.label} if crit.label else {})}
         trial.criteria[by_id[cid]] = build_criterion(raw, where, new, crit.overridden | set(new))
     return trial

@@ -24,7 +24,7 @@ import polars as pl
 
 import schemas
 from pipeline.core.dialect import Dialect
-from pipeline.core.errors import FatalInputError, cap, some
+from pipeline.core.errors import FatalInputError, cap, some, not_an_export_folder
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.inputs import shards
 from pipeline.inputs.readcsv import LINE, NFIELDS, decode, read_csv_text, scan_simple, simple_layout
@@ -206,12 +206,41 @@ def ingest(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today:
     aside are noted there, so that no table is ever in memory whole.
     """
     if not folder.is_dir():
-        raise FatalInputError(str(folder), "is not an export folder (no such directory)")
+        raise not_an_export_folder(folder)
     files = find_files(folder)
     if schemas.REQUIRED_TABLE not in files:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
-    return ingest_tables({t: TableFile(p) for t, p in files.items()}, dialect, vocabulary, today=today,
-                         max_reject=max_reject, spill=spill, per_shard=per_shard)
+    try:
+        return ingest_tables({t: TableFile(p) for t, p in files.items()}, dialect, vocabulary, today=today,
+                             max_reject=max_reject, spill=spill, per_shard=per_shard)
+    except FatalInputError as exc:
+        proposal = propose_export_toml(folder, files, dialect, exc)
+        if proposal is not None:
+            raise proposal from None
+        raise
+
+
+def propose_export_toml(folder: Path, files: dict[str, Path], dialect: Dialect,
+                        exc: FatalInputError) -> FatalInputError | None:
+    """A folder without export.toml that the dialect in use cannot read: sniff the delimiter, encoding,
+    decimal mark and date format in one pass and propose the whole export.toml at once (issue 32: the
+    regional sample took four round trips, one setting each). None when there is an export.toml or the
+    sniffed dialect is the one in use (the problem is elsewhere)."""
+    from pipeline.core.dialect import as_toml, sniff
+
+    if (folder / "export.toml").exists():
+        return None
+    order = [schemas.REQUIRED_TABLE] + sorted(t for t in files if t != schemas.REQUIRED_TABLE)
+    found = sniff([files[t] for t in order])
+    if found is None or found[0] == dialect:
+        return None
+    guess, doubts = found
+    lines = " ".join("'" + line + "'" for line in as_toml(guess).splitlines())
+    found_as = ", ".join(f"{k} {getattr(guess, k)!r}" for k in ("delimiter", "decimal", "date_format", "encoding"))
+    return FatalInputError(exc.file, f"{cap(exc.rule.split(' (')[0], 160)}. There is no export.toml, and the "
+                           f"files look written with {found_as}"
+                           f"{' (' + '; '.join(doubts) + ')' if doubts else ''}: write them all at once with "
+                           f'printf "%s\\n" {lines} > {folder / "export.toml"}', line=exc.line, column=exc.column)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.core.dialect import Dialect
-from pipeline.core.errors import FatalInputError, some
+from pipeline.core.errors import FatalInputError, some, not_an_export_folder
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.inputs import shards
 from pipeline.inputs.ingest import REASON, _Source, validate
@@ -281,7 +281,7 @@ def read(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: d
          spill: Path | None = None, per_shard: int = shards.PATIENTS_PER_SHARD, site: str | None = None) -> Registry:
     """Read, map and validate a CDS folder (FatalInputError: exit 1, as the contract's fatal problems)."""
     if not folder.is_dir():
-        raise FatalInputError(str(folder), "is not an export folder (no such directory)")
+        raise not_an_export_folder(folder)
     files = find_files(folder)
     if "patient" not in files:
         raise FatalInputError("patient.csv", f"is missing from {folder}: it is the one required CDS file")

@@ -59,6 +59,46 @@ class Registry:
     # birth_earliest, birth_latest, for patients whose birth_date is empty. The engines judge both ends.
     birth_intervals: pl.DataFrame | None = None
 
+    def first_record(self):
+        """The earliest date recorded in the export's clinical tables (visits, relapses, MRI, labs, ...;
+        not birth dates), or None. An `--as-of` before it judges every patient on no data at all."""
+        import datetime as dt
+
+        firsts: list[dt.date] = []
+        for name, frame in self.tables.items():
+            if name == "patients" or not isinstance(frame, (pl.DataFrame, pl.LazyFrame)):
+                continue
+            try:
+                lazy = frame.lazy()
+                if pl.Date not in lazy.collect_schema().dtypes():
+                    continue
+                row = lazy.select(pl.col(pl.Date).min()).collect().row(0)
+            except Exception:  # noqa: BLE001 - a hint, never a reason to stop the run
+                continue
+            firsts += [v for v in row if isinstance(v, dt.date)]
+        return min(firsts) if firsts else None
+
+    def as_of_warning(self, as_of) -> str | None:
+        """Why `as_of` makes a misleading population (issue 32), or None: before the export's first record,
+        or a date by which more than half of the patients were not yet born or not yet diagnosed
+        (the population still counts them)."""
+        first = self.first_record()
+        if first is not None and as_of < first:
+            return (f"--as-of {as_of} is before the export's first record ({first}): every criterion is judged "
+                    "on no data at all")
+        patients = self.tables.get("patients")
+        if not isinstance(patients, pl.DataFrame) or patients.height == 0:
+            return None
+        cols = [c for c in ("birth_date", "diagnosis_date") if c in patients.columns
+                and patients.schema[c] == pl.Date]
+        if not cols:
+            return None
+        later = patients.select(pl.any_horizontal([pl.col(c) > as_of for c in cols]).fill_null(False).sum()).item()
+        if later * 2 > patients.height:
+            return (f"--as-of {as_of}: {later:,} of {patients.height:,} patients were born or diagnosed after it, "
+                    "yet they are counted in the population (and mostly ineligible); is the date right?")
+        return None
+
     @property
     def absent(self) -> list[str]:
         return [t for t, inp in self.inputs.items() if not inp.present]

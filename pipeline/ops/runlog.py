@@ -5,9 +5,11 @@ is opened in the partial folder and stays open when that folder is renamed into
 place). On stderr, what is written depends on who is watching:
 
 - a terminal gets short progress lines (`stage: message`);
-- otherwise (cron, systemd) only warnings and errors, as JSON lines, so that a quiet
-  night sends no mail and a bad one sends something a script can parse;
-- `verbose` sends every event as JSON lines.
+- otherwise (cron, systemd) only warnings and errors, as JSON lines; with `quiet` (the
+  nightly) nothing at all: a good night sends no mail, and a bad one sends the one error
+  line the CLI prints (the JSON stays in `run.log` / `failed-<date>.log`);
+- `verbose` sends every event: JSON lines, or `level stage: message` lines with
+  `log_format="text"`.
 
 A closed stderr (a reader that went away) stops the echo, never the run; a failed
 write to `run.log` (a full disk) is an error of the run, with the file named.
@@ -32,8 +34,9 @@ def _line(record: dict) -> str:
 
 class RunLog:
     def __init__(self, stream: IO[str] | None = None, *, verbose: bool = False, tty: bool | None = None,
-                 echo: bool = False):
+                 echo: bool = False, quiet: bool = False, log_format: str = "json"):
         """`echo=False` (the plain `msfeas run`) keeps stderr for the CLI's own messages."""
+        self.quiet, self.log_format = quiet, log_format
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.verbose, self.echo = verbose, echo
@@ -71,7 +74,9 @@ class RunLog:
         if not self.echo:
             return
         try:
-            if self.verbose or (not self.tty and level in ("warning", "error")):
+            if self.verbose and self.log_format == "text":
+                self.stream.write(f"{level} {stage}: {message}\n")
+            elif self.verbose or (not self.tty and not self.quiet and level in ("warning", "error")):
                 self.stream.write(line)
             elif self.tty:
                 extra = f" ({fields['seconds']} s)" if "seconds" in fields else ""

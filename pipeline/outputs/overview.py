@@ -81,7 +81,12 @@ def write(folder: Path, trials: list[Trial], judge: JudgeSettings, output: Outpu
         "warnings": warnings,
         "timings_seconds": None,
     }
-    model = {"s": summary, "trials": [{"trial": t, "row": r, "tables": report.tables_read(t, registry.absent)}
+    # Each trial's history, forecast, time to target and data-quality findings, as the terminal shows them, and
+    # its criteria by their short labels (issue 32).
+    model = {"s": summary, "trials": [{"trial": t, "row": r, "tables": report.tables_read(t, registry.absent),
+                                       "ts": summaries[t.id], "labels": report.labels(t),
+                                       "findings": [f for f in (summaries[t.id].get("quality") or {}).get("findings", [])
+                                                    if not f.get("ok", True)]}
                                       for t, r in zip(trials, rows)],
              "shareable": output.shareable}  # counts only in the trials' workbenches
     (folder / "report.html").write_text(report.render(model, "overview.html.j2"), "utf-8")

@@ -142,6 +142,8 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
     quality = summary.get("quality") or {}
     return {
         "s": summary, "trial": trial, "criteria": criteria, "attrition": attr,
+        # A criterion's short label (`label` in the trial file, issue 32), else its id: charts and the overview.
+        "labels": labels(trial),
         "overrides": [f"{c.id}.{k}" for c in trial.criteria for k in sorted(c.overridden)],
         "settle": _settle(evaluation, trial),
         "sites": sites, "max_site": max([r["candidates"] for r in sites] + [1]),
@@ -154,6 +156,10 @@ def build(summary: dict, evaluation: pl.DataFrame, attrition: pl.DataFrame, tria
         # The workbench (pipeline/outputs/workbench/): toggles and sliders; a shareable report shows counts only there.
         "workbench": _workbench(workbench), "shareable": bool(workbench and workbench["shareable"]),
     }
+
+
+def labels(trial: Trial) -> dict[str, str]:
+    return {c.id: getattr(c, "label", None) or c.id for c in trial.criteria}
 
 
 def _workbench(model: dict | None) -> dict | None:

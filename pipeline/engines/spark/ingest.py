@@ -73,7 +73,7 @@ import pyarrow as pa
 
 import schemas
 from pipeline.core.dialect import Dialect
-from pipeline.core.errors import FatalInputError, clip
+from pipeline.core.errors import FatalInputError, clip, not_an_export_folder
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.engines.spark.frames import spark_schema, spark_type
 from pipeline.engines.spark.registry import SparkRegistry
@@ -101,7 +101,7 @@ def ingest(spark, folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *,
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FatalInputError(str(folder), "is not an export folder (no such directory)")
+        raise not_an_export_folder(folder)
     files = find_files(folder, INPUT_SUFFIXES)
     if schemas.REQUIRED_TABLE not in files:
         raise FatalInputError("patients.csv", f"is missing from {folder}: it is the one required table")
