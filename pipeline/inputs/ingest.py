@@ -24,7 +24,7 @@ import polars as pl
 
 import schemas
 from pipeline.core.dialect import Dialect
-from pipeline.core.errors import FatalInputError, cap, some, not_an_export_folder
+from pipeline.core.errors import FatalInputError, cap, not_an_export_folder, some
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.inputs import shards
 from pipeline.inputs.readcsv import LINE, NFIELDS, decode, read_csv_text, scan_simple, simple_layout

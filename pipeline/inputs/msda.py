@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.core.dialect import Dialect
-from pipeline.core.errors import FatalInputError, some, not_an_export_folder
+from pipeline.core.errors import FatalInputError, not_an_export_folder, some
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.inputs import shards
 from pipeline.inputs.ingest import REASON, _Source, validate
