@@ -4,6 +4,7 @@ absolute paths and the run's engine. The page's commands run end to end in tests
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import pytest
 from pipeline.cli import load_trials
 from pipeline.core.errors import UsageError
 from pipeline.criteria import load_trial
+from pipeline.outputs.settings import Rerun
 from pipeline.outputs.workbench.page import _command, _trial_file
 
 
@@ -44,14 +46,18 @@ def test_the_command_has_absolute_paths_and_the_engine(tmp_path, monkeypatch):
     (tmp_path / "my.toml").write_text(Path(__file__).resolve().parent.parent.joinpath(
         "pipeline/trials/nct04047628.toml").read_text("utf-8"), "utf-8")
     trial = load_trial("my.toml")
-    opts = SimpleNamespace(input=Path("export"), as_of=dt.date(2026, 11, 1), dialect_overrides={}, drug_lines=None,
-                           max_reject=0.05, min_cell=5, shareable=False, engine="duckdb")
+    opts = Rerun(input=Path("export"), as_of=dt.date(2026, 11, 1), engine="duckdb")
     args = _command(opts, trial)["args"]
     assert args[args.index("--input") + 1] == str(tmp_path / "export")
     assert args[args.index("--trial") + 1] == str(tmp_path / "my.toml")
     assert args[args.index("--engine") + 1] == "duckdb"
-    opts.engine = "polars"
-    assert "--engine" not in _command(opts, trial)["args"]
+    assert "--engine" not in _command(replace(opts, engine="polars"), trial)["args"]
+    # another input format: a URL as given (never made a path), and the options that read it
+    url = replace(opts, input="postgresql://reader@db.example/registry",
+                  source_options={"format": "omop", "cdm_schema": "cdm", "location": "ignored"})
+    args = _command(url, trial)["args"]
+    assert args[args.index("--input") + 1] == "postgresql://reader@db.example/registry"
+    assert args[args.index("--input-format") + 1] == "omop" and args[args.index("--cdm-schema") + 1] == "cdm"
     # The trial file cut into its criteria: the blocks put back together read as the whole file.
     cut = _trial_file(trial)
     assert cut is not None and len(cut["blocks"]) == len(trial.criteria)
