@@ -274,6 +274,8 @@ def test_engines_and_several_trials_write_the_same_history(small_export, tmp_pat
     for f in FILES:
         assert (tmp_path / "all" / "nct04047628" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
     duck = (tmp_path / "one" / "report.html").read_text()
+    # the page's command names the engine when it is not polars (the only other difference: the engine's name)
+    duck = duck.replace(',"--engine","duckdb"', "", 1)
     assert duck.replace("duckdb", "polars") == (tmp_path / "all" / "nct04047628" / "report.html").read_text()
     for t in ("nct04203017", "nct04411641"):
         assert all((tmp_path / "all" / t / f).exists() for f in FILES)
