@@ -30,6 +30,7 @@ class SparkRegistry:
     quarantine: dict[str, object] = field(default_factory=dict)
     dialect: Dialect = field(default_factory=Dialect)
     read_seconds: float = 0.0
+    source: None = None  # the CSV contract's export only (pipeline/run.py: another input format says what it read)
     shards: None = None  # Spark partitions the tables itself (pipeline/inputs/shards.py is for the in-process engines)
 
     @property
