@@ -303,3 +303,208 @@ def test_golden_cases_on_the_cluster_give_local_results(cluster, tmp_path):
         want = evaluate(reg, load_trial(str(folder / "criterion.toml")), as_of, "polars")
         got = pl.read_parquet(tmp_path / f"{i}.parquet")
         assert got.equals(want), f"{folder.relative_to(ROOT)}:\n{got}\n{want}"
+
+
+def _no_run_folder(out: Path) -> None:
+    assert not out.exists(), "no run folder"
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith((".", out.name))], "no partial folder"
+
+
+def test_sigterm_during_a_job_on_the_cluster_exits_143_within_seconds(cluster, tmp_path, tmp_path_factory):
+    """The issue's hang: SIGTERM raised inside a pyspark call waiting on a job. Now the jobs are
+    cancelled and the session stopped from another thread; the run unwinds and leaves with 143."""
+    from tests.conftest import synthetic_export
+
+    export = synthetic_export(tmp_path_factory, "spark-cluster-sigterm", patients=3000, seed=11)
+    out = tmp_path / "runs" / "out"
+    out.parent.mkdir()
+    before = {a["id"] for a in _apps(cluster)}
+    proc = subprocess.Popen(_spark_run(cluster.url, export, out, {**LOOPBACK_DRIVER, **SMALL}), env=_run_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        app = _until(lambda: [a["id"] for a in _apps(cluster) if a["id"] not in before], 120,
+                     message="the run's application on the master")[0]
+        _until(lambda: f"Asked to launch executor {app}/" in cluster.log("worker"), 60, message="an executor")
+        _until(lambda: list((cluster.folder / "work" / app).glob("*/stderr")), 60, message="the executor started")
+        time.sleep(2)  # its tasks under way
+        assert proc.poll() is None, "the run ended before it could be stopped mid-job"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    print(f"SIGTERM mid-job: exit {proc.returncode} after {elapsed:.1f} s")
+    assert proc.returncode == 143, err[-3000:]
+    assert elapsed < 20, f"{elapsed:.1f} s"
+    assert "msfeas: terminated by SIGTERM; nothing was written." in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    _no_run_folder(out)
+    # The application is over on the master: its executor released.
+    _until(lambda: all(a["id"] != app for a in cluster.master().get("activeapps", [])), 30,
+           message="the application finished on the master")
+
+
+def test_a_cluster_without_executors_then_without_master_stops_the_run_in_bounded_time(tmp_path_factory, tmp_path):
+    """A master with no worker grants no executor; then the master is stopped. The run stops after
+    msfeas.spark.wait (here 8 s) with exit 69, a line naming the master and Spark's warning, Spark's
+    stall warning on stderr and in the run's log (the nightly's failed log)."""
+    lonely = Cluster(tmp_path_factory.mktemp("spark-lonely"), worker=False)
+    runs = tmp_path / "runs"
+    try:
+        cmd = _msfeas("nightly", "--input", str(SAMPLE), "--runs-dir", str(runs), "--as-of", AS_OF,
+                      "--engine", "spark", "--spark-master", lonely.url,
+                      *_conf_args({**LOOPBACK_DRIVER, **SMALL, "spark.starvation.timeout": "2s",
+                                   "msfeas.spark.wait": "8"}))
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, env=_run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT)
+        try:
+            _until(lambda: lonely.master().get("activeapps"), 120, message="the run's application on the master")
+            lonely.stop_master()
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        elapsed = time.monotonic() - t0
+    finally:
+        lonely.stop()
+    print(f"no executors, master stopped: exit {proc.returncode} after {elapsed:.1f} s")
+    assert proc.returncode == 69, err[-3000:]
+    line = [x for x in err.splitlines() if x.startswith("msfeas: the Spark cluster")]
+    assert len(line) == 1, err[-3000:]
+    assert f"the Spark cluster {lonely.url} granted no executor for 8 s" in line[0]
+    assert "Spark reported: " in line[0] and "Spark reported: nothing" not in line[0], line[0]
+    assert "Initial job has not accepted any resources" in err, err[-3000:]  # the stall warning on stderr
+    assert "Traceback" not in err, err[-3000:]
+    failed = list(runs.glob("failed-*.log"))
+    assert failed, list(runs.iterdir())
+    events = [json.loads(x) for x in failed[0].read_text().splitlines()]
+    assert any(e["stage"] == "spark" and e["level"] == "warning" and "Initial job has not accepted" in e["message"]
+               for e in events), events[-5:]
+    assert not [p for p in runs.iterdir() if not p.name.startswith(("failed-", ".lock"))], list(runs.iterdir())
+
+
+MARK_PTH = """import os, sys; p = os.environ.get("MSFEAS_TEST_PYTHON_MARK"); p and open(p, "a").write(sys.executable + "\\n")
+import site; site.addsitedir({site!r})
+"""
+
+
+def test_the_environment_shipped_with_spark_archives_runs_on_the_executors(cluster, tmp_path, tmp_path_factory):
+    """`spark.archives=env.tar.gz#env` and `spark.pyspark.python=./env/bin/python`: the executors'
+    Python workers run the unpacked ./env/bin/python (a small venv packed with venv-pack, which
+    finds msfeas and its libraries through a .pth: this machine is every node), not the driver's."""
+    import sysconfig
+
+    from tests.conftest import synthetic_export
+
+    env_dir = tmp_path / "msfeas-env"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(env_dir)],
+                   check=True, timeout=120)
+    site_dir = next(env_dir.glob("lib/python*/site-packages"))
+    (site_dir / "msfeas_driver_site.pth").write_text(MARK_PTH.format(site=sysconfig.get_paths()["purelib"]))
+    archive = tmp_path / "msfeas-env.tar.gz"
+    subprocess.run([str(Path(sys.executable).parent / "venv-pack"), "-p", str(env_dir), "-o", str(archive)],
+                   check=True, timeout=120, capture_output=True)
+    shutil.rmtree(env_dir)  # only the archive remains: what the executors run comes from it
+    mark = tmp_path / "pythons.txt"
+    export = synthetic_export(tmp_path_factory, "spark-cluster-archives", patients=60, seed=4)
+    conf = {**LOOPBACK_DRIVER, **SMALL, "spark.archives": f"{archive}#env", "spark.pyspark.python": "./env/bin/python",
+            "spark.executorEnv.MSFEAS_TEST_PYTHON_MARK": str(mark)}
+    t0 = time.monotonic()
+    done = subprocess.run(_spark_run(cluster.url, export, tmp_path / "out", conf), env=_run_env(),
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(f"spark.archives run: {time.monotonic() - t0:.1f} s")
+    pythons = set(mark.read_text().split())
+    assert pythons and all(p.endswith("/env/bin/python") for p in pythons), pythons
+    assert all(str(cluster.folder / "work") in str(Path(p).absolute()) or p.startswith("./env") for p in pythons), pythons
+    assert sys.executable not in pythons
+    assert (tmp_path / "out" / "evaluation.parquet").exists()
+
+
+NS, HOST_IF, NS_IF = "msfeas-t34", "veth-mf34h", "veth-mf34n"
+HOST_IP, NS_IP = "10.213.7.1", "10.213.7.2"
+
+
+def _ip(*args: str, ns: bool = False) -> subprocess.CompletedProcess:
+    cmd = ["ip", "netns", "exec", NS, "ip", *args] if ns else ["ip", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def namespace():
+    """A network namespace with one end of a veth pair on 10.213.7.0/30 (the other end here); removed after."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("needs root and iproute2 (ip netns) to put the worker in a network namespace")
+    _ip("netns", "del", NS)
+    _ip("link", "del", HOST_IF)
+    try:
+        steps = [(("netns", "add", NS), False), (("link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF), False),
+                 (("link", "set", NS_IF, "netns", NS), False), (("addr", "add", f"{HOST_IP}/30", "dev", HOST_IF), False),
+                 (("link", "set", HOST_IF, "up"), False), (("addr", "add", f"{NS_IP}/30", "dev", NS_IF), True),
+                 (("link", "set", NS_IF, "up"), True), (("link", "set", "lo", "up"), True)]
+        for args, inside in steps:
+            done = _ip(*args, ns=inside)
+            if done.returncode != 0:
+                pytest.skip(f"cannot make the network namespace (ip {' '.join(args)}: {done.stderr.strip()})")
+        yield NS
+    finally:
+        _ip("netns", "del", NS)
+        _ip("link", "del", HOST_IF)
+
+
+def test_a_worker_in_another_network_namespace_reaches_the_driver_off_loopback(namespace, tmp_path, tmp_path_factory):
+    """The worker (and its executors) in a namespace of their own, reachable only over the /30: the
+    driver binds and advertises 10.213.7.1 (what a site sets with spark.driver.host), and the run
+    passes with the Polars results. Before issue 34, every master got 127.0.0.1 and the executors
+    died with "Failed to connect to /127.0.0.1"."""
+    from tests.conftest import synthetic_export
+
+    far = Cluster(tmp_path_factory.mktemp("spark-netns"), host=HOST_IP, worker_host=NS_IP,
+                  worker_prefix=("ip", "netns", "exec", namespace))
+    try:
+        export = synthetic_export(tmp_path_factory, "spark-cluster-netns", patients=60, seed=6)
+        conf = {"spark.driver.host": HOST_IP, "spark.driver.bindAddress": HOST_IP, **SMALL, "msfeas.spark.wait": "90"}
+        t0 = time.monotonic()
+        done = subprocess.run(_spark_run(far.url, export, tmp_path / "spark", conf), env=_run_env(),
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        print(f"worker in a network namespace: exit {done.returncode} after {time.monotonic() - t0:.1f} s")
+        assert done.returncode == 0, done.stderr[-3000:]
+        apps = far.master().get("completedapps", [])
+        assert [a["name"] for a in apps] == ["msfeas"], apps
+        assert f"Asked to launch executor {apps[0]['id']}/" in far.log("worker")
+    finally:
+        far.stop()
+    polars = subprocess.run(_msfeas("run", "--input", str(export), "--out", str(tmp_path / "polars"), "--as-of",
+                                    AS_OF, "--no-cache"), env=_run_env(), capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert polars.returncode == 0, polars.stderr[-3000:]
+    _assert_same_run(tmp_path / "spark", tmp_path / "polars")
+
+
+def test_the_docs_cluster_example_uses_the_settings_these_tests_prove():
+    """docs/spark.md's "On a cluster" example parses as msfeas's command line, and sets exactly what the
+    tests above prove: the driver address, the shipped environment, the bounded wait."""
+    import shlex
+
+    from pipeline.cli import _spark_conf, build_parser
+
+    text = (ROOT / "docs" / "spark.md").read_text("utf-8")
+    section = text[text.index("## On a cluster"):text.index("## What differs")]
+    example = section[section.index("msfeas-env/bin/msfeas run"):].split("\n\n")[0]
+    argv = shlex.split(example.replace("\\\n", " "))[1:]
+    args = build_parser().parse_args(argv)
+    conf = _spark_conf(args)
+    assert args.engine == "spark" and args.spark_master.startswith("spark://")
+    assert conf["spark.pyspark.python"] == "./env/bin/python" and conf["spark.archives"].endswith("#env")
+    assert {"spark.driver.host", "msfeas.spark.wait"} <= set(conf)
+    assert "venv-pack -o msfeas-env.tar.gz" in section
+    from pipeline.engines.spark.session import spark_settings
+
+    settings = spark_settings(args.spark_master, conf)
+    assert "msfeas.spark.wait" not in settings and "spark.driver.bindAddress" not in settings  # no loopback
+    assert spark_settings("local[2]", {})["spark.driver.host"] == "127.0.0.1"
