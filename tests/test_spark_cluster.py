@@ -42,8 +42,7 @@ LOOPBACK_DRIVER = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress":
 SMALL = {"spark.executor.memory": "512m", "spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
          "spark.sql.codegen.wholeStage": "false"}
 # The golden cases judged on the cluster: one or two of each kind of table access and window.
-GOLDEN_CASES = ["age/min_and_max", "all/three_valued", "any/nested", "confirmed_progression",
-                "creatinine_clearance", "episodes", "lab_uln"]
+GOLDEN_CASES = ["age/min_and_max", "any/nested", "confirmed_progression", "creatinine_clearance"]
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -310,9 +309,13 @@ def _no_run_folder(out: Path) -> None:
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith((".", out.name))], "no partial folder"
 
 
-def test_sigterm_during_a_job_on_the_cluster_exits_143_within_seconds(cluster, tmp_path, tmp_path_factory):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated by SIGTERM"),
+                                             (signal.SIGINT, 130, "interrupted")], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_job_on_the_cluster_exits_within_seconds(cluster, tmp_path, tmp_path_factory, sig, code,
+                                                                   said):
     """The issue's hang: SIGTERM raised inside a pyspark call waiting on a job. Now the jobs are
-    cancelled and the session stopped from another thread; the run unwinds and leaves with 143."""
+    cancelled and the session stopped from another thread; the run unwinds and leaves with 143
+    (Ctrl-C: 130)."""
     from tests.conftest import synthetic_export
 
     export = synthetic_export(tmp_path_factory, "spark-cluster-sigterm", patients=3000, seed=11)
@@ -329,17 +332,17 @@ def test_sigterm_during_a_job_on_the_cluster_exits_143_within_seconds(cluster, t
         time.sleep(2)  # its tasks under way
         assert proc.poll() is None, "the run ended before it could be stopped mid-job"
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         elapsed = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    print(f"SIGTERM mid-job: exit {proc.returncode} after {elapsed:.1f} s")
-    assert proc.returncode == 143, err[-3000:]
+    print(f"{sig.name} mid-job: exit {proc.returncode} after {elapsed:.1f} s")
+    assert proc.returncode == code, err[-3000:]
     assert elapsed < 20, f"{elapsed:.1f} s"
-    assert "msfeas: terminated by SIGTERM; nothing was written." in err, err[-3000:]
+    assert f"msfeas: {said}; nothing was written." in err, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     _no_run_folder(out)
     # The application is over on the master: its executor released.
@@ -415,7 +418,8 @@ def test_the_environment_shipped_with_spark_archives_runs_on_the_executors(clust
     conf = {**LOOPBACK_DRIVER, **SMALL, "spark.archives": f"{archive}#env", "spark.pyspark.python": "./env/bin/python",
             "spark.executorEnv.MSFEAS_TEST_PYTHON_MARK": str(mark)}
     t0 = time.monotonic()
-    done = subprocess.run(_spark_run(cluster.url, export, tmp_path / "out", conf), env=_run_env(),
+    done = subprocess.run(_spark_run(cluster.url, export, tmp_path / "out", conf, "--max-reject", "50%"),
+                          env=_run_env(),
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     print(f"spark.archives run: {time.monotonic() - t0:.1f} s")
@@ -468,9 +472,11 @@ def test_a_worker_in_another_network_namespace_reaches_the_driver_off_loopback(n
                   worker_prefix=("ip", "netns", "exec", namespace))
     try:
         export = synthetic_export(tmp_path_factory, "spark-cluster-netns", patients=60, seed=6)
+        assert _ip("-o", "addr", "show", ns=True).stdout.count("inet ") == 2  # lo and 10.213.7.2: nothing else
         conf = {"spark.driver.host": HOST_IP, "spark.driver.bindAddress": HOST_IP, **SMALL, "msfeas.spark.wait": "90"}
         t0 = time.monotonic()
-        done = subprocess.run(_spark_run(far.url, export, tmp_path / "spark", conf), env=_run_env(),
+        done = subprocess.run(_spark_run(far.url, export, tmp_path / "spark", conf, "--max-reject", "50%"),
+                              env=_run_env(),
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
         print(f"worker in a network namespace: exit {done.returncode} after {time.monotonic() - t0:.1f} s")
         assert done.returncode == 0, done.stderr[-3000:]
@@ -480,8 +486,8 @@ def test_a_worker_in_another_network_namespace_reaches_the_driver_off_loopback(n
     finally:
         far.stop()
     polars = subprocess.run(_msfeas("run", "--input", str(export), "--out", str(tmp_path / "polars"), "--as-of",
-                                    AS_OF, "--no-cache"), env=_run_env(), capture_output=True, text=True,
-                            timeout=300, cwd=ROOT)
+                                    AS_OF, "--no-cache", "--max-reject", "50%"), env=_run_env(), capture_output=True,
+                            text=True, timeout=300, cwd=ROOT)
     assert polars.returncode == 0, polars.stderr[-3000:]
     _assert_same_run(tmp_path / "spark", tmp_path / "polars")
 
