@@ -2,7 +2,7 @@
 
 A thread per session (`start`, from `session.get_session`):
 
-- copies the warnings that explain a stall (pipeline/engines/spark/log4j2.properties sends them to
+- on a cluster, copies the warnings that explain a stall (pipeline/engines/spark/log4j2.properties sends them to
   a file of this process: "Initial job has not accepted any resources", "Connection to master ...
   failed", "Lost executor ...") into the run's log (`attach`) and onto stderr, and Spark's
   errors into the run's log (they are on stderr already);
@@ -92,9 +92,9 @@ class _Watch(threading.Thread):
     def run(self) -> None:
         since = None
         while not self.done.wait(POLL):
-            self.tail()
-            if self.local:
+            if self.local:  # every task runs in this process: nothing to wait for, nothing to report
                 continue
+            self.tail()
             try:
                 executors = len(self.sc._jsc.sc().statusTracker().getExecutorInfos()) - 1  # less the driver
                 waiting = bool(self.sc.statusTracker().getActiveJobsIds())
@@ -171,7 +171,7 @@ def stop() -> None:
     global _watch
     if _watch is not None:
         _watch.done.set()
-        if _watch is not threading.current_thread():
+        if _watch is not threading.current_thread() and not _watch.local:
             _watch.tail()
         _watch = None
 
