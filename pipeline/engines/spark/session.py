@@ -157,7 +157,17 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     builder = SparkSession.builder.master(master).appName("msfeas")
     for key, value in spark_settings(master, conf).items():
         builder = builder.config(key, value)
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
     _session = builder.getOrCreate()
+    if main and sigint is not None:
+        # pyspark installs its own Ctrl-C handler, which cancels the jobs over the main thread's busy
+        # connection and raises inside the call: the caller's handler (the CLI's, which stops Spark from
+        # another thread: pipeline/engines/spark/watch.py) stays.
+        signal.signal(signal.SIGINT, sigint)
     _session.sparkContext.setLogLevel("ERROR")  # the root logger: the stall warnings keep their own level
     _settings = settings
     watch.start(_session, master, conf, stop)
