@@ -329,6 +329,9 @@ def test_a_signal_during_a_job_on_the_cluster_exits_within_seconds(cluster, tmp_
                      message="the run's application on the master")[0]
         _until(lambda: f"Asked to launch executor {app}/" in cluster.log("worker"), 60, message="an executor")
         _until(lambda: list((cluster.folder / "work" / app).glob("*/stderr")), 60, message="the executor started")
+        # the session started and watched (its first event in the partial folder's run.log), then its jobs
+        _until(lambda: any("at spark://" in f.read_text() for f in out.parent.glob(".*/run.log")), 120,
+               message="the run's Spark session in its run.log")
         time.sleep(2)  # its tasks under way
         assert proc.poll() is None, "the run ended before it could be stopped mid-job"
         t0 = time.monotonic()
