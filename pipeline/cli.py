@@ -4,7 +4,8 @@ Exit codes (`pipeline.core.errors.EXIT_CODES`, also in `msfeas --help` and the R
 done; 1 the input could not be used (named file, line, column, rule); 2 wrong usage;
 3 (nightly) another nightly holds the runs folder; 4 (nightly) the export shrank
 suspiciously since the previous run; 73 the output cannot be written where asked; 74
-writing failed (disk full, file size limit); 130 SIGINT; 143 SIGTERM; 70 an internal
+writing failed (disk full, file size limit); 69 the Spark cluster ran no executor for the
+run within its bounded wait; 130 SIGINT; 143 SIGTERM; 70 an internal
 error, kept for bugs. No traceback reaches the user for bad input or a faulty
 environment, and every message is one bounded line (`errors.describe`).
 """
@@ -329,7 +330,7 @@ def _spark_conf(args) -> dict[str, str]:
     conf = {}
     for item in args.spark_conf:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip().startswith("spark."):
+        if not sep or not key.strip().startswith(("spark.", "msfeas.spark.")):  # msfeas.spark.wait: msfeas's own
             raise UsageError(f"--spark-conf {item!r}: expected spark.<setting>=<value>")
         conf[key.strip()] = value.strip()
     return conf
@@ -445,7 +446,8 @@ def _say(text: str) -> None:
 def _on_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     """Ctrl-C: as Python's own handler, but remembered (see pipeline.core.errors.SIGNALLED)."""
     SIGNALLED.append(KeyboardInterrupt())
-    raise SIGNALLED[-1]
+    if not _spark_stops(frame):
+        raise SIGNALLED[-1]
 
 
 def _on_terminate(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -453,7 +455,15 @@ def _on_terminate(signum, frame):  # noqa: ARG001 - signal handler signature
     nightly writes its failed log. A second SIGTERM during that cleanup is ignored."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     SIGNALLED.append(Terminated("terminated by SIGTERM"))
-    raise SIGNALLED[-1]
+    if not _spark_stops(frame):
+        raise SIGNALLED[-1]
+
+
+def _spark_stops(frame) -> bool:
+    """Inside a Spark call, the signal cancels the jobs and stops the session from another thread
+    instead of raising there (pipeline/engines/spark/watch.py: raising would hang pyspark)."""
+    watch = sys.modules.get("pipeline.engines.spark.watch")
+    return bool(watch and watch.defer_signal(frame))
 
 
 def _install_signals() -> dict:

@@ -22,7 +22,7 @@ from pipeline import __version__
 from pipeline.authoring.check import zero_matches
 from pipeline.core import files
 from pipeline.core.dialect import load_dialect
-from pipeline.core.errors import FatalInputError, OutputError, UsageError, cap
+from pipeline.core.errors import SIGNALLED, FatalInputError, OutputError, UsageError, cap
 from pipeline.core.vocabulary import load_vocabulary
 from pipeline.criteria import Trial
 from pipeline.engines import evaluate, sql_cache
@@ -289,6 +289,8 @@ def run(opts: RunOptions, hooks: Hooks | None = None, log: RunLog | None = None)
         files.write_json(summary, tmp / "summary.json")
         shutil.rmtree(tmp / SHARDS, ignore_errors=True)  # the shards of an uncached large export
         hooks.before_publish(tmp, summary, timings, log)
+        if SIGNALLED:  # stopped from another thread (a signal during a Spark call, a stalled cluster)
+            raise SIGNALLED[0]
         publish(tmp, output.out, keep_replaced=output.keep_replaced)
         # The log file stays open across the rename: later events (retention) still reach it.
         log.event("publish", f"run folder {output.out}", seconds=round(timings["total"], 3))
@@ -328,11 +330,13 @@ def _spark_ingest(inp: InputSettings, judge: JudgeSettings, dialect, vocab, log:
     Quarantined rows are an output (at most --max-reject of each table): they come to the
     driver here, in line order, for the writers and the report.
     """
+    from pipeline.engines.spark import watch
     from pipeline.engines.spark.frames import to_polars
     from pipeline.engines.spark.ingest import ingest as spark_ingest
     from pipeline.engines.spark.session import get_session, size_partitions
 
     spark = get_session(judge.spark_master, judge.spark_conf)
+    watch.attach(log)  # Spark's warnings that explain a stall, into run.log
     parts = size_partitions(spark, _export_bytes(Path(inp.source)), judge.spark_conf)
     log.event("ingest_validate", f"Spark {spark.version} at {judge.spark_master}"
               + (f", {parts} shuffle partitions for the export's size" if parts else ""))

@@ -123,3 +123,69 @@ def test_local_heap_is_a_quarter_of_memory_within_bounds(monkeypatch):
     assert session._local_heap("local[2]") == {"spark.driver.memory": "1g"}
     monkeypatch.setattr(session.os, "sysconf", lambda name: pages.get(name, 512 * 2**30 // 4096))
     assert session._local_heap("local") == {"spark.driver.memory": "16g"}
+
+
+def test_loopback_only_for_local_masters():
+    """Local mode binds and advertises 127.0.0.1; any other master leaves the driver address to Spark's
+    default or the site's --spark-conf (issue 34: executors on other hosts were told to call 127.0.0.1)."""
+    from pipeline.engines.spark.session import python_environment, spark_settings
+
+    for master in ("local[*]", "local[2]", "local"):
+        s = spark_settings(master, {})
+        assert (s["spark.driver.host"], s["spark.driver.bindAddress"]) == ("127.0.0.1", "127.0.0.1")
+        assert python_environment(master, {})["SPARK_LOCAL_IP"] in ("127.0.0.1", __import__("os").environ.get(
+            "SPARK_LOCAL_IP"))
+    for master in ("spark://head:7077", "yarn", "k8s://https://head:6443"):
+        s = spark_settings(master, {})
+        assert "spark.driver.host" not in s and "spark.driver.bindAddress" not in s
+        s = spark_settings(master, {"spark.driver.host": "10.0.4.17"})
+        assert s["spark.driver.host"] == "10.0.4.17"
+
+
+def test_pyspark_python_from_spark_conf_reaches_the_environment(monkeypatch):
+    """spark.pyspark.python / spark.pyspark.driver.python are what pyspark's workers run (copied into
+    PYSPARK_PYTHON / PYSPARK_DRIVER_PYTHON); without them, the driver's own interpreter."""
+    import sys
+
+    from pipeline.engines.spark import session
+
+    monkeypatch.setattr(session, "_ENV_BEFORE", {"PYSPARK_PYTHON": None, "PYSPARK_DRIVER_PYTHON": None,
+                                                 "SPARK_LOCAL_IP": None})
+    env = session.python_environment("spark://h:7077", {"spark.pyspark.python": "./env/bin/python",
+                                                        "spark.pyspark.driver.python": "/opt/py/bin/python"})
+    assert env == {"PYSPARK_PYTHON": "./env/bin/python", "PYSPARK_DRIVER_PYTHON": "/opt/py/bin/python",
+                   "SPARK_LOCAL_IP": None}
+    env = session.python_environment("local[2]", {})
+    assert env == {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": None, "SPARK_LOCAL_IP": "127.0.0.1"}
+    # msfeas's own settings never reach Spark
+    assert "msfeas.spark.wait" not in session.spark_settings("local[2]", {"msfeas.spark.wait": "60"})
+
+
+@pytest.mark.parametrize("text, seconds", [(None, 300.0), ("120", 120.0), ("90s", 90.0), ("5min", 300.0),
+                                           ("1h", 3600.0), ("2.5", 2.5)])
+def test_spark_wait_setting(text, seconds):
+    from pipeline.engines.spark.watch import parse_wait
+
+    assert parse_wait({} if text is None else {"msfeas.spark.wait": text}) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-3", "0", "5 days"])
+def test_a_bad_spark_wait_is_a_usage_error(text):
+    from pipeline.core.errors import UsageError
+    from pipeline.engines.spark.watch import parse_wait
+
+    with pytest.raises(UsageError, match="msfeas.spark.wait"):
+        parse_wait({"msfeas.spark.wait": text})
+
+
+def test_spark_conf_accepts_msfeas_spark_settings_only():
+    from pipeline.cli import _spark_conf, build_parser
+    from pipeline.core.errors import UsageError
+
+    args = build_parser().parse_args(["run", "--input", "x", "--out", "y", "--engine", "spark",
+                                      "--spark-conf", "msfeas.spark.wait=60", "--spark-conf", "spark.a=b"])
+    assert _spark_conf(args) == {"msfeas.spark.wait": "60", "spark.a": "b"}
+    args = build_parser().parse_args(["run", "--input", "x", "--out", "y", "--engine", "spark",
+                                      "--spark-conf", "msfeas.other=1"])
+    with pytest.raises(UsageError):
+        _spark_conf(args)

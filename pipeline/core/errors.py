@@ -23,6 +23,7 @@ EXIT_INPUT = 1  # the export cannot be used
 EXIT_USAGE = 2  # wrong usage
 EXIT_LOCKED = 3  # nightly: another nightly holds the runs folder
 EXIT_VOLUME = 4  # nightly: the export shrank by more than --max-drop
+EXIT_UNAVAILABLE = 69  # the Spark cluster ran no executor for the run's job (none granted, master or executors lost)
 EXIT_SOFTWARE = 70  # internal error: a bug
 EXIT_CANTCREAT = 73  # the output cannot be written where asked (permissions, a file or folder in the way)
 EXIT_IOERR = 74  # writing failed: disk full, file size limit, I/O error
@@ -37,6 +38,8 @@ EXIT_CODES = {
     EXIT_VOLUME: "nightly: a table or the patient count fell by more than --max-drop",
     EXIT_CANTCREAT: "the output cannot be written where asked (permission denied, a file or folder in the way)",
     EXIT_IOERR: "writing failed: disk full, file size limit or I/O error",
+    EXIT_UNAVAILABLE: "the Spark cluster ran no executor for the run (none granted, or the master or every "
+                      "executor lost) within msfeas.spark.wait; the message names the master and what Spark said",
     EXIT_SOFTWARE: "internal error (a bug: please report it)",
     EXIT_INTERRUPTED: "interrupted (SIGINT, Ctrl-C)",
     EXIT_TERMINATED: "terminated (SIGTERM)",
@@ -141,6 +144,12 @@ class OutputError(Exception):
     exit_code = EXIT_CANTCREAT
 
 
+class ClusterError(Exception):
+    """The Spark cluster ran no executor for the run's job within the bounded wait (exit code 69)."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
 class Terminated(BaseException):
     """SIGTERM: raised in the main thread by the handler the CLI installs, so that cleanup runs (exit 143).
 
@@ -190,7 +199,8 @@ def describe(exc: BaseException) -> tuple[int, str]:
     return EXIT_SOFTWARE, cap(f"{type(exc).__name__}: {exc}")
 
 
-# The interrupt (SIGINT or SIGTERM) this process received, if any. Python only prints an
+# The interrupt (SIGINT or SIGTERM) this process received, if any, or the reason the Spark watch
+# stopped the run from another thread (pipeline/engines/spark/watch.py). Python only prints an
 # exception raised where it cannot propagate (a callback, a destructor), and the run then
 # fails on what that left half done, with another error: a run that was interrupted is
 # reported as interrupted all the same (see `cause`).

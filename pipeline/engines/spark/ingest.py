@@ -73,7 +73,7 @@ import pyarrow as pa
 
 import schemas
 from pipeline.core.dialect import Dialect
-from pipeline.core.errors import FatalInputError, clip, not_an_export_folder
+from pipeline.core.errors import SIGNALLED, FatalInputError, clip, not_an_export_folder
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.engines.spark.frames import spark_schema, spark_type
 from pipeline.engines.spark.registry import SparkRegistry
@@ -127,7 +127,10 @@ class _Cached(list):
 def release(registry) -> None:
     """Free the Spark cache that an ingest's tables read (a `SparkRegistry` from `ingest`, or the
     list itself); the tables must not be used afterwards. A long-lived process that ingests many
-    exports calls it when done with one."""
+    exports calls it when done with one. Not after a signal or a stalled cluster: the session is
+    being stopped from another thread (pipeline/engines/spark/watch.py)."""
+    if SIGNALLED:
+        return
     for frame in getattr(registry, "_cached", registry):
         frame.unpersist()
 

@@ -19,8 +19,6 @@ DEFAULTS = {
     "spark.default.parallelism": "4",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    "spark.driver.host": "127.0.0.1",
-    "spark.driver.bindAddress": "127.0.0.1",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.ansi.enabled": "true",
@@ -28,8 +26,41 @@ DEFAULTS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
 
+# Local mode only: the driver binds and advertises the loopback address (no host name lookup, no
+# port open to the network). On a cluster, executors on other hosts must reach the driver: Spark's
+# own choice (the host's address) or the site's `--spark-conf spark.driver.host=...` stands.
+LOOPBACK = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+
+# pyspark started outside spark-submit reads only these variables for the Python its workers run:
+# the settings of `--spark-conf` are copied into them before the session starts.
+PYTHON_SETTINGS = {"spark.pyspark.python": "PYSPARK_PYTHON", "spark.pyspark.driver.python": "PYSPARK_DRIVER_PYTHON"}
+_ENV_BEFORE = {var: os.environ.get(var) for var in [*PYTHON_SETTINGS.values(), "SPARK_LOCAL_IP"]}
+
+# Settings of msfeas itself, given with --spark-conf but never passed to Spark.
+MSFEAS_PREFIX = "msfeas."
+
 _session = None
 _settings: tuple | None = None
+
+
+def is_local(master: str) -> bool:
+    """`local`, `local[4]`, `local[*]`, `local-cluster[...]`: every process on this machine."""
+    return master.startswith("local")
+
+
+def python_environment(master: str, conf: dict[str, str] | None) -> dict[str, str | None]:
+    """The environment pyspark reads before a session starts (None: unset).
+
+    `spark.pyspark.python` (the executors' Python, e.g. `./env/bin/python` from `spark.archives`)
+    and `spark.pyspark.driver.python` win; else the variable as the process found it; else the
+    workers run this process's own interpreter (right in local mode and on a cluster whose nodes
+    share its path). SPARK_LOCAL_IP is set to loopback for a local master only.
+    """
+    conf = conf or {}
+    env = {var: conf.get(key) or _ENV_BEFORE[var] for key, var in PYTHON_SETTINGS.items()}
+    env["PYSPARK_PYTHON"] = env["PYSPARK_PYTHON"] or sys.executable
+    env["SPARK_LOCAL_IP"] = _ENV_BEFORE["SPARK_LOCAL_IP"] or ("127.0.0.1" if is_local(master) else None)
+    return env
 
 
 def java_home() -> str | None:
@@ -104,12 +135,18 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     settings = (master, tuple(sorted((conf or {}).items())))
     if _session is not None and _settings == settings:
         return _session
+    from pipeline.engines.spark import watch
+
+    watch.parse_wait(conf)  # a bad msfeas.spark.wait is a usage error before any JVM starts
     stop()
     home = java_home()
     if home:
         os.environ["JAVA_HOME"] = home
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run the driver's Python
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    for var, value in python_environment(master, conf).items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
     import warnings
 
     # pyspark 4.3 warns on import that pandas >= 3 is not fully supported: msfeas keeps pandas
@@ -118,12 +155,30 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName("msfeas")
-    for key, value in {**DEFAULTS, **_local_heap(master), **_logging(), **(conf or {})}.items():
+    for key, value in spark_settings(master, conf).items():
         builder = builder.config(key, value)
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
     _session = builder.getOrCreate()
-    _session.sparkContext.setLogLevel("ERROR")
+    if main and sigint is not None:
+        # pyspark installs its own Ctrl-C handler, which cancels the jobs over the main thread's busy
+        # connection and raises inside the call: the caller's handler (the CLI's, which stops Spark from
+        # another thread: pipeline/engines/spark/watch.py) stays.
+        signal.signal(signal.SIGINT, sigint)
+    _session.sparkContext.setLogLevel("ERROR")  # the root logger: the stall warnings keep their own level
     _settings = settings
+    watch.start(_session, master, conf, stop)
     return _session
+
+
+def spark_settings(master: str, conf: dict[str, str] | None) -> dict[str, str]:
+    """What the session is built with: msfeas's defaults, loopback in local mode, the user's settings
+    (those of msfeas itself, `msfeas.*`, left out)."""
+    user = {k: v for k, v in (conf or {}).items() if not k.startswith(MSFEAS_PREFIX)}
+    return {**DEFAULTS, **(LOOPBACK if is_local(master) else {}), **_local_heap(master), **_logging(), **user}
 
 
 def _local_heap(master: str) -> dict[str, str]:
@@ -162,16 +217,23 @@ def size_partitions(spark, input_bytes: int, conf: dict[str, str] | None) -> int
 
 
 def _logging() -> dict[str, str]:
-    """The driver JVM logs errors only (pipeline/engines/spark/log4j2.properties), so that a run's stderr
-    holds msfeas's own messages rather than Spark's start-up notes."""
+    """The driver JVM logs errors only on stderr (pipeline/engines/spark/log4j2.properties), so that a
+    run's stderr holds msfeas's own messages rather than Spark's start-up notes; the warnings that
+    explain a stalled cluster go to a file of this process that `watch` copies into run.log and stderr."""
     from pathlib import Path
 
+    from pipeline.engines.spark import watch
+
     props = Path(__file__).with_name("log4j2.properties").resolve()
-    return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={props.as_uri()}"}
+    return {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={props.as_uri()} "
+                                             f"-Dmsfeas.spark.log={watch.log_file()}"}
 
 
 def stop() -> None:
     global _session, _settings
+    from pipeline.engines.spark import watch
+
+    watch.stop()
     if _session is not None:
         _session.stop()
     _session, _settings = None, None
