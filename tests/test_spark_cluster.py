@@ -396,7 +396,7 @@ def test_a_cluster_without_executors_then_without_master_stops_the_run_in_bounde
     events = [json.loads(x) for x in failed[0].read_text().splitlines()]
     assert any(e["stage"] == "spark" and e["level"] == "warning" and "Initial job has not accepted" in e["message"]
                for e in events), events[-5:]
-    assert not [p for p in runs.iterdir() if not p.name.startswith(("failed-", ".lock"))], list(runs.iterdir())
+    assert not [p for p in runs.iterdir() if not p.name.startswith(("failed-", ".lock", "status.json"))], list(runs.iterdir())
 
 
 MARK_PTH = """import os, sys; p = os.environ.get("MSFEAS_TEST_PYTHON_MARK"); p and open(p, "a").write(sys.executable + "\\n")

@@ -77,7 +77,15 @@ from pipeline.core.errors import SIGNALLED, FatalInputError, clip, not_an_export
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.engines.spark.frames import spark_schema, spark_type
 from pipeline.engines.spark.registry import SparkRegistry
-from pipeline.inputs.ingest import LINES_SHOWN, REASON, check_header, duplicate_keys, find_files, reject_error
+from pipeline.inputs.ingest import (
+    LINES_SHOWN,
+    REASON,
+    check_header,
+    duplicate_keys,
+    find_files,
+    propose_export_toml,
+    reject_error,
+)
 from pipeline.inputs.readcsv import LINE, NFIELDS, parse_body, parse_header
 from pipeline.inputs.registry import TableInput
 from schemas import rules
@@ -109,6 +117,13 @@ def ingest(spark, folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *,
     persisted = _Cached(uuid.uuid4().hex)  # unpersisted if the ingest stops with a fatal error
     try:
         registry = _ingest(spark, files, ctx, dialect, max_reject, persisted)
+    except FatalInputError as exc:
+        release(persisted)
+        # the Polars ingest's proposal of a whole export.toml, when the folder has none (the same message)
+        proposal = propose_export_toml(folder, files, dialect, exc)
+        if proposal is not None:
+            raise proposal from None
+        raise
     except BaseException:
         release(persisted)
         raise
