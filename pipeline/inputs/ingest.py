@@ -59,15 +59,18 @@ def first_distinct(hashes: pl.Series, lines: pl.Series, fetch: Callable[[pl.Seri
     return ~lines.is_in(not_first.implode())
 
 
-def find_files(folder: Path, suffixes: tuple[str, ...] = (".csv",)) -> dict[str, Path]:
+def find_files(folder: Path, suffixes: tuple[str, ...] = (".csv",), names=None,
+               what: str = "table") -> dict[str, Path]:
     """Table name -> file, matching `<table>.csv` case-insensitively.
 
     Fatal (never silently absent or chosen by listing order): two files for one table
     (`patients.csv` beside `Patients.CSV`), and a table name that is not a readable
     regular file (a folder, a broken symbolic link, a pipe). `suffixes`: the file kinds
     read (the Spark ingest also reads `<table>.parquet`; a CSV beside a Parquet file of
-    the same table is then two files for one table).
+    the same table is then two files for one table). `names` and `what`: the file names
+    looked for and what one is called in messages (another input format: the MSDA CDS's files).
     """
+    names = schemas.TABLES if names is None else names
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
@@ -76,13 +79,13 @@ def find_files(folder: Path, suffixes: tuple[str, ...] = (".csv",)) -> dict[str,
     for p in entries:
         name = p.name.lower()
         for suffix in suffixes:
-            if name.endswith(suffix) and name[:-len(suffix)] in schemas.TABLES:
+            if name.endswith(suffix) and name[:-len(suffix)] in names:
                 found.setdefault(name[:-len(suffix)], []).append(p)
     files: dict[str, Path] = {}
-    for table in schemas.TABLES:
+    for table in names:
         paths = found.get(table, [])
         if len(paths) > 1:
-            raise FatalInputError(f"{table}.csv", f"{len(paths)} files in {folder} are this table "
+            raise FatalInputError(f"{table}.csv", f"{len(paths)} files in {folder} are this {what} "
                                   f"({some(p.name for p in paths)}); keep one")
         if not paths:
             continue
@@ -94,8 +97,8 @@ def find_files(folder: Path, suffixes: tuple[str, ...] = (".csv",)) -> dict[str,
                 kind = "a folder"
             else:
                 kind = "not a regular file"
-            raise FatalInputError(path.name, f"is {kind}, not a table file: remove it or put the "
-                                  f"{table} table there (an absent table must have no file at all)")
+            raise FatalInputError(path.name, f"is {kind}, not a {what} file: remove it or put the "
+                                  f"{table} {what} there (an absent {what} must have no file at all)")
         files[table] = path
     return files
 

@@ -23,7 +23,7 @@ from pipeline.core.dialect import Dialect
 from pipeline.core.errors import FatalInputError, not_an_export_folder, some
 from pipeline.core.vocabulary import DrugVocabulary
 from pipeline.inputs import shards
-from pipeline.inputs.ingest import REASON, _Source, validate
+from pipeline.inputs.ingest import REASON, _Source, find_files, validate
 from pipeline.inputs.readcsv import LINE, NFIELDS, decode, read_csv_text, read_simple
 from pipeline.inputs.registry import Registry
 from schemas import TABLES, rules
@@ -85,29 +85,6 @@ CATEGORIES |= {c: "cardiac" for c in ("com_arrhythmia", "com_congestive_heart", 
 ISO = r"^\d{4}-\d{2}-\d{2}$"
 DAY_FIRST = r"^\d{1,2}/\d{1,2}/\d{4}$"
 CONTRACT_DATES = "%Y-%m-%d"  # the mapped rows' dates, whatever form each CDS value had
-
-
-def find_files(folder: Path) -> dict[str, Path]:
-    """CDS file name -> path, matched case-insensitively; two files for one name, or one that is
-    not a regular file, is fatal."""
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as exc:
-        raise FatalInputError(str(folder), f"the export folder cannot be read: {exc.strerror}") from None
-    found: dict[str, list[Path]] = {}
-    for p in entries:
-        name = p.name.lower()
-        if name.endswith(".csv") and name[:-4] in FILES:
-            found.setdefault(name[:-4], []).append(p)
-    files = {}
-    for name, paths in found.items():
-        if len(paths) > 1:
-            raise FatalInputError(f"{name}.csv", f"{len(paths)} files in {folder} are this CDS file "
-                                  f"({some(p.name for p in paths)}); keep one")
-        if not paths[0].is_file():
-            raise FatalInputError(paths[0].name, "is not a regular file: remove it or put the CDS file there")
-        files[name] = paths[0]
-    return files
 
 
 def iso_date(expr: pl.Expr) -> pl.Expr:
@@ -282,7 +259,7 @@ def read(folder: Path, dialect: Dialect, vocabulary: DrugVocabulary, *, today: d
     """Read, map and validate a CDS folder (FatalInputError: exit 1, as the contract's fatal problems)."""
     if not folder.is_dir():
         raise not_an_export_folder(folder)
-    files = find_files(folder)
+    files = find_files(folder, names=FILES, what="CDS table")  # the contract's rule for its files
     if "patient" not in files:
         raise FatalInputError("patient.csv", f"is missing from {folder}: it is the one required CDS file")
     site = site or folder.resolve().name or "site"
