@@ -99,3 +99,17 @@ def synthetic_export(tmp_path_factory, name: str, patients: int = 300, seed: int
     folder = tmp_path_factory.mktemp(name) / "export"
     synth_write(generate(patients, seed=seed), folder, with_bad_rows=True)
     return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium for the browser tests (the workbench, the report's layout)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_report import ARGS, CHROMIUM
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (Debian package chromium)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()

@@ -17,8 +17,6 @@ import pytest
 from pipeline.cli import main
 from tests.conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 SCREENS = [(1280, 800), (1920, 1080), (2560, 1440)]
 TRIALS = ["nct04047628", "nct04203017", "nct04411641"]
 HEIGHT_BEFORE = 18_935  # px: NCT04203017's report at 1920x1080 on integrate (6f20ec5), the run below
@@ -38,17 +36,6 @@ def run_dir(tmp_path_factory, ):
     finally:
         mp.undo()
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (Debian package chromium)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def measure(browser, page: Path, width: int, height: int) -> tuple[int, list[str]]:

@@ -45,7 +45,6 @@ from pipeline.outputs import audit, report, tables, workbench
 from pipeline.outputs.audit import COMPLEMENT, PRIMARY, VISIBLE, exact_audit
 from pipeline.outputs.disclosure import relations, site_counts
 from tests.conftest import ROOT, TODAY, write_export
-from tests.test_report import ARGS, CHROMIUM
 
 AS_OF = dt.date(2026, 11, 1)
 SAMPLES = ROOT / "data_samples" / "default"
@@ -215,17 +214,6 @@ def exercise(bench: Bench, oracle: Oracle, toggle_base: pl.DataFrame, seed: int,
 
 
 # ---------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (Debian package chromium)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
 
 class Opened:
     def __init__(self, browser, path: Path, viewport=(1280, 900)):
