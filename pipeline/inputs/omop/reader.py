@@ -168,6 +168,20 @@ def _top(src: Source, counts: pl.DataFrame, acc: Accounting, domain: str) -> Non
                             for r in top.iter_rows(named=True)]
 
 
+def _read_mapped(src: Source, acc: Accounting, table: str, concept: str, where: str, reason: str, domain: str,
+                 date: str) -> pl.DataFrame:
+    """The rows of `table` that `where` selects (the profile's concepts), with the table's accounting: the
+    rows left are counted on the server by concept, passed over for `reason`, and the most frequent of them
+    named for `domain`; a table whose every `date` read is the ETL's 1700-01-01 is fatal."""
+    frame = _select(src, table, list(_cols(table)), where)
+    rest = _counts(src, table, concept, where)
+    acc.table(table, frame.height + int(rest["n"].sum()))
+    acc.passed(table, reason, int(rest["n"].sum()))
+    _top(src, rest, acc, domain)
+    _all_sentinel(src, frame, table, date)
+    return frame
+
+
 def _select(src: Source, table: str, columns: list[str], where: str | None = None) -> pl.DataFrame:
     cols = ", ".join(src.col(table, c) for c in columns)
     return src.query(f"SELECT {cols} FROM {src.tables[table]}" + (f" WHERE {where}" if where else ""))
@@ -319,12 +333,8 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
     if src.has("drug_exposure"):
         dmap = sets.mapping("drugs")
         where = f"drug_concept_id IN {sql_ids(dmap['concept_id'].to_list())}"
-        drugs = _select(src, "drug_exposure", list(_cols("drug_exposure")), where)
-        rest = _counts(src, "drug_exposure", "drug_concept_id", where)
-        acc.table("drug_exposure", drugs.height + int(rest["n"].sum()))
-        acc.passed("drug_exposure", NOT_DMT, int(rest["n"].sum()))
-        _top(src, rest, acc, "drug")
-        _all_sentinel(src, drugs, "drug_exposure", "drug_exposure_start_date")
+        drugs = _read_mapped(src, acc, "drug_exposure", "drug_concept_id", where, NOT_DMT, "drug",
+                             "drug_exposure_start_date")
         drugs = drugs.with_columns(pl.col("drug_concept_id").cast(pl.Int64), _date("drug_exposure_start_date")
                                    .alias("start")).join(dmap.rename({"concept_id": "drug_concept_id"}),
                                                          on="drug_concept_id", maintain_order="left")
@@ -353,12 +363,8 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
         fmap = sets.mapping("function_tests")
         mapped = pl.concat([vmap, lmap, fmap])["concept_id"].to_list()
         where = f"measurement_concept_id IN {sql_ids(mapped)}"
-        meas = _select(src, "measurement", list(_cols("measurement")), where)
-        rest = _counts(src, "measurement", "measurement_concept_id", where)
-        acc.table("measurement", meas.height + int(rest["n"].sum()))
-        acc.passed("measurement", NOT_IN_PROFILE, int(rest["n"].sum()))
-        _top(src, rest, acc, "measurement")
-        _all_sentinel(src, meas, "measurement", "measurement_date")
+        meas = _read_mapped(src, acc, "measurement", "measurement_concept_id", where, NOT_IN_PROFILE, "measurement",
+                            "measurement_date")
         meas = meas.with_columns(pl.col("person_id").cast(pl.Int64), pl.col("measurement_concept_id").cast(pl.Int64),
                                  pl.col("unit_concept_id").cast(pl.Int64), _date("measurement_date").alias("day"),
                                  pl.col("value_as_number").cast(pl.Float64))
@@ -423,12 +429,8 @@ def _map(src: Source, profile: Profile, as_of: dt.date) -> tuple[dict[str, tuple
                             for p in prefixes.values()) if "observation_source_value" in src.columns["observation"] \
             else "FALSE"
         where = f"observation_concept_id IN {sql_ids(dx_ids + on_ids + cons_ids + com_ids)} OR {likes}"
-        obs = _select(src, "observation", list(_cols("observation")), where)
-        rest = _counts(src, "observation", "observation_concept_id", where)
-        acc.table("observation", obs.height + int(rest["n"].sum()))
-        acc.passed("observation", NOT_IN_PROFILE, int(rest["n"].sum()))
-        _top(src, rest, acc, "observation")
-        _all_sentinel(src, obs, "observation", "observation_date")
+        obs = _read_mapped(src, acc, "observation", "observation_concept_id", where, NOT_IN_PROFILE, "observation",
+                           "observation_date")
         oc = pl.col("observation_concept_id").cast(pl.Int64)
         sv = pl.col("observation_source_value").cast(pl.Utf8).str.strip_chars().str.to_lowercase()
         obs = obs.with_columns(pl.col("person_id").cast(pl.Int64), _date("observation_date").alias("day"),
